@@ -1,0 +1,155 @@
+"""ChannelService: Publish (durable acks with offsets), Subscribe (replay, then live), FetchMessage.
+
+Published text is compressed by the default model on a worker thread and stored as a blob; the
+log never holds text. Channel names are 1-128 characters of [A-Za-z0-9._/-] starting with a letter
+or digit, so that access rules can match them by prefix or pattern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+import grpc
+
+from rvqstream._proto import channel_pb2, channel_pb2_grpc
+from rvqstream.server.codec_service import decode_error, first_message_error, first_request
+from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
+from rvqstream.server.logstore import LogStore, Record
+from rvqstream.server.registry import ModelRegistry
+from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.telemetry import Metrics
+from rvqstream.wire import tier_from_pb
+
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
+PUBLISH_BATCH = 64       # messages compressed and committed together at most
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    max_message_bytes: int
+    subscribe_page: int
+
+
+def check_channel(name: str, field: str = "channel") -> str:
+    if not CHANNEL_NAME.fullmatch(name):
+        raise invalid(f"channel name {name!r} is invalid: 1-128 characters of [A-Za-z0-9._/-], "
+                      "starting with a letter or digit", field)
+    return name
+
+
+class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
+    def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler,
+                 metrics: Metrics, limits: ChannelLimits):
+        self.store, self.registry, self.scheduler, self.metrics, self.limits = (
+            store, registry, scheduler, metrics, limits)
+
+    async def _end(self, channel: str) -> int:
+        end = await self.store.end_offset(channel)
+        if end is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"channel {channel!r} does not exist (publishing to it creates it)", "channel")
+        return end
+
+    @rpc_errors
+    async def Publish(self, requests, context):
+        first = await first_request(requests)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "config":
+            raise first_message_error("Publish", "config", first.WhichOneof("kind"))
+        config = first.config
+        channel = check_channel(config.channel, "config.channel")
+        try:
+            tier = tier_from_pb(config.tier)
+        except ValueError as e:
+            raise invalid(f"config.tier: {e}", "config.tier") from None
+        codec = self.registry.default
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=2 * PUBLISH_BATCH)
+        reader = asyncio.create_task(self._read_messages(requests, inbox))
+        try:
+            while True:
+                batch = [await inbox.get()]
+                while len(batch) < PUBLISH_BATCH and not inbox.empty() and batch[-1] is not _DONE \
+                        and not isinstance(batch[-1], Exception):
+                    batch.append(inbox.get_nowait())
+                tail = batch[-1]
+                messages = [m for m in batch if isinstance(m, tuple)]
+                if messages:
+                    blobs = await self.scheduler.call(
+                        lambda: [codec.compress(text, tier) for text, _, _ in messages])
+                    records = [Record(blob, codec.model_id, config.producer_id, seq)
+                               for blob, (_, seq, _) in zip(blobs, messages)]
+                    appended = await self.store.append(channel, records)
+                    for blob, (_, seq, size), ack in zip(blobs, messages, appended):
+                        self.metrics.bytes_in.add(size)
+                        self.metrics.bytes_out.add(len(blob))
+                        if size:
+                            self.metrics.compression_ratio.record(len(blob) / size)
+                        yield channel_pb2.PublishResponse(offset=ack.offset, sequence=seq,
+                                                          stored_bytes=len(blob), duplicate=ack.duplicate)
+                if tail is _DONE:
+                    return
+                if isinstance(tail, Exception):
+                    raise tail
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_messages(self, requests, inbox: asyncio.Queue) -> None:
+        """Puts (text, sequence, size) per message, then _DONE, or the error that ends the stream."""
+        try:
+            async for req in requests:
+                if req.WhichOneof("kind") != "message":
+                    raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       "config may be sent only once, as the first request", "config")
+                data = req.message.text_utf8
+                if len(data) > self.limits.max_message_bytes:
+                    raise invalid(f"message.text_utf8 is {len(data)} bytes; at most "
+                                  f"{self.limits.max_message_bytes}", "message.text_utf8")
+                await inbox.put((decode_utf8(data, "message.text_utf8"), req.message.sequence, len(data)))
+            await inbox.put(_DONE)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - acked what came before, then fail the stream
+            await inbox.put(e)
+
+    @rpc_errors
+    async def Subscribe(self, request, context):
+        channel = check_channel(request.channel)
+        end = await self._end(channel)
+        if request.from_offset > end:
+            raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
+                               f"from_offset {request.from_offset} is past the end of channel {channel!r} "
+                               f"(its next offset is {end})", "from_offset")
+        offset, model = request.from_offset, None
+        while True:
+            entries = await self.store.read(channel, offset, self.limits.subscribe_page)
+            if not entries:
+                await self.store.wait(channel, offset)
+                continue
+            for e in entries:
+                yield channel_pb2.SubscribeResponse(message=channel_pb2.ChannelMessage(
+                    offset=e.offset, model_id="" if e.model_id == model else e.model_id, blob=e.blob))
+                model, offset = e.model_id, e.offset + 1
+
+    @rpc_errors
+    async def FetchMessage(self, request, context):
+        channel = check_channel(request.channel)
+        end = await self._end(channel)
+        if request.offset >= end:
+            held = f"offsets 0..{end - 1}" if end else "no messages yet"
+            raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
+                               f"offset {request.offset} is past the end of channel {channel!r} "
+                               f"(it holds {held})", "offset")
+        (entry,) = await self.store.read(channel, request.offset, 1)
+        codec = self.registry.get(entry.model_id)
+        try:
+            text = await self.scheduler.call(codec.decompress, entry.blob)
+        except (ValueError, EOFError) as e:
+            raise decode_error(e, f"stored message {request.offset}") from None
+        blob = await self.scheduler.call(codec.fallback, text)
+        return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
+                                                fallback_blob=blob)

@@ -1,0 +1,145 @@
+"""CodecService: EncodeStream / DecodeStream, unary Compress / Decompress, GetModel, ListModels."""
+
+from __future__ import annotations
+
+import grpc
+
+from rvqstream._proto import codec_pb2, codec_pb2_grpc
+from rvqstream.models import IntegrityError
+from rvqstream.server.encode import EncodeSession, StreamLimits, stream_settings
+from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
+from rvqstream.server.registry import ModelRegistry
+from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.telemetry import Metrics
+from rvqstream.wire import frame_from_pb, tier_from_pb
+
+MODEL_CHUNK_BYTES = 64 << 10
+
+
+def first_message_error(rpc: str, expected: str, got: str | None) -> ServiceError:
+    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                        f"the first {rpc}Request must carry {expected}; got {got or 'an empty request'}",
+                        expected)
+
+
+async def first_request(requests):
+    """The first request of a client stream, or None when the client sent none."""
+    async for req in requests:
+        return req
+    return None
+
+
+def decode_error(e: Exception, what: str) -> ServiceError:
+    """Maps the codec's decoding exceptions to statuses."""
+    if isinstance(e, IntegrityError):
+        return ServiceError(grpc.StatusCode.DATA_LOSS, f"{what} failed its integrity check: {e}")
+    if isinstance(e, EOFError):
+        return invalid(f"{what} is truncated: {e}", what)
+    return invalid(f"{what} is malformed: {e}", what)
+
+
+class CodecService(codec_pb2_grpc.CodecServiceServicer):
+    def __init__(self, registry: ModelRegistry, scheduler: Scheduler, metrics: Metrics,
+                 limits: StreamLimits):
+        self.registry, self.scheduler, self.metrics, self.limits = registry, scheduler, metrics, limits
+
+    def _check_size(self, data: bytes, field: str) -> None:
+        if len(data) > self.limits.max_chunk_bytes:
+            raise invalid(f"{field} is {len(data)} bytes; at most {self.limits.max_chunk_bytes}", field)
+
+    @rpc_errors
+    async def EncodeStream(self, requests, context):
+        first = await first_request(requests)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "config":
+            raise first_message_error("EncodeStream", "config", first.WhichOneof("kind"))
+        codec = self.registry.get(first.config.model_id, "config.model_id")
+        session = EncodeSession(codec, first.config, self.scheduler, self.metrics, self.limits)
+        yield codec_pb2.EncodeStreamResponse(header=session.header())
+        async for response in session.responses(requests):
+            yield response
+
+    @rpc_errors
+    async def DecodeStream(self, requests, context):
+        first = await first_request(requests)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "config":
+            raise first_message_error("DecodeStream", "config", first.WhichOneof("kind"))
+        codec = self.registry.get(first.config.model_id, "config.model_id")
+        try:
+            decoder = codec.decoder(tier_from_pb(first.config.tier))
+        except ValueError as e:
+            raise invalid(f"config.tier: {e}", "config.tier") from None
+        expected_seq = None
+        async for req in requests:
+            if req.WhichOneof("kind") != "frame":
+                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "config may be sent only once, as the first request", "config")
+            pb = req.frame
+            try:
+                frame = frame_from_pb(pb)
+            except ValueError as e:
+                raise invalid(str(e), "frame.kind") from None
+            if expected_seq is not None and frame.seq != expected_seq:
+                raise invalid(f"frame seq {frame.seq} where {expected_seq} was due: frames are missing "
+                              "or out of order", "frame.seq")
+            if expected_seq is None and not frame.message_start:
+                raise invalid(f"frame {frame.seq} is not a message start: a decode stream must begin "
+                              "at one", "frame.message_start")
+            if frame.n_tokens > codec.parts.frame or frame.n_stages > codec.parts.stages:
+                raise invalid(f"frame {frame.seq}: {frame.n_tokens} tokens / {frame.n_stages} stages "
+                              f"exceed the model's {codec.parts.frame} / {codec.parts.stages}", "frame")
+            self._check_size(frame.payload, "frame.payload")
+            expected_seq = frame.seq + 1
+            try:
+                text = await self.scheduler.call(decoder.push, frame)
+            except (ValueError, EOFError) as e:
+                raise decode_error(e, f"frame {frame.seq}") from None
+            yield codec_pb2.DecodeStreamResponse(frame_seq=frame.seq, text=text,
+                                                 message_end=frame.message_end)
+
+    @rpc_errors
+    async def Compress(self, request, context):
+        self._check_size(request.text_utf8, "text_utf8")
+        text = decode_utf8(request.text_utf8, "text_utf8")
+        codec = self.registry.get(request.model_id)
+        tier, stages = stream_settings(codec, request.tier, request.stage_count, "request")
+        blob = await self.scheduler.call(codec.compress, text, tier, stages)
+        self.metrics.bytes_in.add(len(request.text_utf8))
+        self.metrics.bytes_out.add(len(blob))
+        if request.text_utf8:
+            self.metrics.compression_ratio.record(len(blob) / len(request.text_utf8))
+        return codec_pb2.CompressResponse(blob=blob, model_id=codec.model_id)
+
+    @rpc_errors
+    async def Decompress(self, request, context):
+        self._check_size(request.blob, "blob")
+        codec = self.registry.for_blob(request.blob)
+        try:
+            text = await self.scheduler.call(codec.decompress, request.blob)
+        except (ValueError, EOFError) as e:
+            raise decode_error(e, "blob") from None
+        return codec_pb2.DecompressResponse(text=text, model_id=codec.model_id)
+
+    @rpc_errors
+    async def GetModel(self, request, context):
+        model_id = self.registry.get(request.model_id).model_id
+        files = self.registry.files(model_id)
+        yield codec_pb2.GetModelResponse(manifest=codec_pb2.ModelManifest(
+            model_id=model_id,
+            files=[codec_pb2.ModelFile(name=n, size_bytes=s, sha256=h)
+                   for n, s, h in self.registry.manifest(model_id)]))
+        for name, data in sorted(files.items()):
+            for off in range(0, max(len(data), 1), MODEL_CHUNK_BYTES):
+                yield codec_pb2.GetModelResponse(chunk=codec_pb2.ModelFileChunk(
+                    name=name, offset_bytes=off, data=data[off:off + MODEL_CHUNK_BYTES]))
+
+    @rpc_errors
+    async def ListModels(self, request, context):
+        default = self.registry.default.model_id
+        return codec_pb2.ListModelsResponse(models=[
+            codec_pb2.ModelInfo(model_id=mid, size_bytes=sum(s for _, s, _ in self.registry.manifest(mid)),
+                                is_default=mid == default)
+            for mid in self.registry.ids()])

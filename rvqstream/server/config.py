@@ -1,0 +1,91 @@
+"""Server configuration from flags and ``RVQSTREAM_*`` environment variables (flags win).
+
+Every setting has a default, so ``rvqstream serve`` alone works: it listens on 127.0.0.1:50051
+and keeps channel logs in ./rvqstream-data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one server process (times in ms, sizes in bytes)."""
+
+    listen: str = field(default="127.0.0.1:50051", metadata={"help": "HOST:PORT to listen on"})
+    data_dir: Path = field(default=Path("rvqstream-data"), metadata={"help": "channel log directory"})
+    models: str = field(default="", metadata={
+        "help": "extra model bundle directories, comma-separated (the shipped bundle is the default)"})
+    max_delay_ms: int = field(default=200, metadata={
+        "help": "default latency budget of an encode stream: text arrival to frame emission"})
+    max_queue_delay_ms: float = field(default=2.0, metadata={
+        "help": "longest wait of the batching scheduler for more work before it runs a batch"})
+    max_batch: int = field(default=64, metadata={"help": "most stream work items in one batch"})
+    workers: int = field(default=2, metadata={"help": "threads that run model work"})
+    max_message_bytes: int = field(default=1 << 20, metadata={
+        "help": "largest message, text chunk or blob a request may carry"})
+    stream_buffer_bytes: int = field(default=1 << 16, metadata={
+        "help": "text an encode stream buffers before it stops reading (backpressure)"})
+    stream_queue_frames: int = field(default=256, metadata={
+        "help": "frames an encode stream queues for a slow reader before it stops encoding"})
+    subscribe_page: int = field(default=64, metadata={
+        "help": "log entries a subscriber reads at once (bounds its memory)"})
+    grace_s: float = field(default=5.0, metadata={"help": "seconds in-flight RPCs get at shutdown"})
+    telemetry: bool = field(default=False, metadata={
+        "help": "OpenTelemetry traces and metrics, exporters from the OTEL_* variables"})
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> ServerConfig:
+        """Defaults, then ``RVQSTREAM_<NAME>`` variables, then ``overrides``."""
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"RVQSTREAM_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw, f"RVQSTREAM_{f.name.upper()}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds one ``--name`` flag per setting (default None: the env var or default applies)."""
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            env = f"RVQSTREAM_{f.name.upper()}"
+            default = getattr(cls(), f.name)
+            help_text = f"{f.metadata['help']} (env {env}, default {default})"
+            if f.type == "bool":
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                    help=help_text)
+            else:
+                parser.add_argument(flag, type=_PARSERS[f.type], default=None, help=help_text)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: dict[str, str] | None = None) -> ServerConfig:
+        return cls.from_env(env, **{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+    def model_dirs(self) -> list[Path]:
+        return [Path(p) for p in self.models.split(",") if p.strip()]
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+_PARSERS = {"str": str, "int": int, "float": float, "bool": _bool, "Path": Path}
+
+
+def _parse(type_name: str, raw: str, name: str):
+    try:
+        return _PARSERS[type_name](raw)
+    except ValueError as e:
+        raise SystemExit(f"{name}: {e}") from None

@@ -1,0 +1,71 @@
+"""The models a server holds: the shipped default bundle plus any extra bundle directories."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import grpc
+
+from rvqstream.models import Codec
+from rvqstream.models.blob import parse_header
+from rvqstream.server.errors import ServiceError, invalid
+
+
+class ModelRegistry:
+    """Codecs by model id; the first one is the default."""
+
+    def __init__(self, codecs: list[Codec]):
+        if not codecs:
+            raise ValueError("a registry needs at least one model")
+        self.default = codecs[0]
+        self._by_id = {c.model_id: c for c in codecs}
+        self._by_tag: dict[int, list[Codec]] = {}
+        for c in codecs:
+            self._by_tag.setdefault(c.tag, []).append(c)
+        self._files: dict[str, dict[str, bytes]] = {}
+
+    @classmethod
+    def load(cls, extra_dirs: list[Path] = ()) -> ModelRegistry:
+        return cls([Codec.load(), *(Codec.load(d) for d in extra_dirs)])
+
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def get(self, model_id: str, field: str = "model_id") -> Codec:
+        """The codec of ``model_id`` ("" for the default); NOT_FOUND for a model not held here."""
+        if not model_id:
+            return self.default
+        codec = self._by_id.get(model_id)
+        if codec is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"unknown model id {model_id!r}: this server holds {', '.join(self._by_id)}",
+                               field)
+        return codec
+
+    def for_blob(self, blob: bytes, field: str = "blob") -> Codec:
+        """The codec whose tag ``blob``'s header names; INVALID_ARGUMENT / NOT_FOUND otherwise."""
+        try:
+            _, tag = parse_header(blob)
+        except EOFError as e:
+            raise invalid(f"{field} is truncated: {e}", field) from None
+        except ValueError as e:
+            raise invalid(f"{field} is malformed: {e}", field) from None
+        codecs = self._by_tag.get(tag)
+        if not codecs:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"{field} names model tag {tag:#06x}, which no model on this server has",
+                               field)
+        return codecs[0]
+
+    def files(self, model_id: str) -> dict[str, bytes]:
+        """The bundle files of ``model_id`` by name (cached)."""
+        codec = self.get(model_id)
+        if codec.model_id not in self._files:
+            self._files[codec.model_id] = codec.bundle_files()
+        return self._files[codec.model_id]
+
+    def manifest(self, model_id: str) -> list[tuple[str, int, str]]:
+        """(name, size in bytes, hex sha256) of each bundle file, in name order."""
+        return [(name, len(data), hashlib.sha256(data).hexdigest())
+                for name, data in sorted(self.files(model_id).items())]
