@@ -18,9 +18,18 @@ class Tokenizer:
     """Wraps a ``tokenizers`` byte-level BPE model with byte-exact ``encode``/``decode``."""
 
     def __init__(self, path: Path | str):
-        self._tok = _HFTokenizer.from_file(str(path))
+        self._init(_HFTokenizer.from_file(str(path)))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Tokenizer":
+        self = cls.__new__(cls)
+        self._init(_HFTokenizer.from_str(text))
+        return self
+
+    def _init(self, tok: _HFTokenizer) -> None:
+        self._tok = tok
         if self._tok.token_to_id(EOS_TOKEN) != EOS_ID:
-            raise ValueError(f"tokenizer {path}: {EOS_TOKEN!r} must have id {EOS_ID}")
+            raise ValueError(f"tokenizer: {EOS_TOKEN!r} must have id {EOS_ID}")
         self.vocab_size = self._tok.get_vocab_size()
         # byte string of every token id, for byte-exact decoding without the HF decoder
         byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
@@ -50,13 +59,8 @@ class Tokenizer:
         pieces = self._tok.pre_tokenizer.pre_tokenize_str(text)
         if len(pieces) <= 1:
             return "", text
-        cut = _char_offset(text, pieces[-1][1][0])
+        cut = pieces[-1][1][0]     # offsets are in characters of ``text``
         return text[:cut], text[cut:]
-
-
-def _char_offset(text: str, offset: int) -> int:
-    """``tokenizers`` reports pre-token offsets in characters of the input string."""
-    return offset
 
 
 def _bytes_to_unicode() -> dict[int, str]:

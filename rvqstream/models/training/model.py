@@ -30,9 +30,10 @@ class ModelConfig:
     stages: int = 8             # N
     codes: int = 1024           # K
     cond_hidden: int = 512
-    ema_decay: float = 0.99
+    ema_decay: float = 0.98
     commitment: float = 0.25
     zero_stage_prob: float = 0.25   # quantizer dropout: P(frame uses 0 stages)
+    bow_weight: float = 0.1         # auxiliary bag-of-tokens loss on the quantized latent
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,12 +86,16 @@ class ResidualVQ(nn.Module):
         self.register_buffer("ema_count", torch.ones(N, K))
         self.register_buffer("ema_sum", self.codebooks.clone())
         self.register_buffer("initialized", torch.tensor(False))
+        self.fresh_count = 0.25   # EMA count given to a new code (about uniform usage per batch)
 
     @torch.no_grad()
     def _kmeans_init(self, z):
         r = z
         for s in range(self.cfg.stages):
+            # with fewer latents than codes, codes start at latents plus noise (so that the next
+            # stage's residuals are not all zero); dead-code replacement spreads them later
             cb = r[torch.randint(len(r), (self.cfg.codes,), device=r.device)].clone()
+            cb += 0.3 * r.std() * torch.randn_like(cb)
             for _ in range(8):
                 idx = torch.cdist(r, cb).argmin(-1)
                 cnt = torch.bincount(idx, minlength=self.cfg.codes).float()
@@ -98,8 +103,8 @@ class ResidualVQ(nn.Module):
                 filled = cnt > 0
                 cb[filled] = sums[filled] / cnt[filled, None]
             self.codebooks[s] = cb
-            self.ema_sum[s] = cb
-            self.ema_count[s] = 1.0
+            self.ema_sum[s] = cb * self.fresh_count
+            self.ema_count[s] = self.fresh_count
             r = r - cb[torch.cdist(r, cb).argmin(-1)]
         self.initialized.fill_(True)
 
@@ -138,13 +143,13 @@ class ResidualVQ(nn.Module):
         n = self.ema_count[s].sum()
         count = (self.ema_count[s] + 1e-5) / (n + K * 1e-5) * n
         self.codebooks[s] = self.ema_sum[s] / count[:, None]
-        dead = self.ema_count[s] < 0.03
+        dead = self.ema_count[s] < self.fresh_count / 4
         if dead.any():  # dead-code replacement: move unused codes onto random current residuals
             nd = int(dead.sum())
             new = r[torch.randint(len(r), (nd,), device=r.device)]
             self.codebooks[s][dead] = new
-            self.ema_sum[s][dead] = new
-            self.ema_count[s][dead] = 1.0
+            self.ema_sum[s][dead] = new * self.fresh_count
+            self.ema_count[s][dead] = self.fresh_count
 
 
 class FrameEncoder(nn.Module):
@@ -157,6 +162,7 @@ class FrameEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, causal=False) for _ in range(cfg.enc_layers))
         self.ln = nn.LayerNorm(cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.latent_dim)
+        self.norm = nn.LayerNorm(cfg.latent_dim, elementwise_affine=False)  # unit-scale latents
 
     def forward(self, frames, lengths):
         """frames [M,F] int64 (padded), lengths [M] -> latent [M,D]."""
@@ -167,7 +173,7 @@ class FrameEncoder(nn.Module):
         for b in self.blocks:
             x = b(x, key_mask=mask)
         x = self.ln(x) * valid[..., None]
-        return self.out(x.sum(1) / lengths[:, None].clamp(min=1))
+        return self.norm(self.out(x.sum(1) / lengths[:, None].clamp(min=1)))
 
 
 class CodeConditioner(nn.Module):
@@ -195,6 +201,9 @@ class CodecModel(nn.Module):
         self.encoder = FrameEncoder(cfg, self.tok_emb)
         self.rvq = ResidualVQ(cfg)
         self.cond = CodeConditioner(cfg)
+        # training-only auxiliary head: a frame's quantized latent predicts the frame's tokens
+        # (a bag of tokens), so the encoder learns informative latents before the LM uses them
+        self.bow = nn.Linear(cfg.latent_dim, cfg.vocab_size)
         self.apply(self._init)
 
     @staticmethod
@@ -237,7 +246,16 @@ class CodecModel(nn.Module):
         ce = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"].flatten(), reduction="none")
         m = batch["target_mask"].flatten().float()
         ce = (ce * m).sum() / m.sum()
-        return {"loss": ce + commit, "ce": ce, "commit": commit, "perplexity": perplexity}
+        bow = self._bag_of_tokens_loss(zq, batch["frames"], batch["frame_len"], n > 0)
+        return {"loss": ce + commit + self.cfg.bow_weight * bow, "ce": ce, "commit": commit, "bow": bow,
+                "perplexity": perplexity}
+
+    def _bag_of_tokens_loss(self, zq, frames, lengths, used):
+        """Mean NLL of each frame's tokens under a softmax over the vocabulary from its latent."""
+        logp = F.log_softmax(self.bow(zq).float(), -1)                        # [M,V]
+        valid = (torch.arange(frames.shape[1], device=frames.device)[None] < lengths[:, None]) & used[:, None]
+        nll = -logp.gather(1, frames) * valid
+        return nll.sum() / valid.sum().clamp(min=1)
 
 
 def param_count(model: nn.Module) -> int:

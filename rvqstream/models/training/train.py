@@ -124,7 +124,7 @@ def main() -> None:
             util = [round(float(p)) for p in r["perplexity"]]
             bar.set_postfix(step=step, ce=f"{float(r['ce']):.3f}", tok_s=f"{seen_tokens / (time.time() - t0):.0f}")
             log.write(json.dumps({"step": step, "t": round(time.time() - t0, 1), "ce": float(r["ce"]),
-                                  "commit": float(r["commit"]), "code_perplexity": util,
+                                  "commit": float(r["commit"]), "bow": float(r["bow"]), "code_perplexity": util,
                                   "tokens": seen_tokens}) + "\n")
             log.flush()
         if time.time() - last_ckpt > args.ckpt_minutes * 60:

@@ -1,0 +1,207 @@
+"""Standalone message blobs: ``compress(text) -> bytes`` and back.
+
+Header (3 bytes): ``0xB0 | version`` (magic nibble and format version), then 2 bits of mode and
+a 14-bit model tag (the top bits of the model id). Modes:
+
+- ``EXACT``: arithmetic-coded. Per frame of up to F tokens: the stage count n (fixed table); if
+  n > 0, n codes of log2(K) bits and the frame's length and last-frame flag (log2(2F) bits), then
+  the frame's tokens conditioned on its codes; if n = 0, tokens under the plain decoder until
+  ``<eos>`` or F tokens. Then a ``CHECK_BITS`` check of the text. Termination is bit-granular.
+- ``SEMANTIC``: arithmetic-coded: n, then per frame its token count (0 ends) and n codes.
+- ``ZSTD``: the text compressed with the bundle's dictionary (fallback.py). ``RAW``: UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from rvqstream.models.coding import (Parts, choose_plan, decode_tokens, encode_plan, generate_tokens,
+                                     start_context, text_check)
+from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
+from rvqstream.models.fallback import Fallback
+from rvqstream.models.frames import IntegrityError, Tier
+from rvqstream.models.tokenizer import EOS_ID
+
+MAGIC = 0xB0
+VERSION = 1
+HEADER_BYTES = 3
+CHECK_BITS = 12
+TOKENS_PER_BIT = 16       # a decoder gives up past 16 tokens per payload bit (+ slack): no hangs
+
+
+class Mode(enum.IntEnum):
+    EXACT = 0
+    SEMANTIC = 1
+    ZSTD = 2
+    RAW = 3
+
+
+def model_tag(model_id: str) -> int:
+    return int(model_id[:4], 16) >> 2
+
+
+def header(mode: Mode, model_id: str) -> bytes:
+    tag = model_tag(model_id)
+    return bytes([MAGIC | VERSION, (int(mode) << 6) | (tag >> 8), tag & 0xFF])
+
+
+def parse_header(blob: bytes) -> tuple[Mode, int]:
+    """-> (mode, model tag); ``EOFError`` if too short, ``ValueError`` on a bad magic/version."""
+    if len(blob) < HEADER_BYTES:
+        raise EOFError(f"blob is {len(blob)} bytes: shorter than the {HEADER_BYTES}-byte header")
+    if blob[0] & 0xF0 != MAGIC:
+        raise ValueError("not an rvqstream blob (bad magic)")
+    if blob[0] & 0x0F != VERSION:
+        raise ValueError(f"unsupported rvqstream blob format version {blob[0] & 0x0F} (this build reads {VERSION})")
+    return Mode(blob[1] >> 6), ((blob[1] & 0x3F) << 8) | blob[2]
+
+
+def _stage_table(stages: int) -> np.ndarray:
+    """P(n = 0) = 0.94, the rest shared evenly: frames rarely pay for stages in the exact tier."""
+    return cumulative(np.array([960] + [8] * stages, np.int64))
+
+
+def _max_tokens(payload: bytes) -> int:
+    return TOKENS_PER_BIT * 8 * len(payload) + 256
+
+
+class BlobCoder:
+    def __init__(self, parts: Parts, model_id: str):
+        self.parts, self.model_id = parts, model_id
+        self.fallback_coder = Fallback(parts.zdict)
+        self._stage_cum = _stage_table(parts.stages)
+        self._tag = model_tag(model_id)
+
+    # -- encoding -------------------------------------------------------------------------------
+    def compress(self, text: str, tier: Tier, stages: int | None) -> bytes:
+        if tier == Tier.SEMANTIC:
+            return header(Mode.SEMANTIC, self.model_id) + self._semantic(text, stages or self.parts.stages)
+        best = self.fallback(text)
+        payload = self._exact(text, stages or 0)
+        if payload is not None and HEADER_BYTES + len(payload) < len(best):
+            best = header(Mode.EXACT, self.model_id) + payload
+        return best
+
+    def fallback(self, text: str) -> bytes:
+        data = text.encode("utf-8")
+        z = self.fallback_coder.compress(data)
+        if len(z) < len(data):
+            return header(Mode.ZSTD, self.model_id) + z
+        return header(Mode.RAW, self.model_id) + data
+
+    def _exact(self, text: str, min_stages: int) -> bytes | None:
+        p = self.parts
+        tokens = p.tokenizer.encode(text)
+        enc = ArithmeticEncoder()
+        state, i, F = None, 0, p.frame
+        while True:
+            chunk = tokens[i:i + F]
+            i += len(chunk)
+            last = i >= len(tokens)
+            state = start_context(p, state, F)
+            # the message ends in this frame with <eos> unless the frame carries stages
+            eos = last and len(chunk) < F and (min_stages == 0 or not chunk)
+            plan = choose_plan(p, state, chunk, min_stages if chunk else 0, p.stages if chunk else 0,
+                               with_eos=eos, extra_bits_with_stages=np.log2(2 * F))
+            enc.encode_symbol(self._stage_cum, plan.n_stages)
+            if plan.n_stages:
+                for c in plan.codes:
+                    enc.encode_uniform(c, p.codes)
+                enc.encode_uniform(len(chunk) - 1 + (F if last else 0), 2 * F)
+                encode_plan(enc, plan, chunk)
+                state = plan.state
+                if last:
+                    break
+            else:
+                encode_plan(enc, plan, chunk + ([EOS_ID] if eos else []))
+                state = plan.state
+                if eos:
+                    break
+                if last:   # a full last frame: its <eos> opens one more (empty) frame
+                    tokens = tokens + [EOS_ID]   # sentinel, never coded as a token of a frame
+                    state = start_context(p, state, F)
+                    plan = choose_plan(p, state, [], 0, 0, with_eos=True)
+                    enc.encode_symbol(self._stage_cum, 0)
+                    encode_plan(enc, plan, [EOS_ID])
+                    break
+        enc.encode_uniform(text_check(text.encode("utf-8"), CHECK_BITS), 1 << CHECK_BITS)
+        payload = enc.finish()
+        return payload if len(tokens) <= _max_tokens(payload) else None
+
+    def _semantic(self, text: str, stages: int) -> bytes:
+        p = self.parts
+        if not 1 <= stages <= p.stages:
+            raise ValueError(f"semantic tier needs 1..{p.stages} stages, got {stages}")
+        tokens = p.tokenizer.encode(text)
+        frames = [tokens[i:i + p.frame] for i in range(0, len(tokens), p.frame)]
+        codes = p.frame_encoder.codes(frames, stages) if frames else np.zeros((0, stages), np.int64)
+        enc = ArithmeticEncoder()
+        enc.encode_uniform(stages - 1, p.stages)
+        for fr, cs in zip(frames, codes):
+            enc.encode_uniform(len(fr), p.frame + 1)
+            for c in cs:
+                enc.encode_uniform(int(c), p.codes)
+        enc.encode_uniform(0, p.frame + 1)
+        return enc.finish()
+
+    # -- decoding -------------------------------------------------------------------------------
+    def decompress(self, blob: bytes) -> str:
+        mode, tag = parse_header(blob)
+        if tag != self._tag:
+            raise ValueError(f"blob is for model tag {tag:#06x}, not this codec's model "
+                             f"{self.model_id[:12]} (tag {self._tag:#06x})")
+        payload = bytes(blob[HEADER_BYTES:])
+        if mode == Mode.RAW:
+            return payload.decode("utf-8")
+        if mode == Mode.ZSTD:
+            return self.fallback_coder.decompress(payload).decode("utf-8")
+        if mode == Mode.SEMANTIC:
+            return self._decode_semantic(payload)
+        return self._decode_exact(payload)
+
+    def _decode_exact(self, payload: bytes) -> str:
+        p, F = self.parts, self.parts.frame
+        dec = ArithmeticDecoder(payload)
+        limit = _max_tokens(payload)
+        tokens: list[int] = []
+        state = None
+        while True:
+            state = start_context(p, state, F)
+            n = dec.decode_symbol(self._stage_cum)
+            if n:
+                codes = [dec.decode_uniform(p.codes) for _ in range(n)]
+                v = dec.decode_uniform(2 * F)
+                toks, _ = decode_tokens(p, dec, state, codes, v % F + 1, stop_at_eos=False)
+                tokens += toks
+                if v >= F:
+                    break
+            else:
+                toks, eos = decode_tokens(p, dec, state, [], F, stop_at_eos=True)
+                tokens += toks
+                if eos:
+                    break
+            if len(tokens) > limit:
+                raise ValueError("corrupt blob: decodes to more tokens than its size allows")
+        data = p.tokenizer.token_bytes(tokens)
+        if dec.decode_uniform(1 << CHECK_BITS) != text_check(data, CHECK_BITS):
+            raise IntegrityError("exact-tier blob failed its integrity check")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError("exact-tier blob decodes to invalid UTF-8") from None
+
+    def _decode_semantic(self, payload: bytes) -> str:
+        p = self.parts
+        dec = ArithmeticDecoder(payload)
+        stages = dec.decode_uniform(p.stages) + 1
+        tokens, state = [], None
+        while True:
+            k = dec.decode_uniform(p.frame + 1)
+            if k == 0:
+                break
+            codes = [dec.decode_uniform(p.codes) for _ in range(stages)]
+            state = start_context(p, state, p.frame)
+            tokens += generate_tokens(p, state, codes, k)
+        return p.tokenizer.token_bytes(tokens).decode("utf-8", errors="replace")

@@ -1,0 +1,88 @@
+"""``Codec``: the public face of the codec — load a bundle, compress/decompress blobs, and make
+streaming encoders and decoders.
+
+    codec = Codec.load()                       # the shipped default bundle
+    blob = codec.compress("hello", tier="exact")
+    assert codec.decompress(blob) == "hello"
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rvqstream.models.blob import BlobCoder, Mode, model_tag, parse_header
+from rvqstream.models.bundle import DEFAULT_DIR, MANIFEST, model_id_of, read_bundle
+from rvqstream.models.coding import Parts
+from rvqstream.models.fallback import Fallback
+from rvqstream.models.frames import Tier
+from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
+from rvqstream.models.stream import StreamDecoder, StreamEncoder
+from rvqstream.models.tokenizer import Tokenizer
+
+
+class Codec:
+    def __init__(self, files: dict[str, bytes], manifest: dict, settings: SessionSettings = SessionSettings()):
+        self._files = files
+        self.model_id = model_id_of(files)
+        if manifest.get("model_id") not in (None, self.model_id):
+            raise ValueError(f"bundle files hash to {self.model_id}, manifest says {manifest['model_id']}")
+        self.manifest = manifest
+        cfg = manifest["config"]
+        tok_path = io.BytesIO(files["tokenizer.json"])
+        codebooks = np.load(io.BytesIO(files["codebooks.npy"]))
+        self.parts = Parts(
+            tokenizer=Tokenizer.from_json(tok_path.getvalue().decode()),
+            step=StepModel(files["step.onnx"], settings, cfg["n_layers"], cfg["n_heads"],
+                           cfg["d_model"] // cfg["n_heads"], cfg["latent_dim"]),
+            frame_encoder=FrameEncoder(files["encoder.onnx"], codebooks, cfg["frame"], settings),
+            codebooks=codebooks, frame=cfg["frame"], stages=cfg["stages"], codes=cfg["codes"],
+            zdict=files["fallback.zdict"])
+        self._fallback = Fallback(self.parts.zdict)
+        self._blobs = BlobCoder(self.parts, self.model_id)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, settings: SessionSettings = SessionSettings()) -> "Codec":
+        """Load the bundle in directory ``path`` (default: the shipped one)."""
+        path = Path(path) if path is not None else DEFAULT_DIR
+        manifest = json.loads((path / MANIFEST).read_text())
+        return cls(read_bundle(path), manifest, settings)
+
+    def bundle_files(self) -> dict[str, bytes]:
+        """Every file of the bundle by name, the manifest included."""
+        return {**self._files, MANIFEST: json.dumps(self.manifest, indent=1).encode() + b"\n"}
+
+    @property
+    def tag(self) -> int:
+        """The 14-bit model tag that blobs carry."""
+        return model_tag(self.model_id)
+
+    def compress(self, text: str, tier: str | Tier = "exact", stages: int | None = None) -> bytes:
+        """A standalone blob of ``text``. Exact tier: byte-identical round trip; ``stages`` asks
+        for at least that many RVQ stages per frame (a searchable layer). Semantic tier:
+        ``stages`` (default all) codes per frame, text close in meaning."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        return self._blobs.compress(text, Tier.parse(tier), stages)
+
+    def decompress(self, data: bytes) -> str:
+        """``ValueError`` on a bad magic, version or model; ``EOFError`` on truncation;
+        ``IntegrityError`` (a ``ValueError``) when the exact text fails its check."""
+        return self._blobs.decompress(bytes(data))
+
+    def fallback(self, text: str) -> bytes:
+        """The blob of ``text`` in fallback form (zstd with the dictionary, or raw)."""
+        return self._blobs.fallback(text)
+
+    @staticmethod
+    def blob_mode(data: bytes) -> Mode:
+        return parse_header(data)[0]
+
+    def encoder(self, tier: str | Tier = "exact", stages: int | None = None) -> StreamEncoder:
+        return StreamEncoder(self.parts, self._fallback, Tier.parse(tier), stages)
+
+    def decoder(self, tier: str | Tier = "exact") -> StreamDecoder:
+        return StreamDecoder(self.parts, self._fallback, Tier.parse(tier))

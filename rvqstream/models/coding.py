@@ -1,0 +1,145 @@
+"""Model coding shared by blobs and streams: a message's LM context and the exact tier's frame coder.
+
+A context starts with the start symbol at every message start, at a keyframe (before a frame that
+could take it past ``KEYFRAME`` tokens) and after a fallback frame. Within a frame of up to F
+tokens, each token's distribution is the decoder step's, conditioned on the frame's quantized
+latent when the frame carries n > 0 RVQ stages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rvqstream.models.entropy import (ArithmeticDecoder, ArithmeticEncoder, cumulative,
+                                      freqs_from_logits)
+from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
+from rvqstream.models.tokenizer import EOS_ID, Tokenizer
+
+KEYFRAME = 240              # tokens per context at most (the model's context is 256 positions)
+SEARCH_THRESHOLD_BITS = 48  # a frame whose plain-LM cost is below this never tries RVQ stages
+
+
+@dataclass
+class Parts:
+    """The loaded pieces of one model bundle."""
+
+    tokenizer: Tokenizer
+    step: StepModel
+    frame_encoder: FrameEncoder
+    codebooks: np.ndarray      # [N,K,D] float32
+    frame: int                 # F
+    stages: int                # N
+    codes: int                 # K
+    zdict: bytes
+
+    @property
+    def code_bits(self) -> float:
+        return math.log2(self.codes)
+
+
+@dataclass
+class FramePlan:
+    """How one frame is coded: its stages and codes, the token tables, the context after it."""
+
+    n_stages: int
+    codes: list[int]
+    tables: list[np.ndarray]   # one cumulative table per coded symbol (tokens, and EOS if any)
+    state: LMState
+    token_bits: float
+
+
+def start_context(parts: Parts, state: LMState | None, frame_capacity: int) -> LMState:
+    """The context for the next frame: ``state`` itself, or a fresh one at a keyframe."""
+    if state is None or state.length + frame_capacity > KEYFRAME:
+        return parts.step.new_state()
+    return state
+
+
+def plan_tokens(parts: Parts, state: LMState, tokens: list[int], codes: list[int],
+                with_eos: bool = False) -> FramePlan:
+    """Run the decoder over ``tokens`` (and a final EOS when ``with_eos``) from ``state``."""
+    st = state.copy()
+    z = dequantize(parts.codebooks, codes) if codes else None
+    tables, bits = [], 0.0
+    symbols = tokens + ([EOS_ID] if with_eos else [])
+    for j, t in enumerate(symbols):
+        logits, kv = parts.step.step(st, z, j)
+        cum = cumulative(freqs_from_logits(logits))
+        tables.append(cum)
+        bits += math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t]))
+        if t != EOS_ID:
+            parts.step.advance(st, t, kv)
+    return FramePlan(len(codes), list(codes), tables, st, bits)
+
+
+def choose_plan(parts: Parts, state: LMState, tokens: list[int], min_stages: int, max_stages: int,
+                with_eos: bool, extra_bits_with_stages: float = 0.0) -> FramePlan:
+    """The cheapest of a greedy search over stage counts (from ``min_stages`` up, while each extra
+    stage lowers the total of code bits and token bits). Frames with EOS use 0 stages."""
+    if with_eos or not tokens:
+        return plan_tokens(parts, state, tokens, [], with_eos)
+    all_codes: list[int] | None = None
+
+    def plan(n: int) -> FramePlan:
+        nonlocal all_codes
+        if n and all_codes is None:
+            all_codes = parts.frame_encoder.codes([tokens], max_stages)[0].tolist()
+        return plan_tokens(parts, state, tokens, all_codes[:n] if n else [])
+
+    def cost(p: FramePlan) -> float:
+        return p.token_bits + p.n_stages * parts.code_bits + (extra_bits_with_stages if p.n_stages else 0.0)
+
+    best = plan(min_stages)
+    if best.token_bits < SEARCH_THRESHOLD_BITS and min_stages == 0:
+        return best
+    n = min_stages
+    while n < max_stages:
+        cand = plan(n + 1)
+        if cost(cand) >= cost(best):
+            break
+        best, n = cand, n + 1
+    return best
+
+
+def encode_plan(enc: ArithmeticEncoder, plan: FramePlan, symbols: list[int]) -> None:
+    for cum, t in zip(plan.tables, symbols):
+        enc.encode_symbol(cum, t)
+
+
+def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: LMState, codes: list[int], count: int,
+                  stop_at_eos: bool) -> tuple[list[int], bool]:
+    """Decode up to ``count`` tokens into ``state`` (advanced in place); -> (tokens, saw_eos)."""
+    z = dequantize(parts.codebooks, codes) if codes else None
+    out = []
+    for j in range(count):
+        logits, kv = parts.step.step(state, z, j)
+        t = dec.decode_symbol(cumulative(freqs_from_logits(logits)))
+        if t == EOS_ID:
+            if stop_at_eos:
+                return out, True
+            raise ValueError("end-of-message symbol inside a frame of known length")
+        parts.step.advance(state, t, kv)
+        out.append(t)
+    return out, False
+
+
+def generate_tokens(parts: Parts, state: LMState, codes: list[int], count: int) -> list[int]:
+    """Semantic tier: ``count`` tokens generated greedily from the frame's codes and the context."""
+    z = dequantize(parts.codebooks, codes) if codes else None
+    out = []
+    for j in range(count):
+        logits, kv = parts.step.step(state, z, j)
+        logits[EOS_ID] = -np.inf
+        t = int(logits.argmax())
+        parts.step.advance(state, t, kv)
+        out.append(t)
+    return out
+
+
+def text_check(data: bytes, bits: int) -> int:
+    """``bits``-bit integrity check of UTF-8 bytes (low bits of CRC-32)."""
+    import zlib
+    return zlib.crc32(data) & ((1 << bits) - 1)

@@ -1,0 +1,130 @@
+"""The codec's exact tier round-trips any text; blobs are versioned and reject bad input clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rvqstream.models import Codec, IntegrityError
+from rvqstream.models.blob import HEADER_BYTES, MAGIC, VERSION, Mode, header
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+SPECIAL = [
+    "", "a", " ", "\n", "\x00", "\r\n\r\n", "\t\x0b\x0c", "e\u0301", "🎉👩‍👩‍👧‍👦", "日本語のテキスト",
+    "مرحبا بالعالم", "\ufeffBOM", "\U0010ffff", " " * 10_000, "x" * 17, "word " * 200,
+    "The quick brown fox jumps over the lazy dog.",
+    "def f(x):\n    return x ** 2  # square\n",
+]
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec.load()
+
+
+@pytest.mark.parametrize("text", SPECIAL)
+def test_exact_roundtrip_special(codec, text):
+    blob = codec.compress(text)
+    assert codec.decompress(blob) == text
+    assert len(blob) <= len(codec.fallback(text))
+
+
+@pytest.mark.parametrize("stages", [1, 2, 8])
+def test_exact_roundtrip_with_searchable_stages(codec, stages):
+    text = "Searchable layers carry RVQ codes in every frame of the exact tier, and still round-trip."
+    blob = codec.compress(text, stages=stages)
+    assert codec.decompress(blob) == text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=120))
+def test_exact_roundtrip_hypothesis(codec, text):
+    assert codec.decompress(codec.compress(text)) == text
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=400))
+def test_model_coded_exact_roundtrip_hypothesis(codec, text):
+    """The model-coded path itself (not a fallback) round-trips."""
+    payload = codec._blobs._exact(text, 0)
+    if payload is not None:
+        assert codec.decompress(header(Mode.EXACT, codec.model_id) + payload) == text
+
+
+def _split(name: str, n: int) -> list[str]:
+    path = DATA / f"{name}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not built (make data)")
+    with open(path) as f:
+        return [json.loads(line)["text"] for _, line in zip(range(n), f)]
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_exact_roundtrip_corpus_sample(codec, split):
+    for text in _split(split, 40):
+        assert codec.decompress(codec.compress(text)) == text
+
+
+def test_header_is_three_bytes_and_self_describing(codec):
+    blob = codec.compress("hello there")
+    assert blob[0] == MAGIC | VERSION
+    assert Codec.blob_mode(blob) in set(Mode)
+    assert len(header(Mode.EXACT, codec.model_id)) == HEADER_BYTES == 3
+
+
+def test_bad_magic_version_model(codec):
+    blob = codec.compress("hello there, general kenobi")
+    with pytest.raises(ValueError, match="magic"):
+        codec.decompress(b"\x00" + blob[1:])
+    with pytest.raises(ValueError, match="version"):
+        codec.decompress(bytes([MAGIC | (VERSION + 1)]) + blob[1:])
+    with pytest.raises(ValueError, match="model"):
+        codec.decompress(blob[:1] + bytes([blob[1] ^ 0x01]) + blob[2:])
+
+
+def test_truncated_is_eoferror(codec):
+    with pytest.raises(EOFError):
+        codec.decompress(b"")
+    with pytest.raises(EOFError):
+        codec.decompress(codec.compress("abc")[:2])
+
+
+def test_integrity_error_is_valueerror():
+    assert issubclass(IntegrityError, ValueError)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=64))
+def test_garbage_never_crashes(codec, data):
+    _decode_or_clean_error(codec, data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_blobs_never_crash(codec, data):
+    text = data.draw(st.sampled_from(SPECIAL[:14] + ["A mutated blob must fail cleanly or decode."]))
+    tier = data.draw(st.sampled_from(["exact", "semantic"]))
+    blob = bytearray(codec.compress(text, tier=tier))
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip" and blob:
+            i = data.draw(st.integers(0, len(blob) - 1))
+            blob[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut" and blob:
+            del blob[data.draw(st.integers(0, len(blob) - 1)):]
+        else:
+            blob.insert(data.draw(st.integers(0, len(blob))), data.draw(st.integers(0, 255)))
+    _decode_or_clean_error(codec, bytes(blob))
+
+
+def _decode_or_clean_error(codec, data: bytes) -> None:
+    try:
+        out = codec.decompress(data)
+    except (ValueError, EOFError):
+        return
+    assert isinstance(out, str)
