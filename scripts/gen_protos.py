@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ def generate(out: Path) -> list[Path]:
         written = []
         for src in sorted((Path(tmp) / PROTO_PACKAGE).iterdir()):
             text = src.read_text()
-            text = re.sub(r"^from rvqstream\.v1 import", "from rvqstream._proto import", text, flags=re.M)
+            text = re.sub(r"^from rvqstream\.v1 import", "from rvqstream._proto import", text, flags=re.MULTILINE)
             dst = out / src.name
             dst.write_text(text)
             written.append(dst)

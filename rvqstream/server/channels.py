@@ -78,8 +78,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 tail = batch[-1]
                 messages = [m for m in batch if isinstance(m, tuple)]
                 if messages:
-                    blobs = await self.scheduler.call(
-                        lambda: [codec.compress(text, tier) for text, _, _ in messages])
+                    blobs = await self.scheduler.call(_compress_all, codec, tier, [m[0] for m in messages])
                     records = [Record(blob, codec.model_id, config.producer_id, seq)
                                for blob, (_, seq, _) in zip(blobs, messages)]
                     appended = await self.store.append(channel, records)
@@ -153,3 +152,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         blob = await self.scheduler.call(codec.fallback, text)
         return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
                                                 fallback_blob=blob)
+
+
+def _compress_all(codec, tier, texts: list[str]) -> list[bytes]:
+    return [codec.compress(text, tier) for text in texts]

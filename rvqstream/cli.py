@@ -1,0 +1,137 @@
+"""The ``rvqstream`` command: ``serve`` runs the server (extra ``server``); ``compress``,
+``decompress``, ``publish``, ``subscribe`` and ``models`` are clients of a running one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        import asyncio
+
+        from rvqstream.server.app import serve
+        from rvqstream.server.config import ServerConfig
+    except ImportError as e:
+        missing = e.name or str(e)
+        raise SystemExit(f"rvqstream serve needs the server extra ({missing} is missing): "
+                         "pip install 'rvqstream[server]'") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(ServerConfig.from_args(args)))
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    from rvqstream.server.config import ServerConfig  # stdlib only: works without the extra
+
+    ServerConfig.add_arguments(parser)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _client(args: argparse.Namespace):
+    from rvqstream.client import Client
+
+    return Client(args.target, cache_dir=args.cache_dir)
+
+
+def _compress(args: argparse.Namespace) -> None:
+    text = _read_input(args.file).decode("utf-8")
+    with _client(args) as client:
+        blob = client.compress(text, args.tier, args.stage_count)
+    sys.stdout.buffer.write(blob)
+
+
+def _decompress(args: argparse.Namespace) -> None:
+    blob = _read_input(args.file)
+    with _client(args) as client:
+        sys.stdout.write(client.decompress(blob))
+
+
+def _publish(args: argparse.Namespace) -> None:
+    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    with stream, _client(args) as client:
+        lines = (line.rstrip("\n") for line in stream)
+        for offset in client.publish(args.channel, lines, tier=args.tier):
+            print(offset)
+
+
+def _subscribe(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        for n, msg in enumerate(client.subscribe(args.channel, args.from_offset), 1):
+            if args.json:
+                print(json.dumps({"offset": msg.offset, "text": msg.text,
+                                  "compressed_bytes": msg.compressed_bytes}, ensure_ascii=False))
+            else:
+                print(f"{msg.offset}\t{msg.text}")
+            sys.stdout.flush()
+            if args.limit and n >= args.limit:
+                return
+
+
+def _models(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        for m in client.models():
+            print(f"{m.model_id}\t{m.size_bytes}\t{'default' if m.is_default else ''}".rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rvqstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (needs the server extra)")
+    _add_serve_flags(serve)
+    serve.set_defaults(run=_serve)
+
+    def client_command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--target", default=os.environ.get("RVQSTREAM_TARGET", "127.0.0.1:50051"),
+                       help="server HOST:PORT (env RVQSTREAM_TARGET)")
+        p.add_argument("--cache-dir", default=None, help="model cache (env RVQSTREAM_CACHE_DIR)")
+        p.set_defaults(run=run)
+        return p
+
+    p = client_command("compress", _compress, "compress text (file or stdin) into a blob on stdout")
+    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("--tier", choices=["exact", "semantic"], default="exact")
+    p.add_argument("--stage-count", type=int, default=0)
+    p = client_command("decompress", _decompress, "decompress a blob (file or stdin), locally")
+    p.add_argument("file", nargs="?", default="-")
+    p = client_command("publish", _publish, "publish each line of a file (or stdin) as a message")
+    p.add_argument("channel")
+    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("--tier", choices=["exact", "semantic"], default="exact")
+    p = client_command("subscribe", _subscribe, "print a channel's messages, replayed then live")
+    p.add_argument("channel")
+    p.add_argument("--from-offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="stop after this many messages (0: never)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    client_command("models", _models, "list the server's models")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        from rvqstream.client import RvqstreamError
+
+        try:
+            args.run(args)
+        except RvqstreamError as e:
+            raise SystemExit(f"rvqstream {args.command}: {e}") from None
+        except BrokenPipeError:
+            sys.stderr.close()
+        return
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

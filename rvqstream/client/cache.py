@@ -1,0 +1,64 @@
+"""On-disk cache of model bundles, one verified directory per model id.
+
+A bundle is written to a temporary directory, loaded (which recomputes the model id from the
+file contents) and renamed into place only when the id matches; a cached bundle whose files no
+longer hash to its id is removed and fetched again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rvqstream.models import Codec
+
+
+def default_cache_dir() -> Path:
+    """``$RVQSTREAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rvqstream/models``, else ~/.cache/..."""
+    if os.environ.get("RVQSTREAM_CACHE_DIR"):
+        return Path(os.environ["RVQSTREAM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rvqstream" / "models"
+
+
+class ModelCache:
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path(self, model_id: str) -> Path:
+        return self.root / model_id
+
+    def load(self, model_id: str) -> Codec | None:
+        """The cached codec of ``model_id``, or None (absent, or failed verification and removed)."""
+        path = self.path(model_id)
+        if not path.is_dir():
+            return None
+        try:
+            codec = Codec.load(path)
+        except (OSError, ValueError, KeyError):
+            codec = None
+        if codec is None or codec.model_id != model_id:
+            shutil.rmtree(path, ignore_errors=True)
+            return None
+        return codec
+
+    def store(self, model_id: str, files: dict[str, bytes]) -> Codec:
+        """Writes and verifies a bundle; ``ValueError`` when its files do not hash to ``model_id``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{model_id[:12]}-", dir=self.root))
+        try:
+            for name, data in files.items():
+                if "/" in name or name.startswith("."):
+                    raise ValueError(f"bundle file name {name!r} is not a plain file name")
+                (tmp / name).write_bytes(data)
+            codec = Codec.load(tmp)
+            if codec.model_id != model_id:
+                raise ValueError(f"bundle files hash to model id {codec.model_id}, not {model_id}")
+            dest = self.path(model_id)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)   # the codec holds its files in memory: the move does not affect it
+            return codec
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

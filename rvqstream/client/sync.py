@@ -1,0 +1,103 @@
+"""``Client``: the blocking edge SDK, the same calls as ``AsyncClient`` run on a private event loop.
+
+    with Client("127.0.0.1:50051") as client:
+        client.publish("news", ["hello"])
+        for msg in client.subscribe("news"):
+            print(msg.offset, msg.text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Self
+
+from rvqstream.client.aio import AsyncClient
+from rvqstream.client.types import EncodedFrame, Message, ModelInfo
+from rvqstream.models import Codec, StreamDecoder, Tier
+
+_STOP = object()
+
+
+async def _from_blocking(items: Iterable):
+    """An async iterator over a plain iterable whose ``next`` may block (read from a pipe, say)."""
+    it = iter(items)
+    while (item := await asyncio.to_thread(next, it, _STOP)) is not _STOP:
+        yield item
+
+
+class Client:
+    """Blocking client of an rvqstream server (see ``AsyncClient`` for the arguments)."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, cache_dir: Path | str | None = None,
+                 reconnect_timeout_s: float = 30.0):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rvqstream-client",
+                                        daemon=True)
+        self._thread.start()
+
+        async def make():
+            return AsyncClient(target, cache_dir=cache_dir, reconnect_timeout_s=reconnect_timeout_s)
+
+        self._aio = self._run(make())
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _iterate(self, agen) -> Iterator:
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self._loop.is_closed():
+                self._run(agen.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._aio.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def models(self) -> list[ModelInfo]:
+        return self._run(self._aio.models())
+
+    def model(self, model_id: str = "") -> Codec:
+        return self._run(self._aio.model(model_id))
+
+    def decoder(self, model_id: str, tier: Tier | str = "exact") -> StreamDecoder:
+        return self._run(self._aio.decoder(model_id, tier))
+
+    def compress(self, text: str, tier: Tier | str = "exact", stage_count: int = 0) -> bytes:
+        return self._run(self._aio.compress(text, tier, stage_count))
+
+    def decompress(self, blob: bytes) -> str:
+        return self._run(self._aio.decompress(blob))
+
+    def encode_stream(self, chunks: Iterable, *, tier: Tier | str = "exact", stage_count: int = 0,
+                      max_delay_ms: int = 0, model_id: str = "", end_message: bool = True
+                      ) -> Iterator[EncodedFrame]:
+        return self._iterate(self._aio.encode_stream(
+            _from_blocking(chunks), tier=tier, stage_count=stage_count, max_delay_ms=max_delay_ms,
+            model_id=model_id, end_message=end_message))
+
+    def publish(self, channel: str, messages: Iterable[str], *, tier: Tier | str = "exact") -> list[int]:
+        return self._run(self._aio.publish(channel, _from_blocking(messages), tier=tier))
+
+    def subscribe(self, channel: str, from_offset: int = 0) -> Iterator[Message]:
+        return self._iterate(self._aio.subscribe(channel, from_offset))
+
+    def fetch(self, channel: str, offset: int) -> Message:
+        return self._run(self._aio.fetch(channel, offset))

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real rvqstream server on 127.0.0.1 (port 0) with a real SQLite log, either
+in a thread of this process or as a separate ``rvqstream serve`` process that a test can kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rvqstream.server import ServerConfig, create_server
+from rvqstream.server.registry import ModelRegistry
+from rvqstream.server.telemetry import Telemetry
+
+
+@pytest.fixture(scope="session")
+def registry() -> ModelRegistry:
+    """The shipped model, loaded once for every in-process server."""
+    return ModelRegistry.load()
+
+
+class ServerThread:
+    """A server running on its own event loop in a background thread."""
+
+    def __init__(self, config: ServerConfig, registry: ModelRegistry, telemetry: Telemetry | None = None,
+                 address: str = "127.0.0.1:0"):
+        self.config, self.registry, self.telemetry, self.address = config, registry, telemetry, address
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = None
+        self.port = None
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    def start(self) -> ServerThread:
+        async def start():
+            server, port = create_server(self.address, self.config, self.registry, self.telemetry)
+            await server.start()
+            return server, port
+
+        self.server, self.port = self._run(start())
+        self.address = f"127.0.0.1:{self.port}"
+        return self
+
+    def stop(self, grace: float = 0) -> None:
+        if self.server is not None:
+            self._run(self.server.stop(grace))
+            self.server = None
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def server_config(tmp_path) -> ServerConfig:
+    return ServerConfig(data_dir=tmp_path / "data", max_message_bytes=64 << 10)
+
+
+@pytest.fixture
+def server(server_config, registry):
+    srv = ServerThread(server_config, registry).start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def channel(server):
+    """A blocking gRPC channel to ``server``, for tests of the raw wire contract."""
+    with grpc.insecure_channel(server.target) as ch:
+        yield ch
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "model-cache"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``rvqstream serve`` as a child process on a fixed port, so it can be killed and restarted."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir, self.port = data_dir, port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.log = self.data_dir.parent / f"server-{self.port}.log"
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rvqstream.cli", "serve", "--listen", self.target,
+                 "--data-dir", str(self.data_dir), "--grace-s", "1"],
+                env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.log.read_text()}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        return self
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("server did not come up")
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, then wait -> (exit code, the server's output)."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.log.read_text()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    proc = ServerProcess(tmp_path / "proc-data")
+    yield proc
+    proc.close()
