@@ -1,0 +1,146 @@
+"""Codec benchmark on the test split: exact-tier rate against the anchors, semantic-tier fidelity
+per stage count, and single-thread encode/decode speed.
+
+Run: ``python bench/codec_bench.py [--limit 300] [--semantic-limit 30] [--out bench/results/codec.json]``
+(needs ``make data`` for data/; brotli from the ``bench`` extra).
+
+Rates are bits per byte of UTF-8 text, counting every byte of each message's output (rvqstream:
+the whole blob, header and checks included). Anchors, per message: gzip -9, brotli -11,
+zstd -19 with a 110 KB dictionary trained on the train split, and the same zstd with one
+compression context per source, flushed after each message (bytes = what the flush emits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import brotli
+import numpy as np
+import zstandard
+
+from rvqstream.models import Codec, SessionSettings
+from rvqstream.models.coding import generate_tokens, start_context
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, limit: int) -> dict[str, list[str]]:
+    by: dict[str, list[str]] = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if len(by[r["source"]]) < limit:
+                by[r["source"]].append(r["text"])
+    return dict(sorted(by.items()))
+
+
+def train_dict(train: Path) -> zstandard.ZstdCompressionDict:
+    samples = []
+    with open(train) as f:
+        for i, line in enumerate(f):
+            if i % 7 == 0:
+                samples.append(json.loads(line)["text"].encode())
+    return zstandard.train_dictionary(110_000, samples, level=19)
+
+
+def anchors(texts: list[str], zdict) -> dict[str, list[int]]:
+    cz = zstandard.ZstdCompressor(level=19, dict_data=zdict)
+    stream = zstandard.ZstdCompressor(level=19, dict_data=zdict).compressobj()
+    out = defaultdict(list)
+    for t in texts:
+        b = t.encode()
+        out["gzip-9"].append(len(gzip.compress(b, 9)))
+        out["brotli-11"].append(len(brotli.compress(b, quality=11)))
+        out["zstd-19+dict"].append(len(cz.compress(b)))
+        out["zstd-19+dict stream"].append(len(stream.compress(b) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)))
+    return out
+
+
+def semantic_fidelity(codec: Codec, texts: list[str]) -> dict[int, dict]:
+    """Per stage count: token accuracy (position-wise, per frame), exact-frame rate, bpb."""
+    p = codec.parts
+    res = {}
+    for n in range(1, p.stages + 1):
+        right = total = frames_ok = frames = bits = nbytes = 0
+        for t in texts:
+            ids = p.tokenizer.encode(t)
+            fr = [ids[i:i + p.frame] for i in range(0, len(ids), p.frame)]
+            if not fr:
+                continue
+            codes = p.frame_encoder.codes(fr, n)
+            state = None
+            for f, c in zip(fr, codes):
+                state = start_context(p, state, p.frame)
+                gen = generate_tokens(p, state, c.tolist(), len(f))
+                ok = sum(a == b for a, b in zip(gen, f))
+                right, total = right + ok, total + len(f)
+                frames_ok, frames = frames_ok + (ok == len(f)), frames + 1
+            bits += 8 * len(codec.compress(t, tier="semantic", stages=n))
+            nbytes += len(t.encode())
+        res[n] = {"token_accuracy": right / max(total, 1), "exact_frame_rate": frames_ok / max(frames, 1),
+                  "bpb": bits / max(nbytes, 1)}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT / "data")
+    ap.add_argument("--limit", type=int, default=300, help="messages per source")
+    ap.add_argument("--semantic-limit", type=int, default=30, help="messages per source for fidelity")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "codec.json")
+    args = ap.parse_args()
+
+    codec = Codec.load(settings=SessionSettings(threads=1))
+    test = load(args.data / "test.jsonl", args.limit)
+    zdict = train_dict(args.data / "train.jsonl")
+    report = {"model_id": codec.model_id, "machine": platform.processor() or platform.machine(),
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True, cwd=ROOT).stdout.strip(), "sources": {}}
+    enc_time = dec_time = total_bytes = 0.0
+    for src, texts in test.items():
+        nbytes = [len(t.encode()) for t in texts]
+        t0 = time.perf_counter()
+        blobs = [codec.compress(t) for t in texts]
+        t1 = time.perf_counter()
+        outs = [codec.decompress(b) for b in blobs]
+        t2 = time.perf_counter()
+        assert outs == texts, f"{src}: exact tier did not round-trip"
+        enc_time, dec_time, total_bytes = enc_time + t1 - t0, dec_time + t2 - t1, total_bytes + sum(nbytes)
+        a = anchors(texts, zdict)
+        ours = [len(b) for b in blobs]
+        excess = [o - z for o, z in zip(ours, a["zstd-19+dict"])]
+        row = {"messages": len(texts), "bytes": sum(nbytes),
+               "bpb": {"rvqstream exact": 8 * sum(ours) / sum(nbytes),
+                       **{k: 8 * sum(v) / sum(nbytes) for k, v in a.items()}},
+               "median message bpb": {"rvqstream exact": statistics.median(8 * o / n for o, n in zip(ours, nbytes)),
+                                      **{k: statistics.median(8 * x / n for x, n in zip(v, nbytes)) for k, v in a.items()}},
+               "max bytes above zstd+dict": max(excess),
+               "messages above zstd+dict by > 4 bytes": sum(e > 4 for e in excess),
+               "blob modes": dict(sorted(defaultdict(int, {m: sum(Codec.blob_mode(b).name == m for b in blobs)
+                                                           for m in ("EXACT", "ZSTD", "RAW")}).items())),
+               "semantic": semantic_fidelity(codec, texts[:args.semantic_limit])}
+        row["ratio to zstd+dict"] = row["bpb"]["rvqstream exact"] / row["bpb"]["zstd-19+dict"]
+        report["sources"][src] = row
+        print(f"{src:9s} n={len(texts):4d} exact {row['bpb']['rvqstream exact']:.3f} bpb | "
+              + " | ".join(f"{k} {v:.3f}" for k, v in row["bpb"].items() if k != "rvqstream exact")
+              + f" | ratio {row['ratio to zstd+dict']:.3f} | max excess {max(excess)} B", flush=True)
+        print("          semantic " + "  ".join(
+            f"n={n}: acc {v['token_accuracy']:.3f} exact {v['exact_frame_rate']:.3f} bpb {v['bpb']:.2f}"
+            for n, v in row["semantic"].items()), flush=True)
+    report["speed_bytes_per_s_single_thread"] = {"encode": total_bytes / enc_time, "decode": total_bytes / dec_time}
+    print(f"single-thread exact tier: encode {total_bytes / enc_time:,.0f} B/s, decode {total_bytes / dec_time:,.0f} B/s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
