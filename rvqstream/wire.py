@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from rvqstream._proto import frame_pb2
 from rvqstream.models import Frame, FrameKind, Tier
+
+# 1-128 characters of [A-Za-z0-9._/-], starting with a letter or digit: names an access rule can match
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
+CHANNEL_NAME_RULE = "1-128 characters of [A-Za-z0-9._/-], starting with a letter or digit"
 
 _TIER_TO_PB = {Tier.EXACT: frame_pb2.TIER_EXACT, Tier.SEMANTIC: frame_pb2.TIER_SEMANTIC}
 _TIER_FROM_PB = {v: k for k, v in _TIER_TO_PB.items()}

@@ -15,6 +15,7 @@ deduplicates them), so every message arrives exactly once, in order.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import time
 import uuid
@@ -30,9 +31,10 @@ from rvqstream.client.cache import ModelCache
 from rvqstream.client.errors import RvqstreamError
 from rvqstream.client.types import END_MESSAGE, FLUSH, EncodedFrame, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
-from rvqstream.wire import frame_from_pb, tier_from_pb, tier_to_pb
+from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, frame_from_pb, tier_from_pb, tier_to_pb
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+CHUNK_BYTES = 32 << 10        # longer text chunks are sent in pieces of this size
 PUBLISH_WINDOW = 256          # messages in flight without an ack
 GRPC_PREFIX_BYTES = 5         # gRPC length-prefixed message framing
 CHANNEL_OPTIONS = [
@@ -189,36 +191,64 @@ class AsyncClient:
                             stage_count: int = 0, max_delay_ms: int = 0, model_id: str = "",
                             end_message: bool = True) -> AsyncIterator[EncodedFrame]:
         """Streams ``chunks`` (str, bytes of UTF-8, or the FLUSH / END_MESSAGE markers) to the
-        server and yields frames as they come; ends the message at the end when ``end_message``."""
+        server and yields frames as they come; ends the message at the end when ``end_message``.
+
+        Text goes out only after the server accepted the config (its header came back), and bytes
+        are checked for UTF-8 here: a grpc.aio client that is still writing when the server ends
+        the call can lose the server's status (grpc/grpc#36066), so errors are caught early."""
         config = codec_pb2.EncodeConfig(tier=_tier(tier), stage_count=stage_count,
                                         max_delay_ms=max_delay_ms, model_id=model_id)
+        accepted = asyncio.Event()
 
         async def requests():
             yield codec_pb2.EncodeStreamRequest(config=config)
+            await accepted.wait()
+            utf8 = codecs.getincrementaldecoder("utf-8")()
             async for chunk in _aiter(chunks):
                 if chunk is FLUSH:
-                    msg = codec_pb2.TextChunk(flush=True)
-                elif chunk is END_MESSAGE:
-                    msg = codec_pb2.TextChunk(end_message=True)
-                else:
-                    data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
-                    msg = codec_pb2.TextChunk(text_utf8=data)
-                yield codec_pb2.EncodeStreamRequest(chunk=msg)
+                    yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(flush=True))
+                    continue
+                if chunk is END_MESSAGE:
+                    _check_utf8(utf8, b"", final=True)
+                    yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True))
+                    continue
+                data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+                _check_utf8(utf8, data, final=False)
+                for i in range(0, len(data), CHUNK_BYTES):
+                    yield codec_pb2.EncodeStreamRequest(
+                        chunk=codec_pb2.TextChunk(text_utf8=data[i:i + CHUNK_BYTES]))
+            _check_utf8(utf8, b"", final=True)
             if end_message:
                 yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True))
 
-        call = self._codec_stub.EncodeStream(requests())
+        source = requests()
+        failure: list[RvqstreamError] = []
+
+        async def checked_requests():
+            try:
+                async for req in source:
+                    yield req
+            except RvqstreamError as e:   # stop here; the error is raised to the caller below
+                failure.append(e)
+                call.cancel()
+
+        call = self._codec_stub.EncodeStream(checked_requests())
         try:
             header = None
             async for resp in call:
                 if resp.WhichOneof("kind") == "header":
                     header = resp.header
+                    accepted.set()
                     continue
                 if header is None:
                     raise RvqstreamError("INTERNAL", "EncodeStream sent a frame before its header")
                 yield EncodedFrame(frame_from_pb(resp.frame), header.model_id, tier_from_pb(header.tier),
                                    resp.frame.degraded, resp.ByteSize() + GRPC_PREFIX_BYTES)
-        except grpc.RpcError as e:
+        except (grpc.RpcError, asyncio.CancelledError) as e:
+            if failure:
+                raise failure[0] from None
+            if isinstance(e, asyncio.CancelledError):
+                raise
             raise RvqstreamError.from_rpc(e) from None
         finally:
             call.cancel()
@@ -228,6 +258,8 @@ class AsyncClient:
     async def publish(self, channel: str, messages: Iterable[str] | AsyncIterable[str], *,
                       tier: Tier | str = "exact") -> list[int]:
         """Publishes ``messages`` in order; returns their offsets once each is durable."""
+        if not CHANNEL_NAME.fullmatch(channel):
+            raise RvqstreamError("INVALID_ARGUMENT", f"channel name {channel!r} is invalid: {CHANNEL_NAME_RULE}")
         producer = uuid.uuid4().hex
         source = _aiter(messages).__aiter__()
         pending: deque[tuple[int, str]] = deque()   # sent (or to resend), not acknowledged
@@ -336,6 +368,13 @@ class AsyncClient:
             fallback = await self.fetch(channel, offset)
             return Message(offset, fallback.text, model_id, len(blob), True)
         return Message(offset, text, model_id, len(blob), False)
+
+
+def _check_utf8(decoder, data: bytes, final: bool) -> None:
+    try:
+        decoder.decode(data, final=final)
+    except UnicodeDecodeError as e:
+        raise RvqstreamError("INVALID_ARGUMENT", f"text chunk is not valid UTF-8: {e.reason}") from None
 
 
 def _tier(tier: Tier | str) -> int:

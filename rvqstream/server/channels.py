@@ -8,7 +8,6 @@ or digit, so that access rules can match them by prefix or pattern.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
 import grpc
@@ -20,9 +19,8 @@ from rvqstream.server.logstore import LogStore, Record
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
-from rvqstream.wire import tier_from_pb
+from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 PUBLISH_BATCH = 64       # messages compressed and committed together at most
 _DONE = object()
 
@@ -35,8 +33,7 @@ class ChannelLimits:
 
 def check_channel(name: str, field: str = "channel") -> str:
     if not CHANNEL_NAME.fullmatch(name):
-        raise invalid(f"channel name {name!r} is invalid: 1-128 characters of [A-Za-z0-9._/-], "
-                      "starting with a letter or digit", field)
+        raise invalid(f"channel name {name!r} is invalid: {CHANNEL_NAME_RULE}", field)
     return name
 
 

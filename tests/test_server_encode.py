@@ -1,0 +1,159 @@
+"""EncodeStream against a real server: chunked input decodes to the one-shot text, the latency
+budget flushes a short frame, and every malformed stream gets the right status while the server
+keeps serving the others."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rvqstream._proto import codec_pb2, codec_pb2_grpc
+from rvqstream.client import END_MESSAGE, FLUSH, Client, RvqstreamError
+from rvqstream.wire import frame_from_pb
+
+TEXT = ("Stream me gently: ünïcödé, emoji 🚀, CJK 漢字, tabs\tand newlines\n"
+        "— all of it must come back byte for byte. ")
+
+
+def decode(client: Client, frames) -> str:
+    frames = list(frames)
+    decoder = client.decoder(frames[0].model_id, frames[0].tier)
+    return "".join(decoder.push(f.frame) for f in frames)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory, registry):
+    from conftest import ServerThread
+
+    from rvqstream.server import ServerConfig
+
+    srv = ServerThread(ServerConfig(data_dir=tmp_path_factory.mktemp("data")), registry).start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_server, tmp_path_factory):
+    with Client(shared_server.target, cache_dir=tmp_path_factory.mktemp("cache")) as client:
+        yield client
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(TEXT.encode())), max_size=12),
+       flush_at=st.sets(st.integers(min_value=0, max_value=12), max_size=3))
+def test_chunked_input_decodes_to_the_same_text_as_one_shot(shared_client, cuts, flush_at):
+    data = TEXT.encode()
+    bounds = sorted({0, len(data), *cuts})
+    chunks = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        chunks.append(data[a:b])          # may split a multi-byte character
+        if i in flush_at:
+            chunks.append(FLUSH)
+    chunked = list(shared_client.encode_stream(chunks))
+    one_shot = list(shared_client.encode_stream([TEXT]))
+    assert decode(shared_client, chunked) == decode(shared_client, one_shot) == TEXT
+    assert [f.frame.seq for f in chunked] == list(range(len(chunked)))
+    assert chunked[-1].frame.message_end
+
+
+def test_messages_in_one_stream_decode_separately(shared_client):
+    frames = list(shared_client.encode_stream(["first message.", END_MESSAGE, "second one"]))
+    decoder = shared_client.decoder(frames[0].model_id)
+    texts, current = [], ""
+    for f in frames:
+        current += decoder.push(f.frame)
+        if f.frame.message_end:
+            texts.append(current)
+            current = ""
+    assert texts == ["first message.", "second one"]
+    assert sum(f.frame.message_start for f in frames) == 2
+
+
+def test_semantic_tier_stream_decodes(shared_client):
+    frames = list(shared_client.encode_stream(["a short semantic message"], tier="semantic", stage_count=2))
+    assert all(f.frame.n_stages == 2 for f in frames if f.frame.n_tokens)
+    assert isinstance(decode(shared_client, frames), str)
+
+
+def test_latency_budget_flushes_a_short_frame_while_the_stream_stays_open(shared_server):
+    """With no flush, no message end and no more text, the budget alone emits the frame."""
+    no_more_text = threading.Event()
+
+    def requests():
+        yield codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(max_delay_ms=50))
+        yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=b"hello budget"))
+        no_more_text.wait(30)
+
+    with grpc.insecure_channel(shared_server.target) as ch:
+        call = codec_pb2_grpc.CodecServiceStub(ch).EncodeStream(requests())
+        header = next(call).header
+        assert header.max_delay_ms == 50
+        frame = frame_from_pb(next(call).frame)
+        assert 0 < frame.n_tokens < 16 and not frame.message_end
+        no_more_text.set()
+        call.cancel()
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def encode_raw(target, requests, timeout=30):
+    with grpc.insecure_channel(target) as ch:
+        return list(codec_pb2_grpc.CodecServiceStub(ch).EncodeStream(iter(requests), timeout=timeout))
+
+
+def config(**kw):
+    return codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(**kw))
+
+
+def chunk(data=b"", **kw):
+    return codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=data, **kw))
+
+
+BAD_STREAMS = [
+    ("payload before config", [chunk(b"hi")], grpc.StatusCode.FAILED_PRECONDITION, "must carry config"),
+    ("config twice", [config(), config()], grpc.StatusCode.FAILED_PRECONDITION, "only once"),
+    ("invalid UTF-8", [config(), chunk(b"ok \xff\xfe")], grpc.StatusCode.INVALID_ARGUMENT,
+     "stream byte 3"),
+    ("ends inside a character", [config(), chunk("é".encode()[:1])], grpc.StatusCode.INVALID_ARGUMENT,
+     "ends inside a UTF-8 character"),
+    ("oversize chunk", [config(), chunk(b"x" * (70 << 10))], grpc.StatusCode.INVALID_ARGUMENT,
+     "at most"),
+    ("unknown model", [config(model_id="00" * 32)], grpc.StatusCode.NOT_FOUND, "unknown model id"),
+    ("too many stages", [config(stage_count=99)], grpc.StatusCode.INVALID_ARGUMENT, "stage_count"),
+    ("unknown tier", [config(tier=7)], grpc.StatusCode.INVALID_ARGUMENT, "unknown tier"),
+    ("budget too long", [config(max_delay_ms=10**6)], grpc.StatusCode.INVALID_ARGUMENT, "max_delay_ms"),
+    ("empty request", [config(), codec_pb2.EncodeStreamRequest()], grpc.StatusCode.INVALID_ARGUMENT,
+     "neither config nor chunk"),
+]
+
+
+def test_bad_streams_get_clear_statuses_and_other_streams_go_on(server, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client:
+        gate = threading.Event()
+
+        def slow_chunks():
+            yield "a stream that outlives "
+            gate.wait(30)
+            yield "every bad one."
+
+        good = client.encode_stream(slow_chunks())
+        first = next(good)                      # the good stream is open and has its header
+        for name, requests, code, text in BAD_STREAMS:
+            with pytest.raises(grpc.RpcError) as err:
+                encode_raw(server.target, requests)
+            assert err.value.code() == code, name
+            assert text in err.value.details(), (name, err.value.details())
+        gate.set()
+        frames = [first, *good]
+        assert decode(client, frames) == "a stream that outlives every bad one."
+
+
+def test_sdk_raises_one_exception_type(server, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client, pytest.raises(RvqstreamError) as err:
+        list(client.encode_stream(["x"], model_id="ff" * 32))
+    assert err.value.code == "NOT_FOUND", err.value.message
