@@ -1,0 +1,193 @@
+"""Unary Compress/Decompress, DecodeStream, GetModel/ListModels, health and reflection, against a
+real server; malformed, truncated and unknown-model input get the right status and a clear message."""
+
+from __future__ import annotations
+
+import hashlib
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from rvqstream._proto import codec_pb2, codec_pb2_grpc, frame_pb2
+from rvqstream.models import Codec
+from rvqstream.models.blob import HEADER_BYTES, Mode
+from rvqstream.wire import frame_to_pb
+
+TEXT = "Grüße aus dem Testlabor — 42 messages, each byte-exact. 🙂"
+
+
+@pytest.fixture
+def stub(channel):
+    return codec_pb2_grpc.CodecServiceStub(channel)
+
+
+def compress(stub, text=TEXT, **kw):
+    return stub.Compress(codec_pb2.CompressRequest(text_utf8=text.encode(), **kw))
+
+
+def status_of(call, *args):
+    with pytest.raises(grpc.RpcError) as err:
+        call(*args)
+    return err.value
+
+
+def test_compress_decompress_round_trip(stub, registry):
+    resp = compress(stub)
+    assert resp.model_id == registry.default.model_id
+    assert stub.Decompress(codec_pb2.DecompressRequest(blob=resp.blob)).text == TEXT
+    assert registry.default.decompress(resp.blob) == TEXT      # the blob is the codec's own format
+    assert stub.Decompress(codec_pb2.DecompressRequest(blob=compress(stub, "").blob)).text == ""
+
+
+def test_semantic_tier_compresses(stub):
+    resp = compress(stub, tier=frame_pb2.TIER_SEMANTIC, stage_count=1)
+    assert isinstance(stub.Decompress(codec_pb2.DecompressRequest(blob=resp.blob)).text, str)
+
+
+def test_bad_unary_input_gets_clear_statuses(stub, server_config):
+    blob = model_coded_blob(stub)
+    cases = [
+        (codec_pb2.CompressRequest(text_utf8=b"bad \xc3\x28"), stub.Compress,
+         grpc.StatusCode.INVALID_ARGUMENT, "not valid UTF-8", "text_utf8"),
+        (codec_pb2.CompressRequest(text_utf8=b"x" * (server_config.max_message_bytes + 1)), stub.Compress,
+         grpc.StatusCode.INVALID_ARGUMENT, "at most", "text_utf8"),
+        (codec_pb2.CompressRequest(text_utf8=b"x", model_id="12" * 32), stub.Compress,
+         grpc.StatusCode.NOT_FOUND, "unknown model id", "model_id"),
+        (codec_pb2.CompressRequest(text_utf8=b"x", stage_count=64), stub.Compress,
+         grpc.StatusCode.INVALID_ARGUMENT, "stage_count", "request.stage_count"),
+        (codec_pb2.DecompressRequest(blob=b"\x00\x00\x00\x00"), stub.Decompress,
+         grpc.StatusCode.INVALID_ARGUMENT, "bad magic", "blob"),
+        (codec_pb2.DecompressRequest(blob=blob[:2]), stub.Decompress,
+         grpc.StatusCode.INVALID_ARGUMENT, "truncated", "blob"),
+        (codec_pb2.DecompressRequest(blob=bytes([blob[0], blob[1] ^ 0x3F, blob[2] ^ 0xFF]) + blob[3:]),
+         stub.Decompress, grpc.StatusCode.NOT_FOUND, "model tag", "blob"),
+    ]
+    for request, method, code, text, field in cases:
+        err = status_of(method, request)
+        assert err.code() == code, (request, err.details())
+        assert text in err.details()
+        status = rpc_status.from_call(err)       # rich error: google.rpc.Status with BadRequest
+        bad = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad)
+        assert bad.field_violations[0].field == field
+
+
+PROSE = ["The quick brown fox jumps over the lazy dog, and then it runs away into the forest.",
+         "And God said, Let there be light: and there was light.",
+         "The function returns a new list containing the items of the iterable in sorted order."]
+
+
+def model_coded_blob(stub) -> bytes:
+    """A blob whose payload the model coded (not a fallback): it carries an integrity check."""
+    for text in PROSE:
+        blob = compress(stub, text).blob
+        if Codec.blob_mode(blob) == Mode.EXACT:
+            return blob
+    pytest.fail("the model coded none of the sample sentences")
+
+
+def test_corrupt_payload_is_data_loss_or_invalid(stub):
+    blob = bytearray(model_coded_blob(stub))
+    blob[HEADER_BYTES + (len(blob) - HEADER_BYTES) // 2] ^= 0x5A
+    err = status_of(stub.Decompress, codec_pb2.DecompressRequest(blob=bytes(blob)))
+    assert err.code() in (grpc.StatusCode.DATA_LOSS, grpc.StatusCode.INVALID_ARGUMENT)
+    assert "blob" in err.details()
+
+
+def encode_frames(channel, text):
+    stub = codec_pb2_grpc.CodecServiceStub(channel)
+    reqs = [codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig()),
+            codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=text.encode(), end_message=True))]
+    out = list(stub.EncodeStream(iter(reqs)))
+    return out[0].header, [r.frame for r in out[1:]]
+
+
+def decode_stream(stub, model_id, frames):
+    reqs = [codec_pb2.DecodeStreamRequest(config=codec_pb2.DecodeConfig(model_id=model_id))]
+    reqs += [codec_pb2.DecodeStreamRequest(frame=f) for f in frames]
+    return list(stub.DecodeStream(iter(reqs)))
+
+
+def test_decode_stream_returns_the_encoded_text(stub, channel):
+    text = "Thin clients let the server decode. " * 4
+    header, frames = encode_frames(channel, text)
+    out = decode_stream(stub, header.model_id, frames)
+    assert "".join(r.text for r in out) == text
+    assert out[-1].message_end and [r.frame_seq for r in out] == [f.seq for f in frames]
+
+
+def test_decode_stream_rejects_bad_frames(stub, channel, registry):
+    header, frames = encode_frames(channel, " ".join(PROSE))
+    assert len(frames) >= 2
+    k = next(i for i, f in enumerate(frames) if f.kind == frame_pb2.FRAME_KIND_MODEL)
+    mid = registry.default.model_id
+    unknown_kind = frame_pb2.Frame()
+    unknown_kind.CopyFrom(frames[0])
+    unknown_kind.kind = frame_pb2.FRAME_KIND_UNSPECIFIED
+    corrupt = frame_pb2.Frame()
+    corrupt.CopyFrom(frames[k])
+    corrupt.payload = bytes(b ^ 0xA5 for b in corrupt.payload)
+    oversized = frame_pb2.Frame()
+    oversized.CopyFrom(frames[0])
+    oversized.token_count = 200
+    cases = [
+        ([frames[0], frames[1], frames[1]], grpc.StatusCode.INVALID_ARGUMENT, "out of order"),
+        ([frames[1]], grpc.StatusCode.INVALID_ARGUMENT, "not a message start"),
+        ([unknown_kind], grpc.StatusCode.INVALID_ARGUMENT, "unknown kind"),
+        ([oversized], grpc.StatusCode.INVALID_ARGUMENT, "exceed the model"),
+        ([*frames[:k], corrupt, *frames[k + 1:]], grpc.StatusCode.DATA_LOSS, "integrity check"),
+    ]
+    for sent, code, text in cases:
+        err = status_of(decode_stream, stub, mid, sent)
+        assert err.code() == code and text in err.details(), (text, err.code(), err.details())
+    err = status_of(decode_stream, stub, "ab" * 32, frames)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    reqs = iter([codec_pb2.DecodeStreamRequest(frame=frames[0])])
+    err = status_of(lambda: list(stub.DecodeStream(reqs)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "must carry config" in err.details()
+    assert "".join(r.text for r in decode_stream(stub, mid, frames))   # the server is still fine
+
+
+def test_get_model_streams_the_bundle_that_hashes_to_its_id(stub, registry):
+    out = list(stub.GetModel(codec_pb2.GetModelRequest()))
+    manifest = out[0].manifest
+    assert manifest.model_id == registry.default.model_id
+    files: dict[str, bytearray] = {}
+    for r in out[1:]:
+        buf = files.setdefault(r.chunk.name, bytearray())
+        assert r.chunk.offset_bytes == len(buf)
+        buf += r.chunk.data
+    for f in manifest.files:
+        assert hashlib.sha256(files[f.name]).hexdigest() == f.sha256 and len(files[f.name]) == f.size_bytes
+    assert {n: bytes(b) for n, b in files.items()} == registry.default.bundle_files()
+    err = status_of(lambda: list(stub.GetModel(codec_pb2.GetModelRequest(model_id="cd" * 32))))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_models(stub, registry):
+    models = stub.ListModels(codec_pb2.ListModelsRequest()).models
+    assert [(m.model_id, m.is_default) for m in models] == [(registry.default.model_id, True)]
+    assert models[0].size_bytes == sum(len(b) for b in registry.default.bundle_files().values())
+
+
+def test_health_and_reflection(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "rvqstream.v1.CodecService", "rvqstream.v1.ChannelService"):
+        resp = health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    resp = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in resp.list_services_response.service}
+    assert {"rvqstream.v1.CodecService", "rvqstream.v1.ChannelService", "grpc.health.v1.Health"} <= names
+
+
+def test_frame_wire_mapping_round_trips(registry):
+    from rvqstream.wire import frame_from_pb
+
+    enc = registry.default.encoder()
+    frames = enc.push("mapping frames to the wire and back " * 2) + enc.end_message()
+    assert [frame_from_pb(frame_to_pb(f)) for f in frames] == frames
