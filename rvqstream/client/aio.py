@@ -341,7 +341,8 @@ class AsyncClient:
                     if m.offset != next_offset:
                         raise RvqstreamError("DATA_LOSS", f"channel {channel!r}: offset {m.offset} arrived "
                                              f"where {next_offset} was due")
-                    msg = await self._decode(channel, m.offset, model_id, m.blob)
+                    msg = await self._decode(channel, m.offset, model_id, m.blob,
+                                             resp.ByteSize() + GRPC_PREFIX_BYTES)
                     backoff.progress()
                     next_offset = m.offset + 1
                     yield msg
@@ -357,17 +358,19 @@ class AsyncClient:
                                  channel_pb2.FetchMessageRequest(channel=channel, offset=offset))
         codec = await self.model(resp.model_id)
         text = await asyncio.to_thread(codec.decompress, resp.fallback_blob)
-        return Message(resp.offset, text, resp.model_id, len(resp.fallback_blob), True)
+        return Message(resp.offset, text, resp.model_id, len(resp.fallback_blob), True,
+                       resp.ByteSize() + GRPC_PREFIX_BYTES)
 
-    async def _decode(self, channel: str, offset: int, model_id: str, blob: bytes) -> Message:
+    async def _decode(self, channel: str, offset: int, model_id: str, blob: bytes,
+                      wire_bytes: int = 0) -> Message:
         """Decodes a channel blob here; a blob that fails its check is refetched in fallback form."""
         codec = await self.model(model_id)
         try:
             text = await asyncio.to_thread(codec.decompress, blob)
         except (ValueError, EOFError):
             fallback = await self.fetch(channel, offset)
-            return Message(offset, fallback.text, model_id, len(blob), True)
-        return Message(offset, text, model_id, len(blob), False)
+            return Message(offset, fallback.text, model_id, len(blob), True, wire_bytes + fallback.wire_bytes)
+        return Message(offset, text, model_id, len(blob), False, wire_bytes)
 
 
 def _check_utf8(decoder, data: bytes, final: bool) -> None:

@@ -16,6 +16,7 @@ class Message:
     model_id: str          # model that compressed it
     compressed_bytes: int  # size of the blob as stored and sent
     fallback: bool         # the blob failed its check here and the message was refetched in fallback form
+    wire_bytes: int = 0    # size of the gRPC message that carried it, framing included
 
 
 @dataclass(frozen=True)
