@@ -24,6 +24,7 @@ from rvqstream.server.telemetry import Metrics
 from rvqstream.wire import frame_to_pb, tier_from_pb, tier_to_pb
 
 MAX_DELAY_MS = 60_000
+SLACK_S, SLACK_FRACTION = 0.005, 0.05   # flush margin for timer and loop jitter: 5 ms + 5% of the budget
 _END = object()
 
 
@@ -62,6 +63,7 @@ class EncodeSession:
         self.stage_count = stages or (codec.parts.stages if tier == Tier.SEMANTIC else 0)
         self.max_delay_ms = config.max_delay_ms or limits.default_delay_ms
         self.budget = self.max_delay_ms / 1000
+        self._slack = SLACK_S + SLACK_FRACTION * self.budget
         self._degraded_cap = self.encoder.min_stages if tier == Tier.EXACT else 1
         self._ops: list[tuple] = []          # operations not yet handed to the scheduler
         self._ops_bytes = 0
@@ -167,7 +169,7 @@ class EncodeSession:
 
     def _flush_at(self, oldest: float) -> float:
         """When to flush so the frame is out within the budget of ``oldest``'s arrival."""
-        return oldest + self.budget - self.scheduler.expected_delay()
+        return oldest + self.budget - self._slack - self.scheduler.expected_delay()
 
     async def _work(self) -> None:
         while True:

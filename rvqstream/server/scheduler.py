@@ -21,7 +21,6 @@ from rvqstream.models import Frame, StreamEncoder
 from rvqstream.server.telemetry import Metrics
 
 EWMA = 0.2            # weight of the newest sample in a cost average
-TIMER_SLACK = 0.003   # seconds allowed for timer and event-loop jitter
 
 
 @dataclass
@@ -95,8 +94,7 @@ class Scheduler:
 
     def expected_delay(self) -> float:
         """Seconds a flush queued now should take until its frames are out (for flush timers)."""
-        return (self.max_queue_delay + self.cost[True] + self._queued_cost / self.workers
-                + TIMER_SLACK)
+        return self.max_queue_delay + self.cost[True] + self._queued_cost / self.workers
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

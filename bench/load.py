@@ -1,0 +1,214 @@
+"""Load benchmark: many concurrent exact-tier encode streams against a real ``rvqstream serve``.
+
+Each stream feeds whole words (pre-tokens, so the server's token boundaries match the feeder's)
+at a steady rate in tokens per second. Latency of a frame = its receipt by the client minus the
+moment the first byte of its text was written by the client. Reports p50/p99/max latency against
+the latency budget (+20 ms), the fraction of frames the scheduler had to degrade, tokens sent
+against tokens framed, and (``--verify``) decodes every stream afterwards to check no text was lost.
+``--search`` also finds the largest number of streams the server holds with no degraded frame.
+
+Run: ``python bench/load.py [--streams 100] [--rate 50] [--seconds 20] [--budget-ms 200] [--search]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from rvqstream._proto import codec_pb2, codec_pb2_grpc
+from rvqstream.models import Codec
+from rvqstream.wire import frame_from_pb
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "scripts" / "demo_sample.txt"
+GRACE_MS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``rvqstream serve`` in a child process."""
+
+    def __init__(self, budget_ms: int, workers: int):
+        self.tmp = tempfile.TemporaryDirectory(prefix="rvqstream-load-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rvqstream.cli", "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", self.tmp.name, "--max-delay-ms", str(budget_ms), "--workers", str(workers)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def ready(self) -> None:
+        async with grpc.aio.insecure_channel(self.target) as ch:
+            await asyncio.wait_for(ch.channel_ready(), 60)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.tmp.cleanup()
+
+
+def word_chunks(codec: Codec, text: str) -> tuple[list[str], list[int]]:
+    """The text as pre-token chunks (" word") and each one's token count."""
+    words = [" " + w for w in text.split()]
+    return words, [len(codec.parts.tokenizer.encode(w)) for w in words]
+
+
+async def one_stream(stub, words, ntoks, rate: float, seconds: float, budget_ms: int, start_word: int):
+    """Feeds words at ``rate`` tokens/s for ``seconds`` -> (frames with receipt times, send log)."""
+    call = stub.EncodeStream()
+    await call.write(codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(max_delay_ms=budget_ms)))
+    header = (await call.read()).header
+    received: list[tuple[float, object]] = []
+
+    async def read():
+        while (resp := await call.read()) is not grpc.aio.EOF:
+            received.append((time.monotonic(), resp.frame))
+
+    reader = asyncio.create_task(read())
+    sent_words, send_times, token_starts = [], [], []
+    tokens = 0
+    t_end = time.monotonic() + seconds
+    next_t = time.monotonic()
+    i = start_word
+    while next_t < t_end:
+        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+        w = i % len(words)
+        token_starts.append(tokens)
+        send_times.append(time.monotonic())
+        await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=words[w].encode())))
+        sent_words.append(words[w])
+        tokens += ntoks[w]
+        next_t += ntoks[w] / rate
+        i += 1
+    await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True)))
+    await call.done_writing()
+    await reader
+    return header, received, send_times, token_starts, tokens, "".join(sent_words)
+
+
+def frame_latencies(received, send_times, token_starts, since: float) -> list[float]:
+    """Per frame with text received after ``since``: receipt minus the write time of the word
+    holding its first token (ms)."""
+    out, first_token = [], 0
+    for t_recv, frame in received:
+        if frame.token_count and t_recv >= since:
+            w = bisect.bisect_right(token_starts, first_token) - 1
+            out.append((t_recv - send_times[w]) * 1000)
+        first_token += frame.token_count
+    return out
+
+
+async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, workers: int,
+                   warmup_s: float, verify: bool) -> dict:
+    codec = Codec.load()
+    words, ntoks = word_chunks(codec, SAMPLE.read_text())
+    server = Server(budget_ms, workers)
+    try:
+        await server.ready()
+        async with grpc.aio.insecure_channel(server.target) as ch:
+            stub = codec_pb2_grpc.CodecServiceStub(ch)
+            t0 = time.monotonic()
+            results = await asyncio.gather(*(
+                one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words))
+                for k in range(streams)))
+    finally:
+        server.stop()
+    lat, frames, degraded, sent_tokens, framed_tokens, lost = [], 0, 0, 0, 0, 0
+    for header, received, send_times, token_starts, tokens, text in results:
+        lat += frame_latencies(received, send_times, token_starts, t0 + warmup_s)
+        frames += len(received)
+        degraded += sum(f.degraded for _, f in received)
+        sent_tokens += tokens
+        framed_tokens += sum(f.token_count for _, f in received)
+        if verify:
+            decoder = codec.decoder()
+            decoded = "".join(decoder.push(frame_from_pb(f)) for _, f in received)
+            lost += decoded != text
+    lat.sort()
+    p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
+    return {
+        "streams": streams, "rate_tokens_per_s": rate, "seconds": seconds, "budget_ms": budget_ms,
+        "workers": workers, "frames": frames, "degraded_frames": degraded,
+        "degraded_fraction": degraded / frames if frames else 0.0,
+        "latency_ms": {"p50": p(0.5), "p99": p(0.99), "max": lat[-1] if lat else float("nan"),
+                       "mean": statistics.fmean(lat) if lat else float("nan"), "frames_measured": len(lat)},
+        "p99_within_budget_plus_20ms": bool(lat) and p(0.99) <= budget_ms + GRACE_MS,
+        "tokens_sent": sent_tokens, "tokens_framed": framed_tokens,
+        "streams_with_text_lost": lost if verify else None,
+    }
+
+
+async def search_clean(rate, seconds, budget_ms, workers, warmup_s, step, limit) -> tuple[int, list[dict]]:
+    """The largest stream count (in steps of ``step``) with no degraded frame."""
+    best, runs = 0, []
+    for n in range(step, limit + 1, step):
+        r = await run_load(n, rate, seconds, budget_ms, workers, warmup_s, verify=False)
+        runs.append(r)
+        print(f"  {n:4d} streams: degraded {r['degraded_frames']}/{r['frames']}, "
+              f"p99 {r['latency_ms']['p99']:.1f} ms", flush=True)
+        if r["degraded_frames"]:
+            break
+        best = n
+    return best, runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=50.0, help="tokens per second per stream")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--budget-ms", type=int, default=200, help="latency budget (max_delay_ms)")
+    ap.add_argument("--workers", type=int, default=2, help="server model threads")
+    ap.add_argument("--warmup-s", type=float, default=2.0, help="frames received earlier are not measured")
+    ap.add_argument("--verify", action="store_true", help="decode every stream afterwards")
+    ap.add_argument("--search", action="store_true", help="also find the most streams with no degradation")
+    ap.add_argument("--search-step", type=int, default=10)
+    ap.add_argument("--search-seconds", type=float, default=8.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
+    args = ap.parse_args()
+
+    result = {"command": " ".join(["python", "bench/load.py", *sys.argv[1:]]),
+              "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+              "main": asyncio.run(run_load(args.streams, args.rate, args.seconds, args.budget_ms, args.workers,
+                                           args.warmup_s, args.verify))}
+    m = result["main"]
+    print(f"{m['streams']} streams x {m['rate_tokens_per_s']:.0f} tokens/s, budget {m['budget_ms']} ms: "
+          f"p50 {m['latency_ms']['p50']:.1f} ms, p99 {m['latency_ms']['p99']:.1f} ms, "
+          f"max {m['latency_ms']['max']:.1f} ms; degraded {m['degraded_frames']}/{m['frames']} "
+          f"({100 * m['degraded_fraction']:.2f}%); tokens sent {m['tokens_sent']}, framed {m['tokens_framed']}"
+          + (f"; streams with text lost: {m['streams_with_text_lost']}" if args.verify else ""), flush=True)
+    if args.search:
+        print("searching the most streams with no degraded frame:", flush=True)
+        best, runs = asyncio.run(search_clean(args.rate, args.search_seconds, args.budget_ms, args.workers,
+                                              args.warmup_s, args.search_step, 10 * args.streams))
+        result["max_streams_without_degradation"] = best
+        result["search"] = runs
+        print(f"most streams with no degraded frame: {best} (step {args.search_step})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
