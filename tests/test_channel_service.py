@@ -165,3 +165,15 @@ def test_sdk_errors_for_channels(server, cache_dir):
         with pytest.raises(RvqstreamError) as err:
             client.fetch("ok", 5)
         assert err.value.code == "OUT_OF_RANGE"
+
+
+def test_deadlines_and_cancellation_are_honoured(stub):
+    publish_raw(stub, [cfg("tail"), msg(b"only")])
+    sub = stub.Subscribe(channel_pb2.SubscribeRequest(channel="tail"), timeout=0.5)
+    assert next(sub).message.offset == 0
+    with pytest.raises(grpc.RpcError) as err:
+        next(sub)                                        # waits live until the deadline
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    live = stub.Subscribe(channel_pb2.SubscribeRequest(channel="tail", from_offset=1))
+    live.cancel()
+    assert publish_raw(stub, [cfg("tail"), msg(b"after")])[0].offset == 1   # the server goes on

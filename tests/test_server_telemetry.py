@@ -72,3 +72,28 @@ def test_config_from_env_and_flags(tmp_path):
     assert ServerConfig.from_env({}) == ServerConfig()
     with pytest.raises(SystemExit, match="RVQSTREAM_WORKERS"):
         ServerConfig.from_env({"RVQSTREAM_WORKERS": "many"})
+
+
+def test_missed_budgets_degrade_frames_count_them_and_lose_no_text(server_config, registry, tmp_path):
+    """A 1 ms budget is below the scheduler's own queue delay: every frame must degrade (capped
+    stages), be flagged and counted, and the text must still decode exactly."""
+    from conftest import ServerThread
+
+    reader = InMemoryMetricReader()
+    srv = ServerThread(server_config, registry, Telemetry(True, MeterProvider(metric_readers=[reader]),
+                                                          TracerProvider())).start()
+    text = "Every word arrives late for a one-millisecond budget, yet none is dropped. " * 2
+    try:
+        with Client(srv.target, cache_dir=tmp_path / "cache") as client:
+            frames = list(client.encode_stream(text.split(" "), max_delay_ms=1))
+            decoder = client.decoder(frames[0].model_id)
+            decoded = "".join(decoder.push(f.frame) for f in frames)
+    finally:
+        srv.close()
+    assert decoded == "".join(text.split(" "))
+    with_text = [f for f in frames if f.frame.n_tokens]
+    assert with_text and all(f.degraded for f in with_text)
+    assert all(f.frame.n_stages == 0 for f in with_text)          # exact tier: capped to its minimum
+    points = metric_points(reader)
+    assert sum(p.value for p in points["rvqstream.degraded_frames"]) == sum(f.degraded for f in frames)
+    assert sum(p.value for p in points["rvqstream.deadline_misses"]) >= 1
