@@ -121,7 +121,7 @@ def test_decode_stream_returns_the_encoded_text(stub, channel):
 
 
 def test_decode_stream_rejects_bad_frames(stub, channel, registry):
-    header, frames = encode_frames(channel, " ".join(PROSE))
+    _, frames = encode_frames(channel, " ".join(PROSE))
     assert len(frames) >= 2
     k = next(i for i, f in enumerate(frames) if f.kind == frame_pb2.FRAME_KIND_MODEL)
     mid = registry.default.model_id

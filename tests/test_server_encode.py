@@ -4,6 +4,7 @@ keeps serving the others."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import grpc
@@ -49,7 +50,7 @@ def test_chunked_input_decodes_to_the_same_text_as_one_shot(shared_client, cuts,
     data = TEXT.encode()
     bounds = sorted({0, len(data), *cuts})
     chunks = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         chunks.append(data[a:b])          # may split a multi-byte character
         if i in flush_at:
             chunks.append(FLUSH)

@@ -122,13 +122,15 @@ class AsyncClient:
         (verified), or fetched with GetModel, verified file by file and as a whole, then cached."""
         if model_id in self._codecs:
             return self._codecs[model_id]
+        if not model_id:
+            default = next(m.model_id for m in await self.models() if m.is_default)
+            self._codecs[""] = await self.model(default)
+            return self._codecs[""]
         lock = self._model_locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             if model_id not in self._codecs:
-                codec = await asyncio.to_thread(self._cache.load, model_id) if model_id else None
-                if codec is None:
-                    codec = await self._download(model_id)
-                self._codecs[model_id] = self._codecs[codec.model_id] = codec
+                codec = await asyncio.to_thread(self._cache.load, model_id)
+                self._codecs[model_id] = codec or await self._download(model_id)
         return self._codecs[model_id]
 
     async def _download(self, model_id: str) -> Codec:
@@ -144,7 +146,7 @@ class AsyncClient:
                         chunk = resp.chunk
                         buf = files.get(chunk.name)
                         if buf is None or chunk.offset_bytes != len(buf):
-                            raise RvqstreamError("DATA_LOSS", f"model {model_id or 'default'}: chunk of "
+                            raise RvqstreamError("DATA_LOSS", f"model {model_id}: chunk of "
                                                  f"{chunk.name!r} at byte {chunk.offset_bytes} out of place")
                         buf += chunk.data
                 break
@@ -152,7 +154,7 @@ class AsyncClient:
                 await backoff.retry(e)
         if manifest is None:
             raise RvqstreamError("DATA_LOSS", "GetModel sent no manifest")
-        if model_id and manifest.model_id != model_id:
+        if manifest.model_id != model_id:
             raise RvqstreamError("DATA_LOSS", f"asked for model {model_id}, got {manifest.model_id}")
         for f in manifest.files:
             data = files[f.name]

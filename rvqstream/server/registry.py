@@ -24,6 +24,7 @@ class ModelRegistry:
         for c in codecs:
             self._by_tag.setdefault(c.tag, []).append(c)
         self._files: dict[str, dict[str, bytes]] = {}
+        self._manifests: dict[str, list[tuple[str, int, str]]] = {}
 
     @classmethod
     def load(cls, extra_dirs: list[Path] = ()) -> ModelRegistry:
@@ -66,6 +67,8 @@ class ModelRegistry:
         return self._files[codec.model_id]
 
     def manifest(self, model_id: str) -> list[tuple[str, int, str]]:
-        """(name, size in bytes, hex sha256) of each bundle file, in name order."""
-        return [(name, len(data), hashlib.sha256(data).hexdigest())
-                for name, data in sorted(self.files(model_id).items())]
+        """(name, size in bytes, hex sha256) of each bundle file, in name order (cached)."""
+        if model_id not in self._manifests:
+            self._manifests[model_id] = [(name, len(data), hashlib.sha256(data).hexdigest())
+                                         for name, data in sorted(self.files(model_id).items())]
+        return self._manifests[model_id]
