@@ -124,7 +124,10 @@ class Scheduler:
         try:
             self.metrics.batch_size.record(len(batch))
             self._plan_degradation(batch, time.monotonic())
-            results = await asyncio.get_running_loop().run_in_executor(self.executor, _run_all, batch)
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(self.executor, _run_all, batch)
+            except Exception as e:  # noqa: BLE001 - e.g. the pool shut down: no stream waits forever
+                results = [e] * len(batch)
             for item, result in zip(batch, results):
                 key = item.forces_frames
                 self.cost[key] += EWMA * (item.cost - self.cost[key]) if self.cost[key] else item.cost
