@@ -86,6 +86,17 @@ def test_degraded_stream_still_exact(codec):
     assert _decode(codec, frames) == TEXT
 
 
+def test_fallback_only_sheds_model_work_and_stays_exact(codec):
+    enc = codec.encoder()
+    frames = enc.push(TEXT[:60])
+    enc.fallback_only = True          # a scheduler under pressure
+    frames += enc.push(TEXT[60:140])
+    enc.fallback_only = False
+    frames += enc.push(TEXT[140:]) + enc.end_message()
+    assert any(f.kind != FrameKind.MODEL for f in frames)
+    assert _decode(codec, frames) == TEXT
+
+
 def test_corrupt_frame_raises_integrity_error_and_next_message_recovers(codec):
     frames = _stream(codec, [TEXT])
     model = next(i for i, f in enumerate(frames) if f.kind == FrameKind.MODEL and len(f.payload) > 2)

@@ -30,6 +30,7 @@ class StreamEncoder:
             raise ValueError("the semantic tier needs at least 1 stage")
         self.min_stages = (stages or 0) if tier == Tier.EXACT else (stages or parts.stages)
         self.stages_cap = parts.stages    # lowered by a scheduler to degrade gracefully
+        self.fallback_only = False        # set by a scheduler to shed model work: fallback frames
         self._text = ""                  # held-back text (the unfinished last pre-token)
         self._tokens: list[int] = []     # tokenized, not yet in a frame
         self._state: LMState | None = None
@@ -91,21 +92,27 @@ class StreamEncoder:
             for c in p.frame_encoder.codes([tokens], stages)[0]:
                 enc.encode_uniform(int(c), p.codes)
             return self._frame(FrameKind.MODEL, n, stages, enc.finish(), end)
+        if self.fallback_only:
+            return self._fallback_frame(n, data, end)
         state = start_context(p, self._state, p.frame)
         plan = choose_plan(p, state, tokens, min(self.min_stages, cap), cap, with_eos=False)
         for c in plan.codes:
             enc.encode_uniform(c, p.codes)
         encode_plan(enc, plan, tokens)
         enc.encode_uniform(text_check(data, FRAME_CHECK_BITS), 1 << FRAME_CHECK_BITS)
-        payload, kind = enc.finish(), FrameKind.MODEL
+        payload = enc.finish()
         if len(payload) >= len(data) and self.min_stages == 0:
-            payload, kind = data, FrameKind.RAW
-            z = self._fallback.compress(data)
-            if len(z) < len(data):
-                payload, kind = z, FrameKind.ZSTD
-        frame = self._frame(kind, n, plan.n_stages if kind == FrameKind.MODEL else 0, payload, end)
-        self._state = plan.state if kind == FrameKind.MODEL else p.step.new_state()
-        return frame
+            return self._fallback_frame(n, data, end)
+        self._state = plan.state
+        return self._frame(FrameKind.MODEL, n, plan.n_stages, payload, end)
+
+    def _fallback_frame(self, n_tokens: int, data: bytes, end: bool) -> Frame:
+        """The frame's bytes, zstd-compressed with the dictionary when that is smaller; the next
+        frame starts a fresh context."""
+        z = self._fallback.compress(data)
+        kind, payload = (FrameKind.ZSTD, z) if len(z) < len(data) else (FrameKind.RAW, data)
+        self._state = self.parts.step.new_state()
+        return self._frame(kind, n_tokens, 0, payload, end)
 
 
 class StreamDecoder:

@@ -5,8 +5,9 @@ Work items (one per stream at a time: push text, flush, end message) wait at mos
 share a few threads and the event loop never blocks on the model. Item cost is tracked as two
 moving averages (items that force frames out, and plain pushes). Before a batch runs, each item's
 finish time is predicted from the costs of the items ahead of it; an item that would finish after
-its stream's deadline runs degraded: its encoder's stage cap drops to the stream's minimum, so no
-stage search runs and fewer stages are sent. Its frames are flagged and counted. Text is never
+its stream's deadline runs degraded: in the exact tier its frames are sent in fallback form (no
+language-model work at all), in the semantic tier with fewer stages. Its frames are flagged and
+counted. Text is never
 dropped.
 """
 
@@ -17,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from rvqstream.models import Frame, StreamEncoder
+from rvqstream.models import Frame, StreamEncoder, Tier
 from rvqstream.server.telemetry import Metrics
 
 EWMA = 0.2            # weight of the newest sample in a cost average
@@ -45,6 +46,7 @@ def run_ops(item: WorkItem) -> list[Frame]:
     """Runs ``item``'s operations on its encoder (on a worker thread) -> frames, in order."""
     enc = item.encoder
     enc.stages_cap = item.degraded_stages if item.degraded else item.max_stages
+    enc.fallback_only = item.degraded and enc.tier == Tier.EXACT   # shed the language model's work
     frames: list[Frame] = []
     start = time.monotonic()
     try:
@@ -57,6 +59,7 @@ def run_ops(item: WorkItem) -> list[Frame]:
                 frames += enc.end_message()
     finally:
         enc.stages_cap = item.max_stages
+        enc.fallback_only = False
         item.cost = time.monotonic() - start
     return frames
 
