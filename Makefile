@@ -2,9 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-server-dev
+STAMP  := $(VENV)/.installed-server-dev-train
 
-.PHONY: demo test protos venv
+.PHONY: demo test protos venv data tokenizer train export bench-codec
 
 venv: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	  echo "python venv is missing: installing Debian's python3-venv"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[server,dev]'
+	$(PY) -m pip install --quiet -e '.[server,dev,train]'
 	touch $@
 
 demo: $(STAMP)
@@ -25,3 +25,22 @@ test: $(STAMP)
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 	$(VENV)/bin/buf lint
+
+# -- the codec: corpus, tokenizer, training (CPU or GPU), export of the shipped bundle, benchmark --
+MINUTES ?= 48
+data: $(STAMP)
+	$(PY) -m rvqstream.models.training.corpus --out data
+
+tokenizer: $(STAMP)
+	$(PY) -m rvqstream.models.training.train_tokenizer --data data --out rvqstream/models/artifacts
+
+train: $(STAMP)
+	$(PY) -m rvqstream.models.training.train --data data --out runs/main --minutes $(MINUTES) --lr 1e-3 \
+	  --config '{"n_layers": 3, "enc_layers": 1}' $(if $(RESUME),--resume,)
+
+export: $(STAMP)
+	$(PY) -m rvqstream.models.training.export --ckpt runs/main/ckpt.pt --data data --out rvqstream/models/artifacts
+
+bench-codec: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'
+	$(PY) bench/codec_bench.py

@@ -13,9 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rvqstream.models import Codec  # noqa: E402
-from rvqstream.models.bundle import DEFAULT_DIR  # noqa: E402
-from rvqstream.models.runtime import dequantize  # noqa: E402
+from rvqstream.models import Codec
+from rvqstream.models.bundle import DEFAULT_DIR
+from rvqstream.models.entropy import cumulative, freqs_from_logits
+from rvqstream.models.runtime import dequantize
 
 TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "enc_layers": 1, "latent_dim": 16,
         "codes": 64, "stages": 4, "cond_hidden": 32}
@@ -86,8 +87,10 @@ def test_export_parity_and_codec(trained):
     step, state = codec.parts.step, codec.parts.step.new_state()
     zq = dequantize(codec.parts.codebooks, codes)
     for j in range(n):
-        logits, kv = step.step(state, zq, j)
+        logits, cum, kv = step.run(state, zq, j)
         np.testing.assert_allclose(logits, ref[j], atol=2e-4, rtol=1e-4)
+        # the graph's coder table is the numpy reference's, on the same logits
+        np.testing.assert_array_equal(cum, cumulative(freqs_from_logits(logits)))
         step.advance(state, ids[j], kv)
     for t in [text, "", "🎉 unseen ünïcode", "x" * 50]:
         assert codec.decompress(codec.compress(t)) == t

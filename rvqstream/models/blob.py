@@ -17,8 +17,15 @@ import enum
 
 import numpy as np
 
-from rvqstream.models.coding import (Parts, choose_plan, decode_tokens, encode_plan, generate_tokens,
-                                     start_context, text_check)
+from rvqstream.models.coding import (
+    Parts,
+    choose_plan,
+    decode_tokens,
+    encode_plan,
+    generate_tokens,
+    start_context,
+    text_check,
+)
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import IntegrityError, Tier

@@ -23,9 +23,11 @@ from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
 from rvqstream.models.stream import StreamDecoder, StreamEncoder
 from rvqstream.models.tokenizer import Tokenizer
 
+DEFAULT_SETTINGS = SessionSettings()
+
 
 class Codec:
-    def __init__(self, files: dict[str, bytes], manifest: dict, settings: SessionSettings = SessionSettings()):
+    def __init__(self, files: dict[str, bytes], manifest: dict, settings: SessionSettings = DEFAULT_SETTINGS):
         self._files = files
         self.model_id = model_id_of(files)
         if manifest.get("model_id") not in (None, self.model_id):
@@ -45,7 +47,7 @@ class Codec:
         self._blobs = BlobCoder(self.parts, self.model_id)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, settings: SessionSettings = SessionSettings()) -> "Codec":
+    def load(cls, path: Path | str | None = None, settings: SessionSettings = DEFAULT_SETTINGS) -> Codec:
         """Load the bundle in directory ``path`` (default: the shipped one)."""
         path = Path(path) if path is not None else DEFAULT_DIR
         manifest = json.loads((path / MANIFEST).read_text())

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvqstream.models.entropy import (ArithmeticDecoder, ArithmeticEncoder, cumulative,
-                                      freqs_from_logits)
+from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
 from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
@@ -66,8 +65,7 @@ def plan_tokens(parts: Parts, state: LMState, tokens: list[int], codes: list[int
     tables, bits = [], 0.0
     symbols = tokens + ([EOS_ID] if with_eos else [])
     for j, t in enumerate(symbols):
-        logits, kv = parts.step.step(st, z, j)
-        cum = cumulative(freqs_from_logits(logits))
+        cum, kv = parts.step.step(st, z, j)
         tables.append(cum)
         bits += math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t]))
         if t != EOS_ID:
@@ -115,8 +113,8 @@ def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: LMState, codes: l
     z = dequantize(parts.codebooks, codes) if codes else None
     out = []
     for j in range(count):
-        logits, kv = parts.step.step(state, z, j)
-        t = dec.decode_symbol(cumulative(freqs_from_logits(logits)))
+        cum, kv = parts.step.step(state, z, j)
+        t = dec.decode_symbol(cum)
         if t == EOS_ID:
             if stop_at_eos:
                 return out, True
@@ -131,9 +129,10 @@ def generate_tokens(parts: Parts, state: LMState, codes: list[int], count: int) 
     z = dequantize(parts.codebooks, codes) if codes else None
     out = []
     for j in range(count):
-        logits, kv = parts.step.step(state, z, j)
-        logits[EOS_ID] = -np.inf
-        t = int(logits.argmax())
+        cum, kv = parts.step.step(state, z, j)
+        freqs = np.diff(cum)
+        freqs[EOS_ID] = 0
+        t = int(freqs.argmax())
         parts.step.advance(state, t, kv)
         out.append(t)
     return out

@@ -6,8 +6,9 @@ single 1 bit and pads to a byte; the decoder reads zeros past the end, so traili
 be dropped from the output.
 
 ``freqs_from_logits`` turns float32 logits into integer frequencies with exact integer arithmetic
-after one IEEE subtraction, one multiplication and a floor, so identical logits give identical
-tables on every machine.
+after three IEEE float32 operations and a truncation, so identical logits give identical tables
+on every machine. The decoder step graph computes the same table (``FREQ_TABLE``, ``LOG2E_SCALED``,
+``FREQ_OFFSET``) in its last nodes; this numpy version is its reference.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MAX_TOTAL = 1 << 40
 
 FREQ_BITS = 24              # the most likely symbol gets 2**24 (to within a factor of 2)
 _STEPS_PER_BIT = 64         # logits are quantized to 1/64 of a bit
-_LOG2E_SCALED = np.float32(_STEPS_PER_BIT / math.log(2))
+LOG2E_SCALED = np.float32(_STEPS_PER_BIT / math.log(2))
 
 
 def _exp2_table() -> np.ndarray:
@@ -41,11 +42,11 @@ def _exp2_table() -> np.ndarray:
 
 
 _MIN_STEP = -_STEPS_PER_BIT * FREQ_BITS
-# _FREQ[i] = the frequency of a symbol whose quantized log2-probability is (i + _MIN_STEP)/64 bits
+# FREQ_TABLE[i] = the frequency of a symbol whose quantized log2-probability is (i + _MIN_STEP)/64 bits
 _EXP2 = _exp2_table()
-_FREQ = np.array([int(_EXP2[k & (_STEPS_PER_BIT - 1)]) >> -(k >> 6) for k in range(_MIN_STEP, 1)],
+FREQ_TABLE = np.array([int(_EXP2[k & (_STEPS_PER_BIT - 1)]) >> -(k >> 6) for k in range(_MIN_STEP, 1)],
                  dtype=np.int64)
-_OFFSET = np.float32(-_MIN_STEP)
+FREQ_OFFSET = np.float32(-_MIN_STEP)
 
 
 def freqs_from_logits(logits: np.ndarray) -> np.ndarray:
@@ -53,10 +54,10 @@ def freqs_from_logits(logits: np.ndarray) -> np.ndarray:
     Each symbol's log2-probability relative to the best is quantized to 1/64 bit (floor, via the
     IEEE float32 ops below, which give the same result on every machine for the same logits)."""
     x = logits - logits.max()
-    x *= _LOG2E_SCALED
-    x += _OFFSET
+    x *= LOG2E_SCALED
+    x += FREQ_OFFSET
     np.maximum(x, 0, out=x)
-    return _FREQ.take(x.astype(np.int32))
+    return FREQ_TABLE.take(x.astype(np.int32))
 
 
 def cumulative(freqs: np.ndarray) -> np.ndarray:

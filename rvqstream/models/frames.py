@@ -27,7 +27,7 @@ class Tier(enum.IntEnum):
     SEMANTIC = 1
 
     @classmethod
-    def parse(cls, tier: "str | Tier") -> "Tier":
+    def parse(cls, tier: str | Tier) -> Tier:
         if isinstance(tier, Tier):
             return tier
         try:
@@ -56,7 +56,7 @@ class Frame:
         return write_varint(self.seq) + bytes([flags, self.n_tokens]) + self.payload
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Frame":
+    def from_bytes(cls, data: bytes) -> Frame:
         seq, pos = read_varint(data, 0)
         if len(data) < pos + 2:
             raise EOFError("frame header is truncated")

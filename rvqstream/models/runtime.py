@@ -78,7 +78,7 @@ class LMState:
     last_token: int = 0                      # the start symbol (EOS_ID) opens every context
     length: int = 0                          # tokens in the context after the start symbol
 
-    def copy(self) -> "LMState":
+    def copy(self) -> LMState:
         return LMState(list(self.kv), self.last_token, self.length)
 
 
@@ -98,9 +98,14 @@ class StepModel:
         return LMState([empty] * (2 * self._layers))
 
     def step(self, state: LMState, z: np.ndarray | None, j: int) -> tuple[np.ndarray, list]:
-        """-> (logits [V] of the token after ``state``, the KV cache with ``state.last_token``
-        appended), conditioned on frame latent ``z`` [1,D] at position-in-frame ``j``, or
-        unconditioned when ``z`` is None. ``state`` is not changed."""
+        """-> (cumulative frequency table [V+1] int64 of the token after ``state``, the KV cache
+        with ``state.last_token`` appended), conditioned on frame latent ``z`` [1,D] at
+        position-in-frame ``j``, or unconditioned when ``z`` is None. ``state`` is not changed."""
+        _, cum, kv = self.run(state, z, j)
+        return cum, kv
+
+    def run(self, state: LMState, z: np.ndarray | None, j: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """-> (logits [V] float32, cumulative table [V+1] int64, new KV cache)."""
         feeds = {
             "token": np.array([[state.last_token]], np.int64),
             "pos": np.array([[state.length]], np.int64),
@@ -110,7 +115,7 @@ class StepModel:
         }
         feeds.update(zip(self._past_names, state.kv))
         out = self._sess.run(None, feeds)
-        return out[0][0], out[1:]
+        return out[0][0], out[1][0], out[2:]
 
     @staticmethod
     def advance(state: LMState, token: int, kv: list) -> None:

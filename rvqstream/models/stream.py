@@ -11,8 +11,15 @@ from __future__ import annotations
 import codecs
 import dataclasses
 
-from rvqstream.models.coding import (Parts, choose_plan, decode_tokens, encode_plan, generate_tokens,
-                                     start_context, text_check)
+from rvqstream.models.coding import (
+    Parts,
+    choose_plan,
+    decode_tokens,
+    encode_plan,
+    generate_tokens,
+    start_context,
+    text_check,
+)
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import Frame, FrameKind, IntegrityError, Tier

@@ -21,7 +21,7 @@ class Tokenizer:
         self._init(_HFTokenizer.from_file(str(path)))
 
     @classmethod
-    def from_json(cls, text: str) -> "Tokenizer":
+    def from_json(cls, text: str) -> Tokenizer:
         self = cls.__new__(cls)
         self._init(_HFTokenizer.from_str(text))
         return self

@@ -11,7 +11,6 @@ when they are missing and it runs as root).
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import hashlib
 import json
@@ -112,7 +111,7 @@ def pydoc() -> list[str]:
 
 
 def _render_man(path: Path) -> str:
-    r = subprocess.run(f"man -l {path} 2>/dev/null | col -bx", shell=True, capture_output=True,
+    r = subprocess.run(f"man -l {path} 2>/dev/null | col -bx", shell=True, capture_output=True, check=False,
                        env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
     return r.stdout.decode("utf-8", errors="replace")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rvqstream.models.tokenizer import EOS_ID, Tokenizer
+from rvqstream.models.tokenizer import Tokenizer
 
 
 def load_split(data_dir: Path, split: str, tok: Tokenizer, limit_per_source: int | None = None):

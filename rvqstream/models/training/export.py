@@ -7,7 +7,8 @@ Graphs (batch 1 for the step graph; its state is explicit):
   encoder.onnx  frames [M,F] int64, lengths [M] int64 -> latent [M,D] float32
   step.onnx     token [1,1] int64, pos [1,1] int64, z [1,D] float32, j [1,1] int64, has_z [1,1] float32,
                 past_k{i}, past_v{i} [1,H,T,dh] float32 (i < layers)
-                -> logits [1,V] float32, present_k{i}, present_v{i} [1,H,T+1,dh]
+                -> logits [1,V] float32, cum [1,V+1] int64 (the coder's cumulative frequencies),
+                   present_k{i}, present_v{i} [1,H,T+1,dh]
 """
 
 from __future__ import annotations
@@ -23,17 +24,26 @@ import torch
 from torch import nn
 
 from rvqstream.models.bundle import write_manifest
+from rvqstream.models.entropy import FREQ_OFFSET, FREQ_TABLE, LOG2E_SCALED
 from rvqstream.models.training.model import CodecModel, ModelConfig
 
 OPSET = 20
 
 
 class StepGraph(nn.Module):
-    """One decoder step with the KV cache as explicit inputs and outputs."""
+    """One decoder step with the KV cache as explicit inputs and outputs; it also turns the
+    logits into the cumulative integer frequency table of the arithmetic coder (entropy.py)."""
 
     def __init__(self, model: CodecModel):
         super().__init__()
         self.m = model
+        self.register_buffer("freq_table", torch.from_numpy(FREQ_TABLE))
+
+    def table(self, logits):
+        """logits [1,V] float32 -> cumulative frequencies [1,V+1] int64 (as entropy.py computes)."""
+        x = (logits - logits.max(-1, keepdim=True).values) * float(LOG2E_SCALED) + float(FREQ_OFFSET)
+        freqs = self.freq_table[torch.clamp(x, min=0.0).to(torch.int64)]
+        return torch.cat([torch.zeros_like(freqs[:, :1]), torch.cumsum(freqs, -1)], -1)
 
     def forward(self, token, pos, z, j, has_z, *past):
         m = self.m
@@ -49,7 +59,8 @@ class StepGraph(nn.Module):
             x = x + b.proj((w @ v).transpose(1, 2).reshape(1, 1, d))
             x = x + b.ff2(torch.nn.functional.gelu(b.ff1(b.ln2(x)), approximate="tanh"))
             present += [k, v]
-        return (m.head(x)[:, 0, :], *present)
+        logits = m.head(x)[:, 0, :]
+        return (logits, self.table(logits), *present)
 
 
 class EncoderGraph(nn.Module):
@@ -74,7 +85,7 @@ def export_graphs(model: CodecModel, out: Path) -> None:
         torch.onnx.export(
             StepGraph(model), args, str(out / "step_fp32.onnx"), opset_version=OPSET, dynamo=False,
             input_names=["token", "pos", "z", "j", "has_z", *names_past],
-            output_names=["logits", *names_present],
+            output_names=["logits", "cum", *names_present],
             dynamic_axes={n: {2: "T"} for n in names_past} | {n: {2: "T1"} for n in names_present})
         frames = torch.zeros(2, cfg.frame, dtype=torch.int64)
         torch.onnx.export(

@@ -166,7 +166,7 @@ class FrameEncoder(nn.Module):
 
     def forward(self, frames, lengths):
         """frames [M,F] int64 (padded), lengths [M] -> latent [M,D]."""
-        M, Fr = frames.shape
+        Fr = frames.shape[1]
         valid = torch.arange(Fr, device=frames.device)[None, :] < lengths[:, None]   # [M,F]
         x = self.tok_emb(frames) + self.pos.weight[:Fr][None]
         mask = valid[:, None, None, :]    # keys
