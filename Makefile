@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-server-dev-train
 
-.PHONY: demo test protos venv data tokenizer train export bench-codec
+.PHONY: demo test protos venv data tokenizer train export bench-codec bench bench-quick
 
 venv: $(STAMP)
 
@@ -44,3 +44,18 @@ export: $(STAMP)
 bench-codec: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'
 	$(PY) bench/codec_bench.py
+
+# -- the scoreboard: rvqstream against its anchors, results and plots in bench/results/ --------
+# make bench                  full run (whole test split; long)
+# make bench ARGS=--quick     small samples, under 5 minutes on 2 cores (same as make bench-quick)
+# make bench ARGS='--jsonl my.jsonl'   also rate messages of your own ({"text": ...} per line)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/scoreboard.py $(ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) bench/scoreboard.py --quick $(ARGS)

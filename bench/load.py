@@ -44,15 +44,18 @@ def free_port() -> int:
 
 
 class Server:
-    """``rvqstream serve`` in a child process."""
+    """``rvqstream serve`` in a child process, or (``passthrough``) bench/passthrough.py, which
+    answers each text chunk with a frame carrying it raw."""
 
-    def __init__(self, budget_ms: int, workers: int):
+    def __init__(self, budget_ms: int, workers: int, passthrough: bool = False):
         self.tmp = tempfile.TemporaryDirectory(prefix="rvqstream-load-")
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rvqstream.cli", "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", self.tmp.name, "--max-delay-ms", str(budget_ms), "--workers", str(workers)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        listen = f"127.0.0.1:{self.port}"
+        argv = ([str(ROOT / "bench" / "passthrough.py"), "--listen", listen] if passthrough else
+                ["-m", "rvqstream.cli", "serve", "--listen", listen, "--data-dir", self.tmp.name,
+                 "--max-delay-ms", str(budget_ms), "--workers", str(workers)])
+        self.proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
 
     async def ready(self) -> None:
         async with grpc.aio.insecure_channel(self.target) as ch:
@@ -61,6 +64,13 @@ class Server:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def peak_rss_bytes(self) -> int:
+        """The server process's peak resident set size so far (VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc status")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -119,11 +129,19 @@ def frame_latencies(received, send_times, token_starts, since: float) -> list[fl
     return out
 
 
+def chunk_latencies(received, send_times, since: float) -> list[float]:
+    """Pass-through server: frame ``seq`` k carries text chunk k; receipt minus its write time (ms)."""
+    return [(t_recv - send_times[f.seq]) * 1000 for t_recv, f in received
+            if f.payload and t_recv >= since]
+
+
 async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, workers: int,
-                   warmup_s: float, verify: bool) -> dict:
+                   warmup_s: float, verify: bool, passthrough: bool = False) -> dict:
+    """Latency, degradation and throughput of ``streams`` concurrent streams; ``passthrough``
+    measures the pass-through server instead of ``rvqstream serve``."""
     codec = Codec.load()
     words, ntoks = word_chunks(codec, SAMPLE.read_text())
-    server = Server(budget_ms, workers)
+    server = Server(budget_ms, workers, passthrough)
     try:
         await server.ready()
         async with grpc.aio.insecure_channel(server.target) as ch:
@@ -132,14 +150,21 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
             results = await asyncio.gather(*(
                 one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words))
                 for k in range(streams)))
+        peak_rss = server.peak_rss_bytes()
     finally:
         server.stop()
     lat, frames, degraded, sent_tokens, framed_tokens, lost = [], 0, 0, 0, 0, 0
     for header, received, send_times, token_starts, tokens, text in results:
-        lat += frame_latencies(received, send_times, token_starts, t0 + warmup_s)
         frames += len(received)
-        degraded += sum(f.degraded for _, f in received)
         sent_tokens += tokens
+        if passthrough:
+            lat += chunk_latencies(received, send_times, t0 + warmup_s)
+            echoed = b"".join(f.payload for _, f in received).decode() == text
+            framed_tokens += tokens if echoed else 0    # every token, once its text came back whole
+            lost += verify and not echoed
+            continue
+        lat += frame_latencies(received, send_times, token_starts, t0 + warmup_s)
+        degraded += sum(f.degraded for _, f in received)
         framed_tokens += sum(f.token_count for _, f in received)
         if verify:
             decoder = codec.decoder()
@@ -151,10 +176,12 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
         "streams": streams, "rate_tokens_per_s": rate, "seconds": seconds, "budget_ms": budget_ms,
         "workers": workers, "frames": frames, "degraded_frames": degraded,
         "degraded_fraction": degraded / frames if frames else 0.0,
-        "latency_ms": {"p50": p(0.5), "p99": p(0.99), "max": lat[-1] if lat else float("nan"),
+        "server": "pass-through" if passthrough else "rvqstream", "server_peak_rss_bytes": peak_rss,
+        "latency_ms": {"p50": p(0.5), "p95": p(0.95), "p99": p(0.99), "max": lat[-1] if lat else float("nan"),
                        "mean": statistics.fmean(lat) if lat else float("nan"), "frames_measured": len(lat)},
         "p99_within_budget_plus_20ms": bool(lat) and p(0.99) <= budget_ms + GRACE_MS,
         "tokens_sent": sent_tokens, "tokens_framed": framed_tokens,
+        "throughput_tokens_per_s": framed_tokens / seconds,
         "streams_with_text_lost": lost if verify else None,
     }
 

@@ -1,0 +1,278 @@
+"""REPORT.md and PNG plots from the scoreboard's results (matplotlib, Agg backend).
+
+Every number written comes from the ``results`` dict of the run (bench/scoreboard.py); units:
+bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes or tokens per second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+
+OURS = "rvqstream exact"
+ANCHORS = ("gzip-9", "brotli-11", "zstd-19", "zstd-19+dict", "zstd-19+dict stream")
+ANCHOR_STYLE = {"gzip-9": "tab:gray", "brotli-11": "tab:brown", "zstd-19": "tab:olive",
+                "zstd-19+dict": "tab:purple", "zstd-19+dict stream": "tab:pink", OURS: "tab:blue"}
+MB = 1 << 20
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    def cell(v) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return f"![{name}]({name})\n"
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+def rate_section(r: dict, out: Path) -> str:
+    rows = [[name, v["messages"], v["bytes"], v["bpb"][OURS], *(v["bpb"][a] for a in ANCHORS),
+             v["bpb"][OURS] / v["bpb"]["zstd-19+dict"]] for name, v in r["rate"].items()]
+    s = ("## Rate: exact tier against the anchors\n\nbpb over all messages of each input (total output "
+         "bits / total UTF-8 bytes; rvqstream: the whole blob, header and checks included). "
+         "`zstd-19+dict stream`: one compression context per input, flushed after each message.\n\n")
+    s += table(["input", "messages", "bytes", OURS, *ANCHORS, "ratio to zstd-19+dict"], rows)
+    med = [[name, v["median_message_bpb"][OURS], *(v["median_message_bpb"][a] for a in ANCHORS),
+            v["max_bytes_above_zstd_dict"], ", ".join(f"{k} {n}" for k, n in sorted(v["blob_modes"].items()))]
+           for name, v in r["rate"].items() if "median_message_bpb" in v]
+    s += "\nMedian per-message bpb, the largest excess of a blob over zstd-19+dict (bytes) and blob modes:\n\n"
+    s += table(["input", OURS, *ANCHORS, "max bytes above zstd+dict", "blob modes"], med)
+
+    names = list(r["rate"])
+    methods = [OURS, *ANCHORS]
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(names)), 4.5))
+    w = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        ax.bar([j + (i - len(methods) / 2 + 0.5) * w for j in range(len(names))],
+               [r["rate"][n]["bpb"][m] for n in names], w, label=m, color=ANCHOR_STYLE[m],
+               edgecolor="black" if m == OURS else None)
+    ax.set_xticks(range(len(names)), [n.replace("test/", "") for n in names], rotation=20)
+    ax.set_ylabel("bits per byte (bpb), lower is better")
+    ax.set_title("Exact-tier rate per input: rvqstream against the anchors")
+    ax.legend(fontsize=8, ncols=3)
+    ax.grid(axis="y", alpha=0.3)
+    return s + "\n" + _save(fig, out, "rate.png")
+
+
+def wire_section(r: dict, out: Path) -> str:
+    kinds = ["rvqstream frames", "rvqstream blob", "raw text", "zstd-19+dict text"]
+    rows = [[name, v["messages"], *(v["bytes_per_message"][k] for k in kinds),
+             *(v["bpb"][k] for k in kinds), v["rvqstream_frames_per_message"]]
+            for name, v in r["wire"].items() if "bytes_per_message" in v]
+    s = ("## Bytes on a gRPC stream per message\n\nprotobuf + 5-byte gRPC prefix + 9-byte HTTP/2 DATA "
+         "header per gRPC message. `rvqstream frames`: the message as the stream encoder's frames, one "
+         "`EncodeStreamResponse` each; `rvqstream blob`: one `CompressResponse`; raw and zstd-19+dict "
+         "text: one `EncodeStreamResponse` frame carrying the whole message.\n\n")
+    s += table(["input", "messages", *(f"{k} (B/msg)" for k in kinds), *(f"{k} (bpb)" for k in kinds),
+                "frames/msg"], rows)
+    s += "\nAll test sources together (bpb): " + ", ".join(
+        f"{k} {v:.3f}" for k, v in r["wire"]["test (all sources)"]["bpb"].items()) + "\n"
+    names = [n for n in r["wire"] if "bytes_per_message" in r["wire"][n]]
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(names)), 4.2))
+    w = 0.8 / len(kinds)
+    for i, k in enumerate(kinds):
+        ax.bar([j + (i - len(kinds) / 2 + 0.5) * w for j in range(len(names))],
+               [r["wire"][n]["bytes_per_message"][k] for n in names], w, label=k)
+    ax.set_xticks(range(len(names)), [n.replace("test/", "") for n in names], rotation=20)
+    ax.set_ylabel("bytes on the wire per message (B)")
+    ax.set_title("gRPC stream bytes per message (protobuf + gRPC + HTTP/2 framing)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return s + "\n" + _save(fig, out, "wire.png")
+
+
+def fidelity_section(r: dict, out: Path) -> str:
+    f = r["fidelity"]
+    st = f["stages"]
+    rows = [[n, v["bpb"], v["token_accuracy"], v["exact_frame_rate"], v["chrf"], v["cosine"]]
+            for n, v in st.items()]
+    s = (f"## Semantic tier: fidelity per stage count\n\n{f['messages']} test messages ({f['bytes']} bytes). "
+         "chrF: sacrebleu, corpus level (0-100). cosine: mean cosine similarity of all-MiniLM-L6-v2 "
+         f"embeddings of original and decoded text (1 = same meaning; unrelated test messages: "
+         f"{f['cosine_unrelated_floor']:.3f}). Lossless coders on the same messages (bpb): "
+         + ", ".join(f"{k} {v:.3f}" for k, v in f["anchors_bpb"].items()) + ".\n\n")
+    s += table(["stages", "bpb", "token accuracy", "exact-frame rate", "chrF", "cosine"], rows)
+    n_last = list(st)[-1]
+    s += (f"\nExample at {n_last} stages — original: `{_snip(st[n_last]['example']['original'])}`; decoded: "
+          f"`{_snip(st[n_last]['example']['decoded'])}`\n")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, top, label in ((axes[0], "chrf", 100.0, "chrF (0-100)"),
+                                (axes[1], "cosine", 1.0, "cosine similarity of sentence embeddings")):
+        xs, ys = [v["bpb"] for v in st.values()], [v[key] for v in st.values()]
+        ax.plot(xs, ys, "o-", color="tab:blue", label="rvqstream semantic")
+        for n, x, y in zip(st, xs, ys):
+            ax.annotate(f"{n} st.", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+        for k, bpb in f["anchors_bpb"].items():
+            ax.plot([bpb], [top], "*" if k == OURS else "s", color=ANCHOR_STYLE[k], markersize=9, label=k)
+        if key == "cosine":
+            ax.axhline(f["cosine_unrelated_floor"], ls=":", color="gray", label="unrelated messages")
+        ax.set_xlabel("rate (bits per byte)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="center right")
+    fig.suptitle("Rate against fidelity: semantic tier per stage count; lossless coders at full fidelity")
+    return s + "\n" + _save(fig, out, "fidelity.png")
+
+
+def budget_section(r: dict, out: Path) -> str:
+    b = r["budget"]
+    rates = sorted({row["rate_tokens_per_s"] for row in b["rows"]})
+    budgets = [row["budget_ms"] for row in b["rows"] if row["rate_tokens_per_s"] == rates[0]]
+    by = {(row["rate_tokens_per_s"], row["budget_ms"]): row for row in b["rows"]}
+    rows = [["no limit" if bm is None else bm,
+             *(x for rt in rates for x in (by[rt, bm]["bpb_frames"], by[rt, bm]["bpb_grpc"],
+                                           by[rt, bm]["tokens_per_frame"]))] for bm in budgets]
+    s = (f"## Rate against latency budget\n\n{b['messages']} test messages fed as one stream, word by word, "
+         "at a steady token rate; frames are flushed when the oldest held text reaches the budget (as the "
+         "server does). bpb of the frames' bytes and of the gRPC stream bytes; anchors on the same "
+         "messages: " + ", ".join(f"{k} {v:.3f}" for k, v in b["anchors_bpb"].items()) + ".\n\n")
+    s += table(["budget (ms)", *(f"{c} @ {rt:.0f} tok/s" for rt in rates
+                                 for c in ("frame bpb", "gRPC bpb", "tokens/frame"))], rows)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    finite = [bm for bm in budgets if bm is not None]
+    for rt, color in zip(rates, ("tab:blue", "tab:cyan", "tab:green")):
+        ax.plot(finite, [by[rt, bm]["bpb_frames"] for bm in finite], "o-", color=color,
+                label=f"rvqstream frames, {rt:.0f} tokens/s")
+        ax.plot(finite, [by[rt, bm]["bpb_grpc"] for bm in finite], "o--", color=color, alpha=0.6,
+                label=f"same on a gRPC stream, {rt:.0f} tokens/s")
+        if None in budgets:
+            ax.axhline(by[rt, None]["bpb_frames"], color=color, ls=":", lw=1,
+                       label=f"no budget limit, {rt:.0f} tokens/s")
+    for k in ("zstd-19+dict", "zstd-19+dict stream", "brotli-11"):
+        ax.axhline(b["anchors_bpb"][k], color=ANCHOR_STYLE[k], ls="-.", label=f"{k} (per message)")
+    ax.set_xscale("log")
+    _plain_ticks(ax, finite)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("latency budget (ms, log scale)")
+    ax.set_ylabel("bits per byte (bpb)")
+    ax.set_title("Exact-tier rate against latency budget, stream fed at LLM speed")
+    ax.legend(fontsize=7, ncols=2)
+    ax.grid(alpha=0.3, which="both")
+    return s + "\n" + _save(fig, out, "budget.png")
+
+
+def speed_section(r: dict, out: Path) -> str:
+    sp = r["speed"]
+    bps = sp["bytes_per_s"]
+    rows = [[m, *(f"{v[mode][op] / 1e3:,.1f}" for mode in ("1 thread", "all cores") for op in ("encode", "decode"))]
+            for m, v in bps.items()]
+    s = (f"## Speed\n\n{sp['messages']} test messages ({sp['bytes']} bytes), one blob per message; kB/s of "
+         f"text (1 kB = 1000 B). all cores = {sp['cores']} worker processes.\n\n")
+    s += table(["method", "encode 1 thread", "decode 1 thread", f"encode {sp['cores']} cores",
+                f"decode {sp['cores']} cores"], rows)
+    s += (f"\nModel load (fresh interpreter, median of 3): import {sp['model_load']['import_s']:.3f} s, "
+          f"bundle load {sp['model_load']['load_s']:.3f} s. Peak RSS of a client process that loads the "
+          f"model and decodes {sp['decoding_client']['messages_decoded']} blobs: "
+          f"{sp['decoding_client']['peak_rss_bytes'] / MB:.1f} MiB.\n")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    labels = [f"{op}, {mode}" for mode in ("1 thread", "all cores") for op in ("encode", "decode")]
+    w = 0.8 / len(bps)
+    for i, (m, v) in enumerate(bps.items()):
+        vals = [v[mode][op] for mode in ("1 thread", "all cores") for op in ("encode", "decode")]
+        ax.bar([j + (i - len(bps) / 2 + 0.5) * w for j in range(len(labels))], vals, w, label=m,
+               color=ANCHOR_STYLE.get(m, ANCHOR_STYLE["zstd-19+dict"] if "zstd" in m else None))
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("bytes of text per second (B/s, log scale)")
+    ax.set_title(f"Encode and decode throughput, 1 thread and {sp['cores']} cores")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    return s + "\n" + _save(fig, out, "speed.png")
+
+
+def service_section(r: dict, out: Path) -> str:
+    sv = r["service"]
+    first = sv[0]
+    rows = [[x["server"], x["streams"], x["latency_ms"]["p50"], x["latency_ms"]["p95"], x["latency_ms"]["p99"],
+             f"{x['throughput_tokens_per_s']:.0f}", f"{x['streams'] * x['rate_tokens_per_s']:.0f}",
+             f"{100 * x['degraded_fraction']:.1f}", x["frames"], f"{x['server_peak_rss_bytes'] / MB:.0f}",
+             "-" if x["streams_with_text_lost"] is None else x["streams_with_text_lost"]] for x in sv]
+    s = (f"## Service on loopback\n\nEach stream: exact tier, words at {first['rate_tokens_per_s']:.0f} tokens/s "
+         f"for {first['seconds']:.0f} s, latency budget {first['budget_ms']} ms; server with "
+         f"{first['workers']} model threads. Latency: frame receipt minus the write of its first word (ms). "
+         "The pass-through server returns each chunk raw at once: the gRPC setup's own floor.\n\n")
+    s += table(["server", "streams", "p50 (ms)", "p95 (ms)", "p99 (ms)", "delivered tokens/s",
+                "offered tokens/s", "degraded frames (%)", "frames", "server peak RSS (MiB)",
+                "streams with text lost"], rows)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for server, color in (("rvqstream", "tab:blue"), ("pass-through", "tab:gray")):
+        pts = [x for x in sv if x["server"] == server]
+        n = [x["streams"] for x in pts]
+        for q, ls in (("p50", "-"), ("p95", "--"), ("p99", ":")):
+            axes[0].plot(n, [x["latency_ms"][q] for x in pts], "o" + ls, color=color, label=f"{server} {q}")
+        axes[2].plot(n, [x["throughput_tokens_per_s"] for x in pts], "o-", color=color, label=server)
+        if server == "rvqstream":
+            axes[1].plot(n, [100 * x["degraded_fraction"] for x in pts], "o-", color=color, label=server)
+    n_all = sorted({x["streams"] for x in sv})
+    axes[0].axhline(first["budget_ms"], color="red", ls="-.", label="latency budget")
+    axes[2].plot(n_all, [k * first["rate_tokens_per_s"] for k in n_all], "k:", label="offered load")
+    for ax, ylabel, title in ((axes[0], "frame latency (ms, log scale)", "Latency against streams"),
+                              (axes[1], "degraded frames (%)", "Frames degraded to meet the budget"),
+                              (axes[2], "delivered tokens per second", "Throughput against streams")):
+        ax.set_xscale("log")
+        _plain_ticks(ax, n_all)
+        ax.set_xlabel("concurrent streams (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(0, max(1.0, *(100 * x["degraded_fraction"] for x in sv)) * 1.1)
+    axes[2].set_yscale("log")
+    return s + "\n" + _save(fig, out, "service.png")
+
+
+def determinism_section(r: dict) -> str:
+    d = r["determinism"]
+    rows = [[x["threads"], x["optimization"], x["integrity_check_failures"], x["silent_mismatches"]]
+            for x in d["runs"]]
+    return (f"## Determinism across ONNX Runtime settings\n\n{d['messages']} test messages, {d['frames']} "
+            f"exact-tier frames ({d['model_frames']} coded by the model), encoded once with the default "
+            "settings (1 thread, all optimizations), decoded under each setting below. Mismatches count "
+            "messages.\n\n" + table(["intra-op threads", "graph optimization", "integrity-check failures",
+                                     "silent mismatches"], rows))
+
+
+def _plain_ticks(ax, values) -> None:
+    """Ticks of a log axis at ``values``, written as plain numbers."""
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def _snip(text: str, n: int = 120) -> str:
+    t = text.replace("\n", " ").replace("`", "'")
+    return t if len(t) <= n else t[:n] + "…"
+
+
+def write_report(results: dict, out: Path) -> None:
+    """``out``/REPORT.md and its PNGs from one run's ``results``."""
+    m, c, model = results["machine"], results["commit"], results["model"]
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
+    parts = [
+        f"# rvqstream scoreboard ({results['mode']} mode)\n",
+        f"- command: `{results['command']}`, started {results['started_utc']}; {secs}",
+        (f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_bytes'] / (1 << 30):.0f} GiB; {m['platform']}; "
+        f"Python {m['python']}, onnxruntime {m['onnxruntime']}, zstandard {m['zstandard']}, brotli {m['brotli']}"),
+        f"- commit: `{c['sha']}`" + (" (tracked files modified)" if c["tracked_files_modified"] else ""),
+        f"- model: `{model['model_id']}`, bundle {model['bundle_bytes'] / MB:.2f} MiB, "
+        + ", ".join(f"{k}={model['config'][k]}" for k in ("d_model", "n_layers", "stages", "codes", "frame")
+                    if k in model["config"]),
+        "- every figure below comes from this run; all of them are in `results.json`.\n",
+        rate_section(results, out), wire_section(results, out), fidelity_section(results, out),
+        speed_section(results, out), budget_section(results, out), service_section(results, out),
+        determinism_section(results),
+    ]
+    (out / "REPORT.md").write_text("\n".join(parts))

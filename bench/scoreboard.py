@@ -1,0 +1,190 @@
+"""The scoreboard: rvqstream and its anchors measured on the same inputs in one run.
+
+Writes ``<out>/results.json`` (every figure, the machine, the commit, the model, the settings
+and the seconds each part took), ``<out>/REPORT.md`` and its PNG plots (bench/report.py).
+Parts: rate per source (bench/rate.py), semantic fidelity (bench/fidelity.py), speed
+(bench/speed.py), rate against latency budget (bench/budget.py), service latency against
+concurrent streams (bench/service.py), determinism across ONNX Runtime settings
+(bench/determinism.py).
+
+Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
+(``make bench``, ``make bench ARGS=--quick``). Needs data/ (``make data``) and the ``bench`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import brotli
+import numpy as np
+import onnxruntime
+import zstandard
+from budget import rate_vs_budget
+from codec_bench import load, train_dict
+from determinism import determinism
+from fidelity import embedder, semantic_curve
+from rate import anchor_bpb, combine, exact_rates, wire_bytes
+from report import write_report
+from service import service_curve
+from speed import client_peak_rss, cores, load_time, throughput
+
+from rvqstream.models import Codec, SessionSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of the test split each part uses (messages per source) and the service load."""
+
+    rate_messages: int
+    fidelity_messages: int
+    budget_messages: int
+    speed_messages: int
+    determinism_messages: int
+    service_streams: tuple[int, ...] = (1, 10, 100, 300)
+    service_seconds: float = 15.0
+    service_warmup_s: float = 2.0
+    service_verify: bool = True
+    stream_rate_tokens_per_s: float = 50.0
+    budget_rates_tokens_per_s: tuple[float, ...] = (30.0, 60.0)
+    budgets_ms: tuple[float | None, ...] = (50, 100, 200, 400, 800, 1600, None)
+    service_budget_ms: int = 200
+
+
+FULL = Plan(rate_messages=10**9, fidelity_messages=30, budget_messages=20, speed_messages=40,
+            determinism_messages=10**9)
+QUICK = Plan(rate_messages=40, fidelity_messages=4, budget_messages=4, speed_messages=6,
+             determinism_messages=4, service_seconds=4.0, service_warmup_s=1.0, service_verify=False)
+
+
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = next(int(ln.split()[1]) * 1024 for ln in Path("/proc/meminfo").read_text().splitlines()
+               if ln.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": cores(), "memory_bytes": mem, "platform": platform.platform(),
+            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "zstandard": zstandard.__version__, "brotli": brotli.version}
+
+
+def commit() -> dict:
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
+    return {"sha": git("rev-parse", "HEAD"), "tracked_files_modified": bool(git("status", "--porcelain", "-uno"))}
+
+
+def head(by_source: dict[str, list[str]], n: int) -> dict[str, list[str]]:
+    return {s: t[:n] for s, t in by_source.items()}
+
+
+def flat(by_source: dict[str, list[str]]) -> list[str]:
+    return [t for texts in by_source.values() for t in texts]
+
+
+def read_jsonl(path: Path, limit: int) -> list[str]:
+    with open(path) as f:
+        return [json.loads(line)["text"] for line, _ in zip(f, range(limit))]
+
+
+class Timer:
+    def __init__(self, seconds: dict):
+        self.seconds = seconds
+
+    def part(self, name: str):
+        print(f"[{datetime.datetime.now():%H:%M:%S}] {name}", flush=True)
+        self.seconds[name] = time.perf_counter()
+        return self
+
+    def done(self, name: str) -> None:
+        self.seconds[name] = time.perf_counter() - self.seconds[name]
+
+
+def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
+    t = Timer({})
+    t0 = time.perf_counter()
+    codec = Codec.load(settings=SessionSettings(threads=1))
+    test = load(data / "test.jsonl", plan.rate_messages)
+    zdict = train_dict(data / "train.jsonl")
+    inputs = {**{f"test/{s}": v for s, v in test.items()},
+              **{f"jsonl/{p.name}": read_jsonl(p, plan.rate_messages) for p in jsonl}}
+    res = {"model": {"model_id": codec.model_id, "config": codec.manifest.get("config", {}),
+                     "bundle_bytes": sum(len(b) for b in codec.bundle_files().values())},
+           "rate": {}, "wire": {}}
+
+    t.part("rate")
+    for name, texts in inputs.items():
+        res["rate"][name] = exact_rates(codec, texts, zdict)
+        res["wire"][name] = wire_bytes(codec, texts, zdict)
+        print(f"  {name}: rvqstream exact {res['rate'][name]['bpb']['rvqstream exact']:.3f} bpb, "
+              f"zstd-19+dict {res['rate'][name]['bpb']['zstd-19+dict']:.3f}", flush=True)
+    tests = [k for k in inputs if k.startswith("test/")]
+    res["rate"]["test (all sources)"] = combine([res["rate"][k] for k in tests])
+    res["wire"]["test (all sources)"] = combine([res["wire"][k] for k in tests])
+    t.done("rate")
+
+    t.part("fidelity")
+    fid_texts = flat(head(test, plan.fidelity_messages))
+    res["fidelity"] = semantic_curve(codec, fid_texts, embedder())
+    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, zdict)["bpb"]
+    t.done("fidelity")
+
+    t.part("budget")
+    btexts = flat(head(test, plan.budget_messages))
+    res["budget"] = {"messages": len(btexts), "anchors_bpb": anchor_bpb(btexts, zdict),
+                     "rows": rate_vs_budget(codec, btexts, list(plan.budget_rates_tokens_per_s),
+                                            list(plan.budgets_ms))}
+    t.done("budget")
+
+    t.part("speed")
+    speed_texts = flat(head(test, plan.speed_messages))
+    res["speed"] = {**throughput(speed_texts, zdict.as_bytes(), cores()), "model_load": load_time(),
+                    "decoding_client": client_peak_rss(codec, speed_texts)}
+    t.done("speed")
+
+    t.part("determinism")
+    res["determinism"] = determinism(flat(head(test, plan.determinism_messages)), threads=[1, 2])
+    t.done("determinism")
+
+    t.part("service")
+    res["service"] = service_curve(list(plan.service_streams), plan.stream_rate_tokens_per_s,
+                                   plan.service_seconds, plan.service_budget_ms, cores(),
+                                   plan.service_warmup_s, plan.service_verify)
+    t.done("service")
+    res["seconds"] = {**t.seconds, "total": time.perf_counter() - t0}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small samples and short service runs (< 5 min)")
+    ap.add_argument("--jsonl", type=Path, action="append", default=[],
+                    help='extra messages, one {"text": ...} per line (rate and wire bytes); repeatable')
+    ap.add_argument("--data", type=Path, default=ROOT / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    np.seterr(all="ignore")
+    plan = QUICK if args.quick else FULL
+    started = datetime.datetime.now(datetime.UTC)
+    results = {"command": " ".join(["python", "bench/scoreboard.py", *sys.argv[1:]]),
+               "mode": "quick" if args.quick else "full", "plan": asdict(plan),
+               "started_utc": started.isoformat(timespec="seconds"), "machine": machine(),
+               "commit": commit(), **run(plan, args.data, args.jsonl)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(results, args.out)
+    print(f"wrote {args.out}/results.json and REPORT.md in {results['seconds']['total']:.0f} s")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
