@@ -38,10 +38,9 @@ def anchor_bpb(texts: list[str], zdict: zstandard.ZstdCompressionDict) -> dict[s
     return {k: 8 * sum(v) / nbytes for k, v in anchor_sizes(texts, zdict).items()}
 
 
-def exact_rates(codec: Codec, texts: list[str], zdict: zstandard.ZstdCompressionDict) -> dict:
-    """Exact-tier blobs and anchors of ``texts``: total and median per-message bpb, blob modes,
-    and the largest excess over zstd+dict (bytes). Raises if a blob does not round-trip."""
-    blobs = [codec.compress(t) for t in texts]
+def exact_rates(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstandard.ZstdCompressionDict) -> dict:
+    """Exact-tier ``blobs`` of ``texts`` and the anchors: total and median per-message bpb, blob
+    modes, and the largest excess over zstd+dict (bytes). Raises if a blob does not round-trip."""
     for t, b in zip(texts, blobs):
         if codec.decompress(b) != t:
             raise AssertionError("exact tier did not round-trip")
@@ -63,19 +62,20 @@ def grpc_message_bytes(msg) -> int:
     return msg.ByteSize() + GRPC_PREFIX_BYTES + HTTP2_FRAME_BYTES
 
 
-def wire_bytes(codec: Codec, texts: list[str], zdict: zstandard.ZstdCompressionDict) -> dict:
-    """Mean bytes per message on a gRPC stream, and bpb, for each way of sending ``texts``."""
+def wire_bytes(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstandard.ZstdCompressionDict) -> dict:
+    """Mean bytes per message on a gRPC stream, and bpb, for each way of sending ``texts``
+    (``blobs``: their exact-tier blobs)."""
     cz = zstandard.ZstdCompressor(level=19, dict_data=zdict)
     totals = Counter()
     frames = 0
-    for t in texts:
+    for t, blob in zip(texts, blobs):
         enc = codec.encoder()
         fr = enc.push(t) + enc.end_message()
         frames += len(fr)
         totals["rvqstream frames"] += sum(
             grpc_message_bytes(codec_pb2.EncodeStreamResponse(frame=frame_to_pb(f))) for f in fr)
         totals["rvqstream frame payloads only"] += sum(len(f.payload) for f in fr)
-        totals["rvqstream blob"] += grpc_message_bytes(codec_pb2.CompressResponse(blob=codec.compress(t)))
+        totals["rvqstream blob"] += grpc_message_bytes(codec_pb2.CompressResponse(blob=blob))
         for name, kind, payload in (("raw text", FrameKind.RAW, t.encode()),
                                     ("zstd-19+dict text", FrameKind.ZSTD, cz.compress(t.encode()))):
             pb = frame_to_pb(Frame(0, kind, 0, 0, payload, message_start=True, message_end=True))

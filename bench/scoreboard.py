@@ -123,8 +123,9 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
 
     t.part("rate")
     for name, texts in inputs.items():
-        res["rate"][name] = exact_rates(codec, texts, zdict)
-        res["wire"][name] = wire_bytes(codec, texts, zdict)
+        blobs = [codec.compress(t) for t in texts]
+        res["rate"][name] = exact_rates(codec, texts, blobs, zdict)
+        res["wire"][name] = wire_bytes(codec, texts, blobs, zdict)
         print(f"  {name}: rvqstream exact {res['rate'][name]['bpb']['rvqstream exact']:.3f} bpb, "
               f"zstd-19+dict {res['rate'][name]['bpb']['zstd-19+dict']:.3f}", flush=True)
     tests = [k for k in inputs if k.startswith("test/")]
@@ -135,7 +136,8 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
     t.part("fidelity")
     fid_texts = flat(head(test, plan.fidelity_messages))
     res["fidelity"] = semantic_curve(codec, fid_texts, embedder())
-    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, zdict)["bpb"]
+    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, [codec.compress(t) for t in fid_texts],
+                                                 zdict)["bpb"]
     t.done("fidelity")
 
     t.part("budget")
