@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-from rate import grpc_message_bytes
+from grpc_bytes import grpc_message_bytes
 
 from rvqstream._proto import codec_pb2
 from rvqstream.models import Codec

@@ -2,7 +2,7 @@
 
 Writes ``<out>/results.json`` (every figure, the machine, the commit, the model, the settings
 and the seconds each part took), ``<out>/REPORT.md`` and its PNG plots (bench/report.py).
-Parts: rate per source (bench/rate.py), semantic fidelity (bench/fidelity.py), speed
+Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes.py), semantic fidelity (bench/fidelity.py), speed
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
 concurrent streams (bench/service.py), determinism across ONNX Runtime settings
 (bench/determinism.py).
@@ -14,6 +14,7 @@ Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/resu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
@@ -32,7 +33,8 @@ from budget import rate_vs_budget
 from codec_bench import load, train_dict
 from determinism import determinism
 from fidelity import embedder, semantic_curve
-from rate import anchor_bpb, combine, exact_rates, wire_bytes
+from grpc_bytes import measured_wire, wire_bytes
+from rate import anchor_bpb, combine, exact_rates
 from report import write_report
 from service import service_curve
 from speed import client_peak_rss, cores, load_time, throughput
@@ -47,6 +49,7 @@ class Plan:
     """How much of the test split each part uses (messages per source) and the service load."""
 
     rate_messages: int
+    wire_messages: int
     fidelity_messages: int
     budget_messages: int
     speed_messages: int
@@ -61,9 +64,9 @@ class Plan:
     service_budget_ms: int = 200
 
 
-FULL = Plan(rate_messages=10**9, fidelity_messages=30, budget_messages=20, speed_messages=40,
+FULL = Plan(rate_messages=10**9, wire_messages=100, fidelity_messages=30, budget_messages=20, speed_messages=40,
             determinism_messages=10**9)
-QUICK = Plan(rate_messages=40, fidelity_messages=4, budget_messages=4, speed_messages=6,
+QUICK = Plan(rate_messages=40, wire_messages=8, fidelity_messages=4, budget_messages=4, speed_messages=6,
              determinism_messages=4, service_seconds=4.0, service_warmup_s=1.0, service_verify=False)
 
 
@@ -132,6 +135,10 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
     res["rate"]["test (all sources)"] = combine([res["rate"][k] for k in tests])
     res["wire"]["test (all sources)"] = combine([res["wire"][k] for k in tests])
     t.done("rate")
+
+    t.part("wire")
+    res["wire_measured"] = asyncio.run(measured_wire(head(inputs, plan.wire_messages), zdict))
+    t.done("wire")
 
     t.part("fidelity")
     fid_texts = flat(head(test, plan.fidelity_messages))
