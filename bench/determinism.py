@@ -2,11 +2,15 @@
 
 Frames are encoded once, message by message (``codec.encoder()``, default session settings:
 1 thread, all graph optimizations), then decoded by a fresh model for each intra-op thread count
-and graph-optimization level. A mismatch is a message whose decoding raises ``IntegrityError``
-(the frame check caught it) or returns different text (the check missed it).
+and graph-optimization level (several settings at once, in worker processes). A mismatch is a
+message whose decoding raises ``IntegrityError`` (the frame check caught it) or returns different
+text (the check missed it).
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import onnxruntime as ort
 
@@ -38,13 +42,18 @@ def decode_all(codec: Codec, texts: list[str], frames: list[list]) -> dict:
     return {"integrity_check_failures": failed, "silent_mismatches": silent}
 
 
-def determinism(texts: list[str], threads: list[int]) -> dict:
-    """Decode under every (threads, optimization level); frames from the default settings."""
+def _decode_under(threads: int, level_name: str, texts: list[str], frames: list[list]) -> dict:
+    level = ort.GraphOptimizationLevel.__members__[level_name]
+    codec = Codec.load(settings=SessionSettings(threads=threads, optimization=level))
+    return {"threads": threads, "optimization": level_name, **decode_all(codec, texts, frames)}
+
+
+def determinism(texts: list[str], threads: list[int], workers: int) -> dict:
+    """Decode under every (threads, optimization level), ``workers`` settings at a time in
+    spawned processes; frames from the default settings."""
     frames = encode_frames(Codec.load(), texts)
-    runs = []
-    for n in threads:
-        for level in LEVELS:
-            codec = Codec.load(settings=SessionSettings(threads=n, optimization=level))
-            runs.append({"threads": n, "optimization": level.name, **decode_all(codec, texts, frames)})
+    jobs = [(n, level.name) for n in threads for level in LEVELS]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        runs = list(pool.map(_decode_under, *zip(*jobs), [texts] * len(jobs), [frames] * len(jobs)))
     return {"messages": len(texts), "frames": sum(len(f) for f in frames),
             "model_frames": sum(f.kind.name == "MODEL" for fr in frames for f in fr), "runs": runs}

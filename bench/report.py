@@ -62,7 +62,8 @@ def rate_section(r: dict, out: Path) -> str:
     ax.set_xticks(range(len(names)), [n.replace("test/", "") for n in names], rotation=20)
     ax.set_ylabel("bits per byte (bpb), lower is better")
     ax.set_title("Exact-tier rate per input: rvqstream against the anchors")
-    ax.legend(fontsize=8, ncols=3)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)     # room for the legend above the bars
+    ax.legend(fontsize=8, ncols=3, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return s + "\n" + _save(fig, out, "rate.png")
 
@@ -102,7 +103,8 @@ def wire_section(r: dict, out: Path) -> str:
     ax.set_xticks(range(len(names)), [n.replace("test/", "") for n in names], rotation=20)
     ax.set_ylabel("bits on the wire per byte of text (bpb)")
     ax.set_title("gRPC stream bytes per message: computed (protobuf + gRPC prefix) and counted on loopback")
-    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)     # room for the legend above the bars
+    ax.legend(fontsize=7, ncols=2, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return s + "\n" + _save(fig, out, "wire.png")
 

@@ -161,7 +161,8 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
     t.done("speed")
 
     t.part("determinism")
-    res["determinism"] = determinism(flat(head(test, plan.determinism_messages)), threads=[1, 2])
+    res["determinism"] = determinism(flat(head(test, plan.determinism_messages)), threads=[1, 2],
+                                     workers=cores())
     t.done("determinism")
 
     t.part("service")
