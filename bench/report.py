@@ -261,6 +261,33 @@ def determinism_section(r: dict) -> str:
                                      "silent mismatches"], rows))
 
 
+def headline_section(r: dict) -> str:
+    """One table of the figures a reader looks at first, all taken from the sections below."""
+    allr = r["rate"]["test (all sources)"]["bpb"]
+    rows = [["exact tier, all test sources (bpb)", f"{allr[OURS]:.3f}",
+             ", ".join(f"{a} {allr[a]:.3f}" for a in ANCHORS)]]
+    st = r["fidelity"]["stages"]
+    for n in (min(st, key=int), max(st, key=int)):
+        v = st[n]
+        rows.append([f"semantic tier, {n} stage{'s' if int(n) > 1 else ''} (bpb)", f"{v['bpb']:.3f}",
+                     f"chrF {v['chrf']:.1f}, cosine {v['cosine']:.3f}, token accuracy {v['token_accuracy']:.3f}"])
+    sp = r["speed"]["bytes_per_s"]
+    for m in sp:
+        rows.append([f"{m}: encode / decode, 1 thread (kB/s)",
+                     f"{sp[m]['1 thread']['encode'] / 1e3:,.1f} / {sp[m]['1 thread']['decode'] / 1e3:,.1f}", ""])
+    for x in r["service"]:
+        if x["streams"] == max(y["streams"] for y in r["service"]):
+            rows.append([f"service, {x['streams']} streams, {x['server']}: p50 / p99 (ms)",
+                         f"{x['latency_ms']['p50']:.1f} / {x['latency_ms']['p99']:.1f}",
+                         (f"degraded frames {100 * x['degraded_fraction']:.1f}%, "
+                         f"{x['throughput_tokens_per_s']:.0f} of {x['streams'] * x['rate_tokens_per_s']:.0f} tokens/s")])
+    d = r["determinism"]
+    bad = sum(x["integrity_check_failures"] + x["silent_mismatches"] for x in d["runs"])
+    rows.append(["determinism: mismatched messages", str(bad),
+                 f"{len(d['runs'])} ONNX Runtime settings x {d['messages']} messages"])
+    return "## Headline\n\n" + table(["figure", "value", "beside it"], rows)
+
+
 def _plain_ticks(ax, values) -> None:
     """Ticks of a log axis at ``values``, written as plain numbers."""
     ax.set_xticks(values, [f"{v:g}" for v in values])
@@ -286,7 +313,7 @@ def write_report(results: dict, out: Path) -> None:
         + ", ".join(f"{k}={model['config'][k]}" for k in ("d_model", "n_layers", "stages", "codes", "frame")
                     if k in model["config"]),
         "- every figure below comes from this run; all of them are in `results.json`.\n",
-        rate_section(results, out), wire_section(results, out), fidelity_section(results, out),
+        headline_section(results), rate_section(results, out), wire_section(results, out), fidelity_section(results, out),
         speed_section(results, out), budget_section(results, out), service_section(results, out),
         determinism_section(results),
     ]
