@@ -182,6 +182,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
+    if not (args.data / "test.jsonl").exists():
+        sys.exit(f"{args.data}/test.jsonl is missing: build the split with `make data`")
     np.seterr(all="ignore")
     plan = QUICK if args.quick else FULL
     started = datetime.datetime.now(datetime.UTC)
