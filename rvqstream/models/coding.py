@@ -18,7 +18,7 @@ from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantiz
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
 KEYFRAME = 240              # tokens per context at most (the model's context is 256 positions)
-SEARCH_THRESHOLD_BITS = 48  # a frame whose plain-LM cost is below this never tries RVQ stages
+SEARCH_THRESHOLD_BITS = 150  # only frames dearer than this under the plain LM try RVQ stages (see MODEL_CARD.md)
 
 
 @dataclass
