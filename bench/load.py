@@ -101,18 +101,21 @@ async def one_stream(stub, words, ntoks, rate: float, seconds: float, budget_ms:
     t_end = time.monotonic() + seconds
     next_t = time.monotonic()
     i = start_word
-    while next_t < t_end:
-        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
-        w = i % len(words)
-        token_starts.append(tokens)
-        send_times.append(time.monotonic())
-        await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=words[w].encode())))
-        sent_words.append(words[w])
-        tokens += ntoks[w]
-        next_t += ntoks[w] / rate
-        i += 1
-    await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True)))
-    await call.done_writing()
+    try:
+        while next_t < t_end:
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            w = i % len(words)
+            token_starts.append(tokens)
+            send_times.append(time.monotonic())
+            await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=words[w].encode())))
+            sent_words.append(words[w])
+            tokens += ntoks[w]
+            next_t += ntoks[w] / rate
+            i += 1
+        await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True)))
+        await call.done_writing()
+    except asyncio.InvalidStateError:   # the server ended the call: its status is the reader's error
+        pass
     await reader
     return header, received, send_times, token_starts, tokens, "".join(sent_words)
 
@@ -147,12 +150,14 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
         async with grpc.aio.insecure_channel(server.target) as ch:
             stub = codec_pb2_grpc.CodecServiceStub(ch)
             t0 = time.monotonic()
-            results = await asyncio.gather(*(
+            outcomes = await asyncio.gather(*(
                 one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words))
-                for k in range(streams)))
+                for k in range(streams)), return_exceptions=True)
         peak_rss = server.peak_rss_bytes()
     finally:
         server.stop()
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    errors = sorted({_error_text(o) for o in outcomes if isinstance(o, BaseException)})
     lat, frames, degraded, sent_tokens, framed_tokens, lost = [], 0, 0, 0, 0, 0
     for header, received, send_times, token_starts, tokens, text in results:
         frames += len(received)
@@ -183,7 +188,12 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
         "tokens_sent": sent_tokens, "tokens_framed": framed_tokens,
         "throughput_tokens_per_s": framed_tokens / seconds,
         "streams_with_text_lost": lost if verify else None,
+        "streams_failed": streams - len(results), "errors": errors,
     }
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{e.code().name}: {e.details()}" if isinstance(e, grpc.aio.AioRpcError) else repr(e)
 
 
 async def search_clean(rate, seconds, budget_ms, workers, warmup_s, step, limit) -> tuple[int, list[dict]]:

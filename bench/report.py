@@ -214,14 +214,19 @@ def service_section(r: dict, out: Path) -> str:
     rows = [[x["server"], x["streams"], x["latency_ms"]["p50"], x["latency_ms"]["p95"], x["latency_ms"]["p99"],
              f"{x['throughput_tokens_per_s']:.0f}", f"{x['streams'] * x['rate_tokens_per_s']:.0f}",
              f"{100 * x['degraded_fraction']:.1f}", x["frames"], f"{x['server_peak_rss_bytes'] / MB:.0f}",
-             "-" if x["streams_with_text_lost"] is None else x["streams_with_text_lost"]] for x in sv]
+             "-" if x["streams_with_text_lost"] is None else x["streams_with_text_lost"],
+             x["streams_failed"]] for x in sv]
     s = (f"## Service on loopback\n\nEach stream: exact tier, words at {first['rate_tokens_per_s']:.0f} tokens/s "
          f"for {first['seconds']:.0f} s, latency budget {first['budget_ms']} ms; server with "
          f"{first['workers']} model threads. Latency: frame receipt minus the write of its first word (ms). "
          "The pass-through server returns each chunk raw at once: the gRPC setup's own floor.\n\n")
     s += table(["server", "streams", "p50 (ms)", "p95 (ms)", "p99 (ms)", "delivered tokens/s",
                 "offered tokens/s", "degraded frames (%)", "frames", "server peak RSS (MiB)",
-                "streams with text lost"], rows)
+                "streams with text lost", "streams failed"], rows)
+    errors = sorted({(x["server"], e) for x in sv for e in x["errors"]})
+    if errors:
+        s += ("\nStreams that failed are left out of the latency and throughput figures. Errors the "
+              "streams ended with:\n\n" + "".join(f"- {srv}: `{e}`\n" for srv, e in errors))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for server, color in (("rvqstream", "tab:blue"), ("pass-through", "tab:gray")):
         pts = [x for x in sv if x["server"] == server]

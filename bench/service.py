@@ -4,7 +4,8 @@ pass-through baseline, on loopback.
 Each point is ``load.run_load``: a fresh server in a child process, ``streams`` exact-tier
 encode streams fed words at ``rate`` tokens/s each for ``seconds``. Latency (ms) is a frame's
 receipt minus the write of its first word (frames received in the warm-up are not counted);
-throughput is tokens delivered per second; the server's peak RSS is read from /proc (bytes).
+throughput is tokens delivered per second by the streams that completed (a stream the server
+ends with an error is counted as failed); the server's peak RSS is read from /proc (bytes).
 The pass-through server (bench/passthrough.py) answers each chunk with a raw frame at once: the
 floor the gRPC setup itself sets.
 """
@@ -28,6 +29,6 @@ def service_curve(streams: list[int], rate: float, seconds: float, budget_ms: in
                                      passthrough=passthrough))
             print(f"  {name:12s} {n:4d} streams: p50 {r['latency_ms']['p50']:.1f} ms, "
                   f"p99 {r['latency_ms']['p99']:.1f} ms, degraded {100 * r['degraded_fraction']:.1f}%, "
-                  f"{r['throughput_tokens_per_s']:.0f} tokens/s", flush=True)
+                  f"{r['throughput_tokens_per_s']:.0f} tokens/s, {r['streams_failed']} streams failed", flush=True)
             rows.append(r)
     return rows
