@@ -65,12 +65,18 @@ class Server:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def peak_rss_bytes(self) -> int:
-        """The server process's peak resident set size so far (VmHWM)."""
+    def peak_rss_bytes(self) -> int | None:
+        """The server process's peak resident set size so far (VmHWM); None once it has exited."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc status")
+        return None
+
+    async def watch_rss(self, peak: list[int]) -> None:
+        """Keeps ``peak[0]`` at the largest peak RSS seen, sampling every 0.2 s until cancelled."""
+        while (rss := self.peak_rss_bytes()) is not None:
+            peak[0] = max(peak[0], rss)
+            await asyncio.sleep(0.2)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -145,15 +151,18 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
     codec = Codec.load()
     words, ntoks = word_chunks(codec, SAMPLE.read_text())
     server = Server(budget_ms, workers, passthrough)
+    peak = [0]
     try:
         await server.ready()
+        watcher = asyncio.create_task(server.watch_rss(peak))
         async with grpc.aio.insecure_channel(server.target) as ch:
             stub = codec_pb2_grpc.CodecServiceStub(ch)
             t0 = time.monotonic()
             outcomes = await asyncio.gather(*(
                 one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words))
                 for k in range(streams)), return_exceptions=True)
-        peak_rss = server.peak_rss_bytes()
+        watcher.cancel()
+        exit_code = server.proc.poll()    # None: still serving, as it should be
     finally:
         server.stop()
     results = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -181,7 +190,8 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
         "streams": streams, "rate_tokens_per_s": rate, "seconds": seconds, "budget_ms": budget_ms,
         "workers": workers, "frames": frames, "degraded_frames": degraded,
         "degraded_fraction": degraded / frames if frames else 0.0,
-        "server": "pass-through" if passthrough else "rvqstream", "server_peak_rss_bytes": peak_rss,
+        "server": "pass-through" if passthrough else "rvqstream", "server_peak_rss_bytes": peak[0],
+        "server_exit_code_during_run": exit_code,
         "latency_ms": {"p50": p(0.5), "p95": p(0.95), "p99": p(0.99), "max": lat[-1] if lat else float("nan"),
                        "mean": statistics.fmean(lat) if lat else float("nan"), "frames_measured": len(lat)},
         "p99_within_budget_plus_20ms": bool(lat) and p(0.99) <= budget_ms + GRACE_MS,

@@ -223,7 +223,11 @@ def service_section(r: dict, out: Path) -> str:
     s += table(["server", "streams", "p50 (ms)", "p95 (ms)", "p99 (ms)", "delivered tokens/s",
                 "offered tokens/s", "degraded frames (%)", "frames", "server peak RSS (MiB)",
                 "streams with text lost", "streams failed"], rows)
-    errors = sorted({(x["server"], e) for x in sv for e in x["errors"]})
+    s += "\nServer peak RSS: the largest VmHWM seen while the streams ran (sampled every 0.2 s).\n"
+    errors = sorted({(x["server"], e) for x in sv for e in x["errors"]} |
+                    {(x["server"], (f"server process exited during the {x['streams']}-stream run, "
+                                   f"code {x['server_exit_code_during_run']}"))
+                     for x in sv if x["server_exit_code_during_run"] is not None})
     if errors:
         s += ("\nStreams that failed are left out of the latency and throughput figures. Errors the "
               "streams ended with:\n\n" + "".join(f"- {srv}: `{e}`\n" for srv, e in errors))
