@@ -120,7 +120,7 @@ async def one_stream(stub, words, ntoks, rate: float, seconds: float, budget_ms:
             i += 1
         await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True)))
         await call.done_writing()
-    except asyncio.InvalidStateError:   # the server ended the call: its status is the reader's error
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):   # the call ended: the reader has its status
         pass
     await reader
     return header, received, send_times, token_starts, tokens, "".join(sent_words)

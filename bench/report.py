@@ -128,8 +128,9 @@ def fidelity_section(r: dict, out: Path) -> str:
                                 (axes[1], "cosine", 1.0, "cosine similarity of sentence embeddings")):
         xs, ys = [v["bpb"] for v in st.values()], [v[key] for v in st.values()]
         ax.plot(xs, ys, "o-", color="tab:blue", label="rvqstream semantic")
-        for n, x, y in zip(st, xs, ys):
-            ax.annotate(f"{n} st.", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+        for n, x, y in list(zip(st, xs, ys))[::len(xs) - 1 or 1]:     # the first and the last
+            ax.annotate(f"{n} stage{'s' if int(n) > 1 else ''}", (x, y), textcoords="offset points",
+                        xytext=(0, 8), fontsize=8, ha="center")
         for k, bpb in f["anchors_bpb"].items():
             ax.plot([bpb], [top], "*" if k == OURS else "s", color=ANCHOR_STYLE[k], markersize=9, label=k)
         if key == "cosine":
@@ -233,13 +234,17 @@ def service_section(r: dict, out: Path) -> str:
               "streams ended with:\n\n" + "".join(f"- {srv}: `{e}`\n" for srv, e in errors))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for server, color in (("rvqstream", "tab:blue"), ("pass-through", "tab:gray")):
-        pts = [x for x in sv if x["server"] == server]
+        pts = [x for x in sv if x["server"] == server and x["streams_failed"] < x["streams"]]
         n = [x["streams"] for x in pts]
-        for q, ls in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-            axes[0].plot(n, [x["latency_ms"][q] for x in pts], "o" + ls, color=color, label=f"{server} {q}")
+        for q, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
+            axes[0].plot(n, [x["latency_ms"][q] for x in pts], style, color=color, label=f"{server} {q}")
         axes[2].plot(n, [x["throughput_tokens_per_s"] for x in pts], "o-", color=color, label=server)
         if server == "rvqstream":
             axes[1].plot(n, [100 * x["degraded_fraction"] for x in pts], "o-", color=color, label=server)
+        failed = [x["streams"] for x in sv if x["server"] == server and x["streams_failed"] == x["streams"]]
+        if failed:
+            axes[0].plot(failed, [first["budget_ms"]] * len(failed), "X", color="red", markersize=12,
+                         label=f"{server}: every stream failed")
     n_all = sorted({x["streams"] for x in sv})
     axes[0].axhline(first["budget_ms"], color="red", ls="-.", label="latency budget")
     axes[2].plot(n_all, [k * first["rate_tokens_per_s"] for k in n_all], "k:", label="offered load")
@@ -284,10 +289,12 @@ def headline_section(r: dict) -> str:
     for m in sp:
         rows.append([f"{m}: encode / decode, 1 thread (kB/s)",
                      f"{sp[m]['1 thread']['encode'] / 1e3:,.1f} / {sp[m]['1 thread']['decode'] / 1e3:,.1f}", ""])
+    top = sorted({y["streams"] for y in r["service"]})[-2:]
     for x in r["service"]:
-        if x["streams"] == max(y["streams"] for y in r["service"]):
+        if x["streams"] in top:
             rows.append([f"service, {x['streams']} streams, {x['server']}: p50 / p99 (ms)",
                          f"{x['latency_ms']['p50']:.1f} / {x['latency_ms']['p99']:.1f}",
+                         f"{x['streams_failed']} of {x['streams']} streams failed" if x["streams_failed"] else
                          (f"degraded frames {100 * x['degraded_fraction']:.1f}%, "
                          f"{x['throughput_tokens_per_s']:.0f} of {x['streams'] * x['rate_tokens_per_s']:.0f} tokens/s")])
     d = r["determinism"]
