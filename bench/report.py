@@ -23,7 +23,7 @@ MB = 1 << 20
 
 def table(header: list[str], rows: list[list]) -> str:
     def cell(v) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -234,7 +234,7 @@ def service_section(r: dict, out: Path) -> str:
               "streams ended with:\n\n" + "".join(f"- {srv}: `{e}`\n" for srv, e in errors))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for server, color in (("rvqstream", "tab:blue"), ("pass-through", "tab:gray")):
-        pts = [x for x in sv if x["server"] == server and x["streams_failed"] < x["streams"]]
+        pts = [x for x in sv if x["server"] == server and x["latency_ms"]["p50"] is not None]
         n = [x["streams"] for x in pts]
         for q, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
             axes[0].plot(n, [x["latency_ms"][q] for x in pts], style, color=color, label=f"{server} {q}")
@@ -293,7 +293,8 @@ def headline_section(r: dict) -> str:
     for x in r["service"]:
         if x["streams"] in top:
             rows.append([f"service, {x['streams']} streams, {x['server']}: p50 / p99 (ms)",
-                         f"{x['latency_ms']['p50']:.1f} / {x['latency_ms']['p99']:.1f}",
+                         " / ".join("-" if x["latency_ms"][q] is None else f"{x['latency_ms'][q]:.1f}"
+                                    for q in ("p50", "p99")),
                          f"{x['streams_failed']} of {x['streams']} streams failed" if x["streams_failed"] else
                          (f"degraded frames {100 * x['degraded_fraction']:.1f}%, "
                          f"{x['throughput_tokens_per_s']:.0f} of {x['streams'] * x['rate_tokens_per_s']:.0f} tokens/s")])

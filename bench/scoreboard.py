@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -84,6 +85,15 @@ def commit() -> dict:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
     return {"sha": git("rev-parse", "HEAD"), "tracked_files_modified": bool(git("status", "--porcelain", "-uno"))}
+
+
+def finite(x):
+    """``x`` with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [finite(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 def head(by_source: dict[str, list[str]], n: int) -> dict[str, list[str]]:
@@ -190,9 +200,9 @@ def main() -> None:
     results = {"command": " ".join(["python", "bench/scoreboard.py", *sys.argv[1:]]),
                "mode": "quick" if args.quick else "full", "plan": asdict(plan),
                "started_utc": started.isoformat(timespec="seconds"), "machine": machine(),
-               "commit": commit(), **run(plan, args.data, args.jsonl)}
+               "commit": commit(), **finite(run(plan, args.data, args.jsonl))}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     write_report(results, args.out)
     print(f"wrote {args.out}/results.json and REPORT.md in {results['seconds']['total']:.0f} s")
 
