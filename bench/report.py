@@ -295,9 +295,9 @@ def headline_section(r: dict) -> str:
             rows.append([f"service, {x['streams']} streams, {x['server']}: p50 / p99 (ms)",
                          " / ".join("-" if x["latency_ms"][q] is None else f"{x['latency_ms'][q]:.1f}"
                                     for q in ("p50", "p99")),
-                         f"{x['streams_failed']} of {x['streams']} streams failed" if x["streams_failed"] else
-                         (f"degraded frames {100 * x['degraded_fraction']:.1f}%, "
-                         f"{x['throughput_tokens_per_s']:.0f} of {x['streams'] * x['rate_tokens_per_s']:.0f} tokens/s")])
+                         f"degraded frames {100 * x['degraded_fraction']:.1f}%, "
+                         f"{x['throughput_tokens_per_s']:.0f} of {x['streams'] * x['rate_tokens_per_s']:.0f} tokens/s"
+                         + (f"; {x['streams_failed']} of {x['streams']} streams failed" if x["streams_failed"] else "")])
     d = r["determinism"]
     bad = sum(x["integrity_check_failures"] + x["silent_mismatches"] for x in d["runs"])
     rows.append(["determinism: mismatched messages", str(bad),
