@@ -34,6 +34,14 @@ from rvqstream.models import Codec, StreamDecoder, Tier
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, frame_from_pb, tier_from_pb, tier_to_pb
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+# grpc.aio clients report a connection lost while they write as INTERNAL with this message
+# (grpc/grpc#36066); it is an outage like UNAVAILABLE, not a server error
+CORE_WRITE_FAILURE = "Internal error from Core"
+
+
+def _retryable(error: grpc.RpcError) -> bool:
+    return error.code() in RETRYABLE or (
+        error.code() == grpc.StatusCode.INTERNAL and (error.details() or "") == CORE_WRITE_FAILURE)
 CHUNK_BYTES = 32 << 10        # longer text chunks are sent in pieces of this size
 PUBLISH_WINDOW = 256          # messages in flight without an ack
 GRPC_PREFIX_BYTES = 5         # gRPC length-prefixed message framing
@@ -60,7 +68,7 @@ class _Backoff:
         stream ended early, which is retried like UNAVAILABLE)."""
         now = time.monotonic()
         self.since = self.since or now
-        if error is not None and error.code() not in RETRYABLE:
+        if error is not None and not _retryable(error):
             raise RvqstreamError.from_rpc(error) from None
         if now - self.since > self.timeout_s:
             if error is None:
