@@ -34,6 +34,7 @@ from rvqstream.models import Codec, StreamDecoder, Tier
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, frame_from_pb, tier_from_pb, tier_to_pb
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+_SOURCE_END = object()
 # grpc.aio clients report a connection lost while they write as INTERNAL with this message
 # (grpc/grpc#36066); it is an outage like UNAVAILABLE, not a server error
 CORE_WRITE_FAILURE = "Internal error from Core"
@@ -271,7 +272,19 @@ class AsyncClient:
         if not CHANNEL_NAME.fullmatch(channel):
             raise RvqstreamError("INVALID_ARGUMENT", f"channel name {channel!r} is invalid: {CHANNEL_NAME_RULE}")
         producer = uuid.uuid4().hex
-        source = _aiter(messages).__aiter__()
+        # one task reads the caller's messages for the whole publish: a call that fails and is
+        # retried never cancels a read from the source (that would lose the message being read)
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=1)
+
+        async def pump():
+            try:
+                async for text in _aiter(messages):
+                    await inbox.put(text)
+                await inbox.put(_SOURCE_END)
+            except Exception as e:  # noqa: BLE001 - a failing source ends publish with its error
+                await inbox.put(e)
+
+        pump_task = asyncio.create_task(pump())
         pending: deque[tuple[int, str]] = deque()   # sent (or to resend), not acknowledged
         offsets: list[int] = []
         state = {"next_seq": 0, "exhausted": False, "error": None}
@@ -296,11 +309,12 @@ class AsyncClient:
                 while len(pending) >= PUBLISH_WINDOW:
                     room.clear()
                     await room.wait()
-                try:
-                    text = await source.__anext__()
-                except StopAsyncIteration:
+                text = await inbox.get()
+                if text is _SOURCE_END:
                     state["exhausted"] = True
                     break
+                if isinstance(text, Exception):
+                    raise text
                 if not isinstance(text, str):
                     raise RvqstreamError("INVALID_ARGUMENT", f"messages must be str, got {type(text).__name__}")
                 seq = state["next_seq"]
@@ -309,32 +323,35 @@ class AsyncClient:
                 await call.write(_publish_message(seq, text))
             await call.done_writing()
 
-        while True:
-            call = self._channel_stub.Publish()
-            writer = asyncio.create_task(write(call))
-            try:
-                async for ack in call:
-                    seq, _ = pending.popleft()
-                    if ack.sequence != seq:
-                        raise RvqstreamError("DATA_LOSS", f"ack for message {ack.sequence}, expected {seq}")
-                    offsets.append(ack.offset)
-                    room.set()
-                    backoff.progress()
-                await writer
-                if state["exhausted"] and not pending:
-                    return offsets
-                raise RvqstreamError("DATA_LOSS", f"Publish ended with {len(pending)} messages unacknowledged")
-            except (grpc.RpcError, asyncio.CancelledError) as e:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
-                if state["error"] is not None:
-                    raise state["error"]
-                if isinstance(e, asyncio.CancelledError):
-                    raise
-                await backoff.retry(e)
-            finally:
-                writer.cancel()
-                call.cancel()
+        try:
+            while True:
+                call = self._channel_stub.Publish()
+                writer = asyncio.create_task(write(call))
+                try:
+                    async for ack in call:
+                        seq, _ = pending.popleft()
+                        if ack.sequence != seq:
+                            raise RvqstreamError("DATA_LOSS", f"ack for message {ack.sequence}, expected {seq}")
+                        offsets.append(ack.offset)
+                        room.set()
+                        backoff.progress()
+                    await writer
+                    if state["exhausted"] and not pending:
+                        return offsets
+                    raise RvqstreamError("DATA_LOSS", f"Publish ended with {len(pending)} messages unacknowledged")
+                except (grpc.RpcError, asyncio.CancelledError) as e:
+                    writer.cancel()
+                    await asyncio.gather(writer, return_exceptions=True)
+                    if state["error"] is not None:
+                        raise state["error"]
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
+                    await backoff.retry(e)
+                finally:
+                    writer.cancel()
+                    call.cancel()
+        finally:
+            pump_task.cancel()
 
     async def subscribe(self, channel: str, from_offset: int = 0) -> AsyncIterator[Message]:
         """Yields ``channel``'s messages from ``from_offset`` on, replayed then live, each exactly
