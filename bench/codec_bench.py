@@ -103,7 +103,7 @@ def main() -> None:
     zdict = train_dict(args.data / "train.jsonl")
     report = {"model_id": codec.model_id, "machine": platform.processor() or platform.machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True, cwd=ROOT).stdout.strip(), "sources": {}}
+                                       text=True, cwd=ROOT, check=False).stdout.strip(), "sources": {}}
     enc_time = dec_time = total_bytes = 0.0
     for src, texts in test.items():
         nbytes = [len(t.encode()) for t in texts]
