@@ -18,7 +18,7 @@ SPECIAL = [
     "", "a", " ", "\n", "\x00", "\r\n\r\n", "\t\x0b\x0c", "e\u0301", "🎉👩‍👩‍👧‍👦", "日本語のテキスト",
     "مرحبا بالعالم", "\ufeffBOM", "\U0010ffff", " " * 10_000, "x" * 17, "word " * 200,
     "The quick brown fox jumps over the lazy dog.",
-    "def f(x):\n    return x ** 2  # square\n",
+    "def f(x):\n    return x ** 2  # square\n", "<eos>", "a<eos>b <eos>",
 ]
 
 

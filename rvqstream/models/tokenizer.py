@@ -28,6 +28,7 @@ class Tokenizer:
 
     def _init(self, tok: _HFTokenizer) -> None:
         self._tok = tok
+        self._tok.encode_special_tokens = True   # the text "<eos>" is text, never the symbol
         if self._tok.token_to_id(EOS_TOKEN) != EOS_ID:
             raise ValueError(f"tokenizer: {EOS_TOKEN!r} must have id {EOS_ID}")
         self.vocab_size = self._tok.get_vocab_size()
