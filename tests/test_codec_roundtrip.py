@@ -128,3 +128,13 @@ def _decode_or_clean_error(codec, data: bytes) -> None:
     except (ValueError, EOFError):
         return
     assert isinstance(out, str)
+
+
+def test_fallback_is_safe_across_threads(codec):
+    """Server worker threads share one codec: fallback coding must not share zstd contexts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"frame text number {i} " * (1 + i % 7) for i in range(2000)]
+    with ThreadPoolExecutor(4) as ex:
+        blobs = list(ex.map(codec.fallback, texts))
+    assert [codec.decompress(b) for b in blobs] == texts

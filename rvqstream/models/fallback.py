@@ -1,7 +1,10 @@
 """Fallback coding of text that needs no model step: zstd with the bundle's trained dictionary,
-without the zstd magic, checksum, content size or dictionary id (the container says all that)."""
+without the zstd magic, checksum, content size or dictionary id (the container says all that).
+zstd contexts are not thread-safe: each thread gets its own."""
 
 from __future__ import annotations
+
+import threading
 
 import zstandard
 
@@ -11,13 +14,19 @@ MAX_FALLBACK_BYTES = 64 << 20
 
 class Fallback:
     def __init__(self, zdict: bytes):
-        d = zstandard.ZstdCompressionDict(zdict)
-        self._cctx = zstandard.ZstdCompressor(level=19, dict_data=d, write_checksum=False,
-                                              write_content_size=False, write_dict_id=False)
-        self._dict = d
+        self._dict = zstandard.ZstdCompressionDict(zdict)
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        cctx = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(
+                level=19, dict_data=self._dict, write_checksum=False, write_content_size=False,
+                write_dict_id=False)
+        return cctx
 
     def compress(self, data: bytes) -> bytes:
-        out = self._cctx.compress(data)
+        out = self._compressor().compress(data)
         assert out[:4] == _ZSTD_MAGIC
         return out[4:]
 
