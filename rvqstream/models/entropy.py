@@ -101,10 +101,6 @@ class ArithmeticEncoder:
         """Code ``value`` in [0, n) with equal probabilities."""
         self.encode(value, value + 1, n)
 
-    def bit_length(self) -> int:
-        """Bits written so far (excluding the pending and termination bits)."""
-        return len(self._bits)
-
     def finish(self) -> bytes:
         """Terminate (one 1 bit, zero padding) and return the bytes, trailing zero bytes dropped."""
         bits = self._bits + [1] + [0] * self._pending
@@ -164,8 +160,3 @@ class ArithmeticDecoder:
         v = self.target(n)
         self.consume(v, v + 1, n)
         return v
-
-    @property
-    def overrun_bits(self) -> int:
-        """How many bits past the end of the data have been read (as zeros)."""
-        return max(0, self._pos - len(self._bits))

@@ -8,7 +8,6 @@ with zero stages the conditioning vector is zero and the decoder is a plain lang
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -261,9 +260,3 @@ class CodecModel(nn.Module):
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
