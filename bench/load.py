@@ -1,7 +1,8 @@
 """Load benchmark: many concurrent exact-tier encode streams against a real ``rvqstream serve``.
 
 Each stream feeds whole words (pre-tokens, so the server's token boundaries match the feeder's)
-at a steady rate in tokens per second. Latency of a frame = its receipt by the client minus the
+at a steady rate in tokens per second; streams start at evenly spread moments over the first
+``--stagger-s`` seconds (0: all at once, the harshest burst). Latency of a frame = its receipt by the client minus the
 moment the first byte of its text was written by the client. Reports p50/p99/max latency against
 the latency budget (+20 ms), the fraction of frames the scheduler had to degrade, tokens sent
 against tokens framed, and (``--verify``) decodes every stream afterwards to check no text was lost.
@@ -90,8 +91,11 @@ def word_chunks(codec: Codec, text: str) -> tuple[list[str], list[int]]:
     return words, [len(codec.parts.tokenizer.encode(w)) for w in words]
 
 
-async def one_stream(stub, words, ntoks, rate: float, seconds: float, budget_ms: int, start_word: int):
-    """Feeds words at ``rate`` tokens/s for ``seconds`` -> (frames with receipt times, send log)."""
+async def one_stream(stub, words, ntoks, rate: float, seconds: float, budget_ms: int, start_word: int,
+                     delay: float = 0.0):
+    """After ``delay`` s, feeds words at ``rate`` tokens/s for ``seconds`` -> (frames with receipt
+    times, send log)."""
+    await asyncio.sleep(delay)
     call = stub.EncodeStream()
     await call.write(codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(max_delay_ms=budget_ms)))
     header = (await call.read()).header
@@ -145,9 +149,10 @@ def chunk_latencies(received, send_times, since: float) -> list[float]:
 
 
 async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, workers: int,
-                   warmup_s: float, verify: bool, passthrough: bool = False) -> dict:
+                   warmup_s: float, verify: bool, passthrough: bool = False, stagger_s: float = 1.0) -> dict:
     """Latency, degradation and throughput of ``streams`` concurrent streams; ``passthrough``
-    measures the pass-through server instead of ``rvqstream serve``."""
+    measures the pass-through server instead of ``rvqstream serve``. Degraded frames are counted
+    over the whole run; latency after ``warmup_s``."""
     codec = Codec.load()
     words, ntoks = word_chunks(codec, SAMPLE.read_text())
     server = Server(budget_ms, workers, passthrough)
@@ -159,7 +164,8 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
             stub = codec_pb2_grpc.CodecServiceStub(ch)
             t0 = time.monotonic()
             outcomes = await asyncio.gather(*(
-                one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words))
+                one_stream(stub, words, ntoks, rate, seconds, budget_ms, (k * 7) % len(words),
+                           stagger_s * k / streams)
                 for k in range(streams)), return_exceptions=True)
         watcher.cancel()
         exit_code = server.proc.poll()    # None: still serving, as it should be
@@ -188,6 +194,7 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
     p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     return {
         "streams": streams, "rate_tokens_per_s": rate, "seconds": seconds, "budget_ms": budget_ms,
+        "stagger_s": stagger_s,
         "workers": workers, "frames": frames, "degraded_frames": degraded,
         "degraded_fraction": degraded / frames if frames else 0.0,
         "server": "pass-through" if passthrough else "rvqstream", "server_peak_rss_bytes": peak[0],
@@ -206,11 +213,12 @@ def _error_text(e: BaseException) -> str:
     return f"{e.code().name}: {e.details()}" if isinstance(e, grpc.aio.AioRpcError) else repr(e)
 
 
-async def search_clean(rate, seconds, budget_ms, workers, warmup_s, step, limit) -> tuple[int, list[dict]]:
+async def search_clean(rate, seconds, budget_ms, workers, warmup_s, step, limit,
+                       stagger_s) -> tuple[int, list[dict]]:
     """The largest stream count (in steps of ``step``) with no degraded frame."""
     best, runs = 0, []
     for n in range(step, limit + 1, step):
-        r = await run_load(n, rate, seconds, budget_ms, workers, warmup_s, verify=False)
+        r = await run_load(n, rate, seconds, budget_ms, workers, warmup_s, verify=False, stagger_s=stagger_s)
         runs.append(r)
         print(f"  {n:4d} streams: degraded {r['degraded_frames']}/{r['frames']}, "
               f"p99 {r['latency_ms']['p99']:.1f} ms", flush=True)
@@ -228,6 +236,7 @@ def main() -> None:
     ap.add_argument("--budget-ms", type=int, default=200, help="latency budget (max_delay_ms)")
     ap.add_argument("--workers", type=int, default=2, help="server model threads")
     ap.add_argument("--warmup-s", type=float, default=2.0, help="frames received earlier are not measured")
+    ap.add_argument("--stagger-s", type=float, default=1.0, help="streams start spread over this many seconds")
     ap.add_argument("--verify", action="store_true", help="decode every stream afterwards")
     ap.add_argument("--search", action="store_true", help="also find the most streams with no degradation")
     ap.add_argument("--search-step", type=int, default=10)
@@ -238,7 +247,7 @@ def main() -> None:
     result = {"command": " ".join(["python", "bench/load.py", *sys.argv[1:]]),
               "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
               "main": asyncio.run(run_load(args.streams, args.rate, args.seconds, args.budget_ms, args.workers,
-                                           args.warmup_s, args.verify))}
+                                           args.warmup_s, args.verify, stagger_s=args.stagger_s))}
     m = result["main"]
     print(f"{m['streams']} streams x {m['rate_tokens_per_s']:.0f} tokens/s, budget {m['budget_ms']} ms: "
           f"p50 {m['latency_ms']['p50']:.1f} ms, p99 {m['latency_ms']['p99']:.1f} ms, "
@@ -248,7 +257,8 @@ def main() -> None:
     if args.search:
         print("searching the most streams with no degraded frame:", flush=True)
         best, runs = asyncio.run(search_clean(args.rate, args.search_seconds, args.budget_ms, args.workers,
-                                              args.warmup_s, args.search_step, 10 * args.streams))
+                                              args.warmup_s, args.search_step, 10 * args.streams,
+                                              args.stagger_s))
         result["max_streams_without_degradation"] = best
         result["search"] = runs
         print(f"most streams with no degraded frame: {best} (step {args.search_step})")

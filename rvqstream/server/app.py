@@ -56,7 +56,7 @@ class RvqServer:
         self.config, self.registry, self.store, self.telemetry = config, registry, store, telemetry
         self.grpc = grpc.aio.server(interceptors=telemetry.interceptors(), options=grpc_options(config))
         self.scheduler = Scheduler(telemetry.metrics, config.workers, config.max_queue_delay_ms,
-                                   config.max_batch)
+                                   config.max_batch, registry.default.parts.frame)
         limits = StreamLimits(config.max_delay_ms, config.max_message_bytes, config.stream_buffer_bytes,
                               config.stream_queue_frames)
         codec_pb2_grpc.add_CodecServiceServicer_to_server(
@@ -73,6 +73,7 @@ class RvqServer:
 
     async def start(self) -> None:
         self.scheduler.start()
+        await self.scheduler.warm_up(self.registry.default)
         await self.grpc.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

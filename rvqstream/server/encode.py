@@ -136,8 +136,8 @@ class EncodeSession:
             self._bytes_read += size
             self.metrics.bytes_in.add(size)
             if text:
-                if self._ops_anchor is None:
-                    self._ops_anchor = time.monotonic()
+                if self._ops_anchor is None:   # it reached the socket about one loop lag ago
+                    self._ops_anchor = time.monotonic() - self.scheduler.lag.value
                 self._ops.append(("push", text))
                 self._ops_bytes += size
             if chunk.end_message:

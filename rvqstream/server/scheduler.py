@@ -1,27 +1,35 @@
-"""The batching scheduler: model work from every encode stream runs through one queue.
+"""The scheduler: model work from every encode stream runs on a few worker threads, earliest
+deadline first.
 
-Work items (one per stream at a time: push text, flush, end message) wait at most
-``max_queue_delay_ms`` for company, then run as one batch on a worker thread, so that many streams
-share a few threads and the event loop never blocks on the model. Item cost is tracked as two
-moving averages (items that force frames out, and plain pushes). Before a batch runs, each item's
-finish time is predicted from the costs of the items ahead of it; an item that would finish after
-its stream's deadline runs degraded: in the exact tier its frames are sent in fallback form (no
-language-model work at all), in the semantic tier with fewer stages. Its frames are flagged and
-counted. Text is never
-dropped.
+Work items (one per stream at a time: push text, flush, end message) are gathered for at most
+``max_queue_delay_ms`` into a batch, which joins a deadline-ordered ready queue; each of
+``workers`` threads takes the item due first whenever it is free, so the event loop never blocks on
+the model. An item's cost is predicted as a fixed part plus a per-token part times the tokens it
+may put through the model; both are moving averages of measured runs, seeded by a warm-up run at
+start (``warm_up``). When a worker takes an item whose frames would be out past the stream's
+deadline (now + predicted cost + the event loop's current lag, ``LoopLag``: frames wait that long
+again to leave), the item runs degraded: in the exact tier its frames are sent in fallback form
+(no language-model work at all), in the semantic tier with fewer stages. Its frames are flagged and
+counted. Text is never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from rvqstream.models import Frame, StreamEncoder, Tier
+from rvqstream.models import Codec, Frame, FrameKind, StreamEncoder, Tier
 from rvqstream.server.telemetry import Metrics
 
-EWMA = 0.2            # weight of the newest sample in a cost average
+EWMA = 0.1                # weight of the newest sample in a cost average
+CHARS_PER_TOKEN = 3.0     # to estimate the tokens of text not yet tokenized
+WARM_UP_TEXT = ("The server streams text through a learned codec; every frame must be out within "
+                "its budget, so the scheduler predicts what each piece of work will cost. ") * 3
 
 
 @dataclass
@@ -35,11 +43,19 @@ class WorkItem:
     degraded_stages: int              # the cap when degraded
     future: asyncio.Future = field(default=None)
     degraded: bool = False
+    queued_at: float = 0.0            # monotonic seconds
     cost: float = 0.0                 # measured run time, seconds
+    model_tokens: int = 0             # tokens the run put through the model
 
     @property
     def forces_frames(self) -> bool:
         return any(op[0] != "push" for op in self.ops)
+
+    def token_estimate(self, frame: int) -> float:
+        """Tokens this item may put through the model: all it holds if it forces frames out,
+        else only the full frames."""
+        held = self.encoder.pending_text + sum(len(op[1]) for op in self.ops if op[0] == "push") / CHARS_PER_TOKEN
+        return held if self.forces_frames else frame * (held // frame)
 
 
 def run_ops(item: WorkItem) -> list[Frame]:
@@ -61,108 +77,215 @@ def run_ops(item: WorkItem) -> list[Frame]:
         enc.stages_cap = item.max_stages
         enc.fallback_only = False
         item.cost = time.monotonic() - start
+        item.model_tokens = sum(f.n_tokens for f in frames if f.kind == FrameKind.MODEL)
     return frames
 
 
+class CostModel:
+    """Predicted run time of a work item (seconds): ``base + per_token * tokens``."""
+
+    def __init__(self, frame: int):
+        self.frame = frame
+        self.base = 0.0
+        self.per_token = 0.0
+        self._seeded = {"base": False, "per_token": False}
+
+    def predict(self, item: WorkItem) -> float:
+        return self.base + self.per_token * item.token_estimate(self.frame)
+
+    def update(self, item: WorkItem) -> None:
+        """Folds in a measured run (the first sample of each part sets it)."""
+        if item.model_tokens == 0:
+            name, sample = "base", item.cost
+        else:
+            name, sample = "per_token", max(0.0, item.cost - self.base) / item.model_tokens
+        old = getattr(self, name)
+        setattr(self, name, old + EWMA * (sample - old) if self._seeded[name] else sample)
+        self._seeded[name] = True
+
+
+class DecayingMax:
+    """The largest recent sample (seconds): each sample raises it; it halves every ``half_life`` s."""
+
+    def __init__(self, half_life: float):
+        self.half_life = half_life
+        self._value, self._at = 0.0, time.monotonic()
+
+    @property
+    def value(self) -> float:
+        return self._value * 0.5 ** ((time.monotonic() - self._at) / self.half_life)
+
+    def add(self, sample: float) -> None:
+        now = time.monotonic()
+        self._value = max(sample, self._value * 0.5 ** ((now - self._at) / self.half_life))
+        self._at = now
+
+
+class LoopLag(DecayingMax):
+    """How late the event loop runs its callbacks now (seconds): a ticker measures how far each
+    ``INTERVAL`` sleep overshoots."""
+
+    INTERVAL = 0.005
+
+    def __init__(self):
+        super().__init__(half_life=0.1)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(self.INTERVAL)
+            self.add(loop.time() - t - self.INTERVAL)
+
+
 class Scheduler:
-    """Dynamic batcher of encoder work over ``workers`` threads (times in seconds)."""
+    """Deadline-ordered work queue over ``workers`` threads (times in seconds)."""
 
     def __init__(self, metrics: Metrics, workers: int = 2, max_queue_delay_ms: float = 2.0,
-                 max_batch: int = 64):
+                 max_batch: int = 64, frame: int = 16):
         self.metrics = metrics
         self.max_queue_delay = max_queue_delay_ms / 1000
         self.max_batch = max_batch
         self.workers = workers
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rvqstream-model")
-        self._slots = asyncio.Semaphore(workers)
-        self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-        self._queued_cost = 0.0       # predicted cost of the items waiting
-        self._task: asyncio.Task | None = None
-        self.cost = {True: 0.0, False: 0.0}   # moving average run time by item.forces_frames
+        self.costs = CostModel(frame)
+        self.lag = LoopLag()
+        self.wait = DecayingMax(half_life=1.0)   # recent time from a flush's queueing to its start
+        self._incoming: asyncio.Queue[WorkItem] = asyncio.Queue()
+        self._ready: list[tuple] = []          # heap of (due, seq, job); guarded by _cv
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._queued_cost = 0.0                # predicted cost of the work not yet started
+        self._closed = False
+        self._threads = [threading.Thread(target=self._worker, name=f"rvqstream-model-{i}", daemon=True)
+                         for i in range(workers)]
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="rvqstream-scheduler")
+        self._loop = asyncio.get_running_loop()
+        for t in self._threads:
+            t.start()
+        self._tasks = [asyncio.create_task(self._gather(), name="rvqstream-scheduler"),
+                       asyncio.create_task(self.lag.run(), name="rvqstream-loop-lag")]
+
+    async def warm_up(self, codec: Codec) -> None:
+        """Runs the model a few times (first runs allocate), then seeds the costs from a last run
+        of an empty flush and of a flush of a few frames."""
+        for seed in (False, False, True):
+            for text in ("", WARM_UP_TEXT):
+                item = WorkItem(codec.encoder("exact"), [("push", text), ("end",)], None, codec.parts.stages, 0)
+                await self.call(run_ops, item)
+                if seed:
+                    self.costs.update(item)
 
     async def run(self, item: WorkItem) -> list[Frame]:
         """Queues ``item`` and returns its frames once it ran."""
-        item.future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(item)
-        self._queued_cost += self.cost[item.forces_frames]
+        item.future = self._loop.create_future()
+        item.queued_at = time.monotonic()
         self.metrics.queue_depth.add(1)
+        self._incoming.put_nowait(item)
         return await item.future
 
     async def call(self, fn, *args):
-        """Runs other model work (compress, decompress, decode) on the same worker threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """Runs other model work (compress, decompress, decode) on the same threads, due now."""
+        future = self._loop.create_future()
+        self._push([(time.monotonic(), _Call(fn, args, future), 0.0)])
+        return await future
 
     def expected_delay(self) -> float:
-        """Seconds a flush queued now should take until its frames are out (for flush timers)."""
-        return self.max_queue_delay + self.cost[True] + self._queued_cost / self.workers
+        """Seconds a flush of one frame queued now should take until its frame is out (for flush
+        timers): the wait to start (the queued work shared by the workers, or, when more, the
+        recent waits: streams flushing together queue behind each other), the frame itself, and
+        the event loop's lag on the way out."""
+        return (max(self.max_queue_delay + self._queued_cost / self.workers, self.wait.value)
+                + self.lag.value + self.costs.base + self.costs.per_token * self.costs.frame)
 
-    async def _loop(self) -> None:
+    async def _gather(self) -> None:
+        """Collects items into batches (at most ``max_queue_delay`` of waiting) for the ready queue."""
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            batch = [await self._incoming.get()]
             until = loop.time() + self.max_queue_delay
             while len(batch) < self.max_batch:
-                if self._queue.empty():
+                if self._incoming.empty():
                     wait = until - loop.time()
                     if wait <= 0:
                         break
                     try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), wait))
+                        batch.append(await asyncio.wait_for(self._incoming.get(), wait))
                     except TimeoutError:
                         break
                 else:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._incoming.get_nowait())
             self.metrics.queue_depth.add(-len(batch))
-            self._queued_cost = max(0.0, self._queued_cost - sum(self.cost[it.forces_frames] for it in batch))
-            batch = [it for it in batch if not it.future.done()]   # streams that were cancelled
-            if not batch:
-                continue
-            await self._slots.acquire()
-            asyncio.create_task(self._run_batch(batch))
-
-    async def _run_batch(self, batch: list[WorkItem]) -> None:
-        try:
             self.metrics.batch_size.record(len(batch))
-            self._plan_degradation(batch, time.monotonic())
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(self.executor, _run_all, batch)
-            except Exception as e:  # noqa: BLE001 - e.g. the pool shut down: no stream waits forever
-                results = [e] * len(batch)
-            for item, result in zip(batch, results):
-                key = item.forces_frames
-                self.cost[key] += EWMA * (item.cost - self.cost[key]) if self.cost[key] else item.cost
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
-        finally:
-            self._slots.release()
+            self._push([(math.inf if it.deadline is None else it.deadline, it, self.costs.predict(it))
+                        for it in batch])
 
-    def _plan_degradation(self, batch: list[WorkItem], start: float) -> None:
-        """Marks the items that would finish past their deadline at the predicted costs."""
-        finish = start
-        for item in batch:
-            finish += self.cost[item.forces_frames]
-            if item.deadline is not None and item.forces_frames and finish > item.deadline:
-                item.degraded = True
+    def _push(self, jobs: list[tuple]) -> None:
+        with self._cv:
+            for due, job, cost in jobs:
+                heapq.heappush(self._ready, (due, next(self._seq), job, cost))
+                self._queued_cost += cost
+            self._cv.notify(len(jobs))
+
+    def _worker(self) -> None:
+        while True:
+            with self._cv:
+                while not self._ready and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                due, _, job, cost = heapq.heappop(self._ready)
+                self._queued_cost = max(0.0, self._queued_cost - cost)
+            if isinstance(job, _Call):
+                self._settle(job.future, job.fn, *job.args)
+                continue
+            if job.future.done():        # the stream was cancelled
+                continue
+            if job.forces_frames:
+                self.wait.add(time.monotonic() - job.queued_at)
+            if (job.deadline is not None and job.forces_frames
+                    and time.monotonic() + cost + self.lag.value > job.deadline):
+                job.degraded = True
+            self._settle(job.future, run_ops, job)
+            self.costs.update(job)
+
+    def _settle(self, future: asyncio.Future, fn, *args) -> None:
+        """Runs ``fn(*args)`` here and hands its result or exception to ``future`` on the loop."""
+        try:
+            result, error = fn(*args), None
+        except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
+            result, error = None, e
+        try:
+            self._loop.call_soon_threadsafe(_resolve, future, result, error)
+        except RuntimeError:     # the loop is closed: nobody waits any more
+            pass
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with self._cv:
+            self._closed = True
+            pending, self._ready = self._ready, []
+            self._cv.notify_all()
+        for _, _, job, _ in pending:
+            _resolve(job.future, None, RuntimeError("the server is shutting down"))
+        await asyncio.to_thread(lambda: [t.join() for t in self._threads])
 
 
-def _run_all(batch: list[WorkItem]) -> list:
-    out = []
-    for item in batch:
-        try:
-            out.append(run_ops(item))
-        except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
-            out.append(e)
-    return out
+@dataclass
+class _Call:
+    fn: object
+    args: tuple
+    future: asyncio.Future
+
+
+def _resolve(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
