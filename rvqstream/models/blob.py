@@ -1,7 +1,8 @@
 """Standalone message blobs: ``compress(text) -> bytes`` and back.
 
-Header (3 bytes): ``0xB0 | version`` (magic nibble and format version), then 2 bits of mode and
-a 14-bit model tag (the top bits of the model id). Modes:
+Header (2 bytes): 3 bits of magic (``0b101``), 3 bits of format version, 2 bits of mode, then an
+8-bit model tag (the first byte of the model id; the message check tells models with the same tag
+apart). Two bytes are 0.06 bpb of a 250-byte message. Modes:
 
 - ``EXACT``: arithmetic-coded. Per frame of up to F tokens: the stage count n (fixed table); if
   n > 0, n codes of log2(K) bits and the frame's length and last-frame flag (log2(2F) bits), then
@@ -31,9 +32,9 @@ from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import IntegrityError, Tier
 from rvqstream.models.tokenizer import EOS_ID
 
-MAGIC = 0xB0
-VERSION = 1
-HEADER_BYTES = 3
+MAGIC = 0b101 << 5
+VERSION = 2
+HEADER_BYTES = 2
 CHECK_BITS = 12
 TOKENS_PER_BIT = 16       # a decoder gives up past 16 tokens per payload bit (+ slack): no hangs
 
@@ -46,23 +47,23 @@ class Mode(enum.IntEnum):
 
 
 def model_tag(model_id: str) -> int:
-    return int(model_id[:4], 16) >> 2
+    return int(model_id[:2], 16)
 
 
 def header(mode: Mode, model_id: str) -> bytes:
-    tag = model_tag(model_id)
-    return bytes([MAGIC | VERSION, (int(mode) << 6) | (tag >> 8), tag & 0xFF])
+    return bytes([MAGIC | (VERSION << 2) | int(mode), model_tag(model_id)])
 
 
 def parse_header(blob: bytes) -> tuple[Mode, int]:
     """-> (mode, model tag); ``EOFError`` if too short, ``ValueError`` on a bad magic/version."""
     if len(blob) < HEADER_BYTES:
         raise EOFError(f"blob is {len(blob)} bytes: shorter than the {HEADER_BYTES}-byte header")
-    if blob[0] & 0xF0 != MAGIC:
+    if blob[0] & 0xE0 != MAGIC:
         raise ValueError("not an rvqstream blob (bad magic)")
-    if blob[0] & 0x0F != VERSION:
-        raise ValueError(f"unsupported rvqstream blob format version {blob[0] & 0x0F} (this build reads {VERSION})")
-    return Mode(blob[1] >> 6), ((blob[1] & 0x3F) << 8) | blob[2]
+    version = (blob[0] >> 2) & 0x07
+    if version != VERSION:
+        raise ValueError(f"unsupported rvqstream blob format version {version} (this build reads {VERSION})")
+    return Mode(blob[0] & 0x03), blob[1]
 
 
 def _stage_table(stages: int) -> np.ndarray:
@@ -157,8 +158,8 @@ class BlobCoder:
     def decompress(self, blob: bytes) -> str:
         mode, tag = parse_header(blob)
         if tag != self._tag:
-            raise ValueError(f"blob is for model tag {tag:#06x}, not this codec's model "
-                             f"{self.model_id[:12]} (tag {self._tag:#06x})")
+            raise ValueError(f"blob is for model tag {tag:#04x}, not this codec's model "
+                             f"{self.model_id[:12]} (tag {self._tag:#04x})")
         payload = bytes(blob[HEADER_BYTES:])
         if mode == Mode.RAW:
             return payload.decode("utf-8")
@@ -169,6 +170,8 @@ class BlobCoder:
         return self._decode_exact(payload)
 
     def _decode_exact(self, payload: bytes) -> str:
+        if not payload:   # the encoder never chooses the model for a payload of nothing
+            raise EOFError("exact-tier blob has no payload: it was cut after the header")
         p, F = self.parts, self.parts.frame
         dec = ArithmeticDecoder(payload)
         limit = _max_tokens(payload)

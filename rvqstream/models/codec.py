@@ -59,7 +59,7 @@ class Codec:
 
     @property
     def tag(self) -> int:
-        """The 14-bit model tag that blobs carry."""
+        """The 8-bit model tag that blobs carry."""
         return model_tag(self.model_id)
 
     def compress(self, text: str, tier: str | Tier = "exact", stages: int | None = None) -> bytes:

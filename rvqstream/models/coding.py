@@ -9,6 +9,7 @@ latent when the frame carries n > 0 RVQ stages.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantiz
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
 KEYFRAME = 240              # tokens per context at most (the model's context is 256 positions)
+CHECK_SEED = 0x5EED
 SEARCH_THRESHOLD_BITS = 150  # only frames dearer than this under the plain LM try RVQ stages (see MODEL_CARD.md)
 
 
@@ -139,6 +141,6 @@ def generate_tokens(parts: Parts, state: LMState, codes: list[int], count: int) 
 
 
 def text_check(data: bytes, bits: int) -> int:
-    """``bits``-bit integrity check of UTF-8 bytes (low bits of CRC-32)."""
-    import zlib
-    return zlib.crc32(data) & ((1 << bits) - 1)
+    """``bits``-bit integrity check of UTF-8 bytes: low bits of a CRC-32 started from a nonzero
+    value, so that a payload cut down to zeros (the decoder reads zeros past the end) fails it."""
+    return zlib.crc32(data, CHECK_SEED) & ((1 << bits) - 1)

@@ -116,12 +116,15 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     @rpc_errors
     async def Decompress(self, request, context):
         self._check_size(request.blob, "blob")
-        codec = self.registry.for_blob(request.blob)
-        try:
-            text = await self.scheduler.call(codec.decompress, request.blob)
-        except (ValueError, EOFError) as e:
-            raise decode_error(e, "blob") from None
-        return codec_pb2.DecompressResponse(text=text, model_id=codec.model_id)
+        error = None
+        for codec in self.registry.for_blob(request.blob):
+            try:
+                text = await self.scheduler.call(codec.decompress, request.blob)
+            except (ValueError, EOFError) as e:
+                error = error or e
+                continue
+            return codec_pb2.DecompressResponse(text=text, model_id=codec.model_id)
+        raise decode_error(error, "blob")
 
     @rpc_errors
     async def GetModel(self, request, context):

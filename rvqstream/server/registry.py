@@ -44,8 +44,9 @@ class ModelRegistry:
                                field)
         return codec
 
-    def for_blob(self, blob: bytes, field: str = "blob") -> Codec:
-        """The codec whose tag ``blob``'s header names; INVALID_ARGUMENT / NOT_FOUND otherwise."""
+    def for_blob(self, blob: bytes, field: str = "blob") -> list[Codec]:
+        """The codecs whose tag ``blob``'s header names (models may share a tag: the blob's own
+        check tells which one made it); INVALID_ARGUMENT / NOT_FOUND otherwise."""
         try:
             _, tag = parse_header(blob)
         except EOFError as e:
@@ -55,9 +56,9 @@ class ModelRegistry:
         codecs = self._by_tag.get(tag)
         if not codecs:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"{field} names model tag {tag:#06x}, which no model on this server has",
+                               f"{field} names model tag {tag:#04x}, which no model on this server has",
                                field)
-        return codecs[0]
+        return codecs
 
     def files(self, model_id: str) -> dict[str, bytes]:
         """The bundle files of ``model_id`` by name (cached)."""
