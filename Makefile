@@ -27,7 +27,10 @@ protos: $(STAMP)
 	$(VENV)/bin/buf lint
 
 # -- the codec: corpus, tokenizer, training (CPU or GPU), export of the shipped bundle, benchmark --
+# the shipped model: `make train MINUTES=48`, then `make train RESUME=1 MINUTES=125 LR=6e-4`
+# (the resumed run restarts the cosine schedule at 125 minutes' share of it; see MODEL_CARD.md)
 MINUTES ?= 48
+LR ?= 1e-3
 data: $(STAMP)
 	$(PY) -m rvqstream.models.training.corpus --out data
 
@@ -35,7 +38,7 @@ tokenizer: $(STAMP)
 	$(PY) -m rvqstream.models.training.train_tokenizer --data data --out rvqstream/models/artifacts
 
 train: $(STAMP)
-	$(PY) -m rvqstream.models.training.train --data data --out runs/main --minutes $(MINUTES) --lr 1e-3 \
+	$(PY) -m rvqstream.models.training.train --data data --out runs/main --minutes $(MINUTES) --lr $(LR) \
 	  --config '{"n_layers": 3, "enc_layers": 1}' $(if $(RESUME),--resume,)
 
 export: $(STAMP)
