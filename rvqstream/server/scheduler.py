@@ -236,7 +236,7 @@ class Scheduler:
                     self._cv.wait()
                 if self._closed:
                     return
-                due, _, job, cost = heapq.heappop(self._ready)
+                _, _, job, cost = heapq.heappop(self._ready)
                 self._queued_cost = max(0.0, self._queued_cost - cost)
             if isinstance(job, _Call):
                 self._settle(job.future, job.fn, *job.args)
