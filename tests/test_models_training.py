@@ -72,7 +72,7 @@ def test_export_parity_and_codec(trained):
     assert manifest["model_id"] == codec.model_id
 
     st = torch.load(trained / "run" / "ckpt.pt", map_location="cpu")
-    model = CodecModel(ModelConfig(**st["config"]))
+    model = CodecModel(ModelConfig.from_dict(st["config"]))
     model.load_state_dict(st["model"])
     model.eval()
     text = "Return the absolute value of the argument."

@@ -8,6 +8,7 @@ of up to F tokens; some messages get random shorter frames, as a stream cut by i
 from __future__ import annotations
 
 import json
+import lzma
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -19,9 +20,10 @@ from rvqstream.models.tokenizer import Tokenizer
 
 
 def load_split(data_dir: Path, split: str, tok: Tokenizer, limit_per_source: int | None = None):
-    """-> {source: [np.int32 token arrays]} for one split."""
+    """-> {source: [np.int32 token arrays]} for one split (``split.jsonl``, or ``split.jsonl.xz``)."""
     texts: dict[str, list[str]] = defaultdict(list)
-    with open(data_dir / f"{split}.jsonl") as f:
+    path = data_dir / f"{split}.jsonl"
+    with (open(path) if path.exists() else lzma.open(path.with_suffix(".jsonl.xz"), "rt")) as f:
         for line in f:
             row = json.loads(line)
             if limit_per_source is None or len(texts[row["source"]]) < limit_per_source:
@@ -82,21 +84,50 @@ def make_batch(seqs: list[np.ndarray], frame: int, keyframe: int, rng: random.Ra
 
 
 class Mixture:
-    """Infinite stream of batches, sources drawn with equal probability, ~``tokens`` per batch."""
+    """Infinite stream of batches, ~``tokens`` per batch, a source drawn with probability
+    proportional to its token count to the power ``alpha`` (0: equal shares, 1: one epoch of each
+    source takes the same time).
 
-    def __init__(self, by_source: dict, tokens: int, frame: int, keyframe: int, seed: int = 0):
+    Each batch is a list of ``buckets`` sub-batches of messages of similar length (one
+    optimizer step accumulates them), which keeps padding low when a batch holds many messages."""
+
+    def __init__(self, by_source: dict, tokens: int, frame: int, keyframe: int, seed: int = 0,
+                 buckets: int = 1, alpha: float = 0.0):
         self.by_source = {k: v for k, v in by_source.items() if v}
         self.sources = sorted(self.by_source)
-        self.tokens, self.frame, self.keyframe = tokens, frame, keyframe
+        self.weights = [sum(map(len, self.by_source[s])) ** alpha for s in self.sources]
+        self.tokens, self.frame, self.keyframe, self.buckets = tokens, frame, keyframe, buckets
         self.rng = random.Random(seed)
 
     def __iter__(self):
         while True:
             seqs, n = [], 0
             while n < self.tokens:
-                s = self.rng.choice(self.by_source[self.rng.choice(self.sources)])
+                source = self.rng.choices(self.sources, self.weights)[0]
+                s = self.rng.choice(self.by_source[source])
                 if len(s) == 0:
                     continue
                 seqs.append(s)
                 n += min(len(s), self.keyframe) + 1
-            yield make_batch(seqs, self.frame, self.keyframe, self.rng)
+            seqs.sort(key=len)
+            cuts = np.cumsum([min(len(s), self.keyframe) + 1 for s in seqs]) * self.buckets // (n + 1)
+            groups = [[s for s, c in zip(seqs, cuts) if c == b] for b in range(self.buckets)]
+            yield [make_batch(g, self.frame, self.keyframe, self.rng) for g in groups if g]
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    def __init__(self, mixture: Mixture):
+        self.mixture = mixture
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is not None:   # each worker its own random stream
+            self.mixture.rng = random.Random(self.mixture.rng.random() + info.id)
+        return iter(self.mixture)
+
+
+def batch_loader(mixture: Mixture, workers: int) -> torch.utils.data.DataLoader:
+    """The mixture's batches built by ``workers`` processes, in pinned memory."""
+    return torch.utils.data.DataLoader(_Batches(mixture), batch_size=None, num_workers=workers,
+                                       pin_memory=torch.cuda.is_available(), prefetch_factor=4,
+                                       persistent_workers=True)

@@ -132,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
 
     st = torch.load(args.ckpt, map_location="cpu")
-    cfg = ModelConfig(**st["config"])
+    cfg = ModelConfig.from_dict(st["config"])
     model = CodecModel(cfg)
     model.load_state_dict(st["model"])
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +151,8 @@ def main() -> None:
     (args.out / "fallback.zdict").write_bytes(train_fallback_dictionary(args.data))
     info = {"config": cfg.to_dict(), "training": {"steps": st["step"], "tokens": st["tokens"],
                                                    "seconds": round(st["elapsed"])}}
+    if st.get("prior"):   # the run whose weights this one started from (train.py --init-from)
+        info["training"]["prior"] = st["prior"]
     metrics_path = args.ckpt.parent / "metrics.json"
     if metrics_path.exists():
         info["valid_bpb"] = json.loads(metrics_path.read_text())

@@ -32,10 +32,16 @@ class ModelConfig:
     ema_decay: float = 0.98
     commitment: float = 0.25
     zero_stage_prob: float = 0.25   # quantizer dropout: P(frame uses 0 stages)
-    bow_weight: float = 0.1         # auxiliary bag-of-tokens loss on the quantized latent
+    frame_token_weight: float = 0.3  # auxiliary loss: the conditioning vector alone predicts its token
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Config from a checkpoint's dict; fields of training-only losses that no longer exist
+        (``bow_weight``) are dropped."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class Block(nn.Module):
@@ -200,9 +206,6 @@ class CodecModel(nn.Module):
         self.encoder = FrameEncoder(cfg, self.tok_emb)
         self.rvq = ResidualVQ(cfg)
         self.cond = CodeConditioner(cfg)
-        # training-only auxiliary head: a frame's quantized latent predicts the frame's tokens
-        # (a bag of tokens), so the encoder learns informative latents before the LM uses them
-        self.bow = nn.Linear(cfg.latent_dim, cfg.vocab_size)
         self.apply(self._init)
 
     @staticmethod
@@ -245,15 +248,20 @@ class CodecModel(nn.Module):
         ce = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"].flatten(), reduction="none")
         m = batch["target_mask"].flatten().float()
         ce = (ce * m).sum() / m.sum()
-        bow = self._bag_of_tokens_loss(zq, batch["frames"], batch["frame_len"], n > 0)
-        return {"loss": ce + commit + self.cfg.bow_weight * bow, "ce": ce, "commit": commit, "bow": bow,
-                "perplexity": perplexity}
+        ft = self._frame_token_loss(zq, batch["frames"], batch["frame_len"], n > 0)
+        return {"loss": ce + commit + cfg.frame_token_weight * ft, "ce": ce, "commit": commit,
+                "frame_tokens": ft, "perplexity": perplexity}
 
-    def _bag_of_tokens_loss(self, zq, frames, lengths, used):
-        """Mean NLL of each frame's tokens under a softmax over the vocabulary from its latent."""
-        logp = F.log_softmax(self.bow(zq).float(), -1)                        # [M,V]
-        valid = (torch.arange(frames.shape[1], device=frames.device)[None] < lengths[:, None]) & used[:, None]
-        nll = -logp.gather(1, frames) * valid
+    def _frame_token_loss(self, zq, frames, lengths, used):
+        """Mean NLL of each frame token under the LM's output head applied to the conditioning
+        vector of its position alone (no text context): the quantized latent must say which token
+        sits where, in the form the decoder reads (the semantic tier decodes from it)."""
+        M, Fr = frames.shape
+        j = torch.arange(Fr, device=frames.device)
+        valid = (j[None] < lengths[:, None]) & used[:, None]                  # [M,F]
+        c = self.cond(zq[:, None, :].expand(M, Fr, zq.shape[-1]), j[None].expand(M, Fr), valid.float())
+        logp = F.log_softmax(self.head(c[valid]).float(), -1)               # [m,V]
+        nll = -logp.gather(1, frames[valid][:, None])
         return nll.sum() / valid.sum().clamp(min=1)
 
 
