@@ -94,3 +94,47 @@ def test_export_parity_and_codec(trained):
         step.advance(state, ids[j], kv)
     for t in [text, "", "🎉 unseen ünïcode", "x" * 50]:
         assert codec.decompress(codec.compress(t)) == t
+
+
+def test_init_from_grows_the_encoder_as_identity(trained):
+    """A run started from another's weights with one more encoder layer computes the same latents
+    at its start, keeps the earlier run's totals as ``prior``, and trains with length buckets,
+    worker processes and token-count source shares."""
+    from rvqstream.models.training.model import CodecModel, ModelConfig
+    from rvqstream.models.training.train import init_from_weights
+
+    st = torch.load(trained / "run" / "ckpt.pt", map_location="cpu")
+    small = CodecModel(ModelConfig.from_dict(st["config"]))
+    small.load_state_dict(st["model"])
+    grown = CodecModel(ModelConfig.from_dict({**st["config"], "enc_layers": 2}))
+    init_from_weights(grown, st["model"])
+    frames, lengths = torch.randint(1, 4096, (6, 16)), torch.tensor([16, 1, 5, 9, 16, 2])
+    small.eval()
+    grown.eval()
+    assert torch.equal(small.encoder(frames, lengths), grown.encoder(frames, lengths))
+
+    out = trained / "grown"
+    subprocess.run([sys.executable, "-m", "rvqstream.models.training.train", "--data", str(trained / "data"),
+                    "--out", str(out), "--tokenizer", str(DEFAULT_DIR / "tokenizer.json"), "--minutes", "2",
+                    "--batch-tokens", "1024", "--buckets", "2", "--workers", "1", "--source-alpha", "1",
+                    "--threads", "1", "--max-steps", "3", "--init-from", str(trained / "run" / "ckpt.pt"),
+                    "--config", json.dumps({"enc_layers": 2})],
+                   check=True, capture_output=True)
+    ck = torch.load(out / "ckpt.pt", map_location="cpu")
+    assert ck["step"] == 3 and ck["prior"]["steps"] == 8 and ck["prior"]["tokens"] == st["tokens"]
+    assert ck["config"]["enc_layers"] == 2 and "encoder.blocks.1.ff2.weight" in ck["model"]
+
+
+def test_length_buckets_partition_each_batch():
+    from rvqstream.models.training.data import Mixture
+
+    rng = np.random.default_rng(0)
+    by_source = {"a": [rng.integers(1, 4096, n).astype(np.int32) for n in rng.integers(1, 300, 200)],
+                 "b": [rng.integers(1, 4096, n).astype(np.int32) for n in rng.integers(1, 40, 200)]}
+    batch = next(iter(Mixture(by_source, 8192, 16, 240, buckets=4, alpha=1.0)))
+    assert 2 <= len(batch) <= 4
+    widths = [b["inputs"].shape[1] for b in batch]
+    assert widths == sorted(widths)          # shortest messages first, padded to their own length
+    tokens = sum(int(b["target_mask"].sum()) for b in batch)
+    assert 8192 <= tokens <= 8192 + 241
+

@@ -38,7 +38,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         """Config from a checkpoint's dict; fields of training-only losses that no longer exist
         (``bow_weight``) are dropped."""
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

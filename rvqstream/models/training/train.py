@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from rvqstream.models.tokenizer import Tokenizer
-from rvqstream.models.training.data import Mixture, load_split, make_batch, batch_loader
+from rvqstream.models.training.data import Mixture, batch_loader, load_split, make_batch
 from rvqstream.models.training.model import CodecModel, ModelConfig, param_count
 
 KEYFRAME = 240   # tokens per context before a keyframe reset (start symbol + 240 < context 256)
