@@ -8,7 +8,6 @@ of up to F tokens; some messages get random shorter frames, as a stream cut by i
 from __future__ import annotations
 
 import json
-import lzma
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -20,10 +19,9 @@ from rvqstream.models.tokenizer import Tokenizer
 
 
 def load_split(data_dir: Path, split: str, tok: Tokenizer, limit_per_source: int | None = None):
-    """-> {source: [np.int32 token arrays]} for one split (``split.jsonl``, or ``split.jsonl.xz``)."""
+    """-> {source: [np.int32 token arrays]} for one split."""
     texts: dict[str, list[str]] = defaultdict(list)
-    path = data_dir / f"{split}.jsonl"
-    with (open(path) if path.exists() else lzma.open(path.with_suffix(".jsonl.xz"), "rt")) as f:
+    with open(data_dir / f"{split}.jsonl") as f:
         for line in f:
             row = json.loads(line)
             if limit_per_source is None or len(texts[row["source"]]) < limit_per_source:

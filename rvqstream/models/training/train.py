@@ -62,21 +62,20 @@ def evaluate(model, valid, device, frame, stage_counts=(0,), max_msgs=200) -> di
 def init_from_weights(model: CodecModel, state: dict) -> None:
     """Load another run's weights into ``model``: encoder blocks it lacks start as the identity
     (zero output projections), tensors of training-only heads it no longer has are skipped, and
-    the codebooks' EMA statistics, when absent, restart from the codebooks."""
+    the codebooks' EMA statistics restart from the codebooks (the new run's batches differ)."""
     own = model.state_dict()
     restart_ema = ("rvq.ema_sum", "rvq.ema_count")
     missing = [k for k in own if k not in state and k not in restart_ema]
     if any(not k.startswith("encoder.blocks.") for k in missing):
         raise ValueError(f"checkpoint lacks weights that are not new encoder blocks: {missing}")
-    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in restart_ema}, strict=False)
     with torch.no_grad():
         for k in missing:
             if k.endswith(("proj.weight", "proj.bias", "ff2.weight", "ff2.bias")):
                 own[k].zero_()
-        if any(k not in state for k in restart_ema):
-            rvq = model.rvq
-            rvq.ema_count.fill_(rvq.fresh_count)
-            rvq.ema_sum.copy_(rvq.codebooks * rvq.fresh_count)
+        rvq = model.rvq
+        rvq.ema_count.fill_(rvq.fresh_count)
+        rvq.ema_sum.copy_(rvq.codebooks * rvq.fresh_count)
 
 
 def main() -> None:
@@ -106,8 +105,6 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "ckpt.pt"
     tok = Tokenizer(args.tokenizer)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, **json.loads(args.config))
-    model = CodecModel(cfg).to(device)
     step, elapsed, seen_tokens, prior = 0, 0.0, 0, None
     if args.init_from:
         src = torch.load(args.init_from, map_location=device)
@@ -117,6 +114,9 @@ def main() -> None:
         earlier = src.get("prior") or {"steps": 0, "tokens": 0, "seconds": 0}
         prior = {"steps": earlier["steps"] + src["step"], "tokens": earlier["tokens"] + src["tokens"],
                  "seconds": earlier["seconds"] + round(src["elapsed"])}
+    else:
+        cfg = ModelConfig(vocab_size=tok.vocab_size, **json.loads(args.config))
+        model = CodecModel(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
     if args.resume and ckpt_path.exists():
         st = torch.load(ckpt_path, map_location=device)
@@ -150,19 +150,20 @@ def main() -> None:
             g["lr"] = lr_at(elapsed / budget, args.lr)
         cpu_parts = next(batches)
         counts = [int(b["target_mask"].sum()) for b in cpu_parts]
+        total = sum(counts)
         parts = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in cpu_parts]
         opt.zero_grad(set_to_none=True)
         logged = {}
         for b, c in zip(parts, counts):   # length buckets of one batch: gradients accumulate
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=True):
                 r = model(b)
-            (r["loss"] * (c / sum(counts))).backward()
+            (r["loss"] * (c / total)).backward()
             for k in ("ce", "commit", "frame_tokens"):
-                logged[k] = logged.get(k, 0.0) + r[k].detach() * (c / sum(counts))
+                logged[k] = logged.get(k, 0.0) + r[k].detach() * (c / total)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        seen_tokens += sum(counts)
+        seen_tokens += total
         if step % 20 == 0:
             bar.n = int(time.time() - t0)
             util = [round(float(p)) for p in r["perplexity"]]
