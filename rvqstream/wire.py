@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from rvqstream._proto import frame_pb2
-from rvqstream.models import Frame, FrameKind, Tier
+from rvqstream.models import Tier
 
 # 1-128 characters of [A-Za-z0-9._/-], starting with a letter or digit: names an access rule can match
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
@@ -13,9 +13,6 @@ CHANNEL_NAME_RULE = "1-128 characters of [A-Za-z0-9._/-], starting with a letter
 
 _TIER_TO_PB = {Tier.EXACT: frame_pb2.TIER_EXACT, Tier.SEMANTIC: frame_pb2.TIER_SEMANTIC}
 _TIER_FROM_PB = {v: k for k, v in _TIER_TO_PB.items()}
-_KIND_TO_PB = {FrameKind.MODEL: frame_pb2.FRAME_KIND_MODEL, FrameKind.ZSTD: frame_pb2.FRAME_KIND_ZSTD,
-               FrameKind.RAW: frame_pb2.FRAME_KIND_RAW}
-_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
 def tier_to_pb(tier: str | Tier) -> int:
@@ -30,19 +27,3 @@ def tier_from_pb(value: int) -> Tier:
         return _TIER_FROM_PB[value]
     except KeyError:
         raise ValueError(f"unknown tier {value}") from None
-
-
-def frame_to_pb(frame: Frame, degraded: bool = False) -> frame_pb2.Frame:
-    return frame_pb2.Frame(seq=frame.seq, kind=_KIND_TO_PB[frame.kind], token_count=frame.n_tokens,
-                           stage_count=frame.n_stages, payload=frame.payload,
-                           message_start=frame.message_start, message_end=frame.message_end,
-                           degraded=degraded)
-
-
-def frame_from_pb(pb: frame_pb2.Frame) -> Frame:
-    """``ValueError`` for an unknown kind."""
-    kind = _KIND_FROM_PB.get(pb.kind)
-    if kind is None:
-        raise ValueError(f"frame {pb.seq} has unknown kind {pb.kind}")
-    return Frame(pb.seq, kind, pb.token_count, pb.stage_count, pb.payload, pb.message_start,
-                 pb.message_end)

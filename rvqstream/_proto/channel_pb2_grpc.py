@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class ChannelServiceStub:
-    """Durable channels: logs of compressed messages with dense per-channel offsets.
+    """Durable channels: logs of messages with dense per-channel offsets. A message is published whole
+    (Publish) or streamed as it is written (PublishStream); followers receive streamed messages as
+    frame batches, live, and decode them locally.
     """
 
     def __init__(self, channel):
@@ -39,6 +41,11 @@ class ChannelServiceStub:
                 '/rvqstream.v1.ChannelService/Publish',
                 request_serializer=rvqstream_dot_v1_dot_channel__pb2.PublishRequest.SerializeToString,
                 response_deserializer=rvqstream_dot_v1_dot_channel__pb2.PublishResponse.FromString,
+                _registered_method=True)
+        self.PublishStream = channel.stream_stream(
+                '/rvqstream.v1.ChannelService/PublishStream',
+                request_serializer=rvqstream_dot_v1_dot_channel__pb2.PublishStreamRequest.SerializeToString,
+                response_deserializer=rvqstream_dot_v1_dot_channel__pb2.PublishStreamResponse.FromString,
                 _registered_method=True)
         self.Subscribe = channel.unary_stream(
                 '/rvqstream.v1.ChannelService/Subscribe',
@@ -53,7 +60,9 @@ class ChannelServiceStub:
 
 
 class ChannelServiceServicer:
-    """Durable channels: logs of compressed messages with dense per-channel offsets.
+    """Durable channels: logs of messages with dense per-channel offsets. A message is published whole
+    (Publish) or streamed as it is written (PublishStream); followers receive streamed messages as
+    frame batches, live, and decode them locally.
     """
 
     def Publish(self, request_iterator, context):
@@ -64,8 +73,23 @@ class ChannelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishStream(self, request_iterator, context):
+        """Streams messages into one channel as they are written. The first request must carry
+        `config`; every later request carries a `chunk` (`end_message` ends a message; the next text
+        starts another). The server codes the text under the stream's latency budget and appends each
+        flush's frame batch to the message durably; every append is acknowledged with the message's
+        offset and the text bytes now durable. The first response is a header: the stream's settings
+        and, when the channel already holds message (producer_id, sequence), where it stands, so that
+        a reconnecting producer continues it after its durable text. A message whose producer stays
+        away longer than the server's stream timeout is closed as aborted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Subscribe(self, request, context):
-        """Replays a channel from an offset, then follows it live. Offsets arrive in order, without gaps.
+        """Replays a channel from an offset, then follows it live. Messages are announced in offset
+        order, without gaps; batches of streamed messages follow as they are appended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +97,7 @@ class ChannelServiceServicer:
 
     def FetchMessage(self, request, context):
         """Returns one message in fallback form (no model step needed to decode it), for a client whose
-        decoding failed its integrity check.
+        decoding failed its integrity check. A streamed message still being written: its durable text.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +110,11 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     servicer.Publish,
                     request_deserializer=rvqstream_dot_v1_dot_channel__pb2.PublishRequest.FromString,
                     response_serializer=rvqstream_dot_v1_dot_channel__pb2.PublishResponse.SerializeToString,
+            ),
+            'PublishStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PublishStream,
+                    request_deserializer=rvqstream_dot_v1_dot_channel__pb2.PublishStreamRequest.FromString,
+                    response_serializer=rvqstream_dot_v1_dot_channel__pb2.PublishStreamResponse.SerializeToString,
             ),
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
@@ -106,7 +135,9 @@ def add_ChannelServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ChannelService:
-    """Durable channels: logs of compressed messages with dense per-channel offsets.
+    """Durable channels: logs of messages with dense per-channel offsets. A message is published whole
+    (Publish) or streamed as it is written (PublishStream); followers receive streamed messages as
+    frame batches, live, and decode them locally.
     """
 
     @staticmethod
@@ -126,6 +157,33 @@ class ChannelService:
             '/rvqstream.v1.ChannelService/Publish',
             rvqstream_dot_v1_dot_channel__pb2.PublishRequest.SerializeToString,
             rvqstream_dot_v1_dot_channel__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rvqstream.v1.ChannelService/PublishStream',
+            rvqstream_dot_v1_dot_channel__pb2.PublishStreamRequest.SerializeToString,
+            rvqstream_dot_v1_dot_channel__pb2.PublishStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

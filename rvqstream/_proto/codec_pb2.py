@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from rvqstream._proto import frame_pb2 as rvqstream_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rvqstream/v1/codec.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"m\n\x0c\x45ncodeConfig\x12 \n\x04tier\x18\x01 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x02 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\"B\n\tTextChunk\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12\r\n\x05\x66lush\x18\x02 \x01(\x08\x12\x13\n\x0b\x65nd_message\x18\x03 \x01(\x08\"u\n\x13\x45ncodeStreamRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.EncodeConfigH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.TextChunkH\x00\x42\x06\n\x04kind\"r\n\x14\x45ncodeStreamResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.StreamHeaderH\x00\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x13.rvqstream.v1.FrameH\x00\x42\x06\n\x04kind\"B\n\x0c\x44\x65\x63odeConfig\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\"q\n\x13\x44\x65\x63odeStreamRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.DecodeConfigH\x00\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x13.rvqstream.v1.FrameH\x00\x42\x06\n\x04kind\"L\n\x14\x44\x65\x63odeStreamResponse\x12\x11\n\tframe_seq\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bmessage_end\x18\x03 \x01(\x08\"m\n\x0f\x43ompressRequest\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\"2\n\x10\x43ompressResponse\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"!\n\x11\x44\x65\x63ompressRequest\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\"4\n\x12\x44\x65\x63ompressResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"=\n\tModelFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"I\n\rModelManifest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x17.rvqstream.v1.ModelFile\"B\n\x0eModelFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"z\n\x10GetModelResponse\x12/\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.rvqstream.v1.ModelManifestH\x00\x12-\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1c.rvqstream.v1.ModelFileChunkH\x00\x42\x06\n\x04kind\"\x13\n\x11ListModelsRequest\"E\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x12\n\nis_default\x18\x03 \x01(\x08\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.rvqstream.v1.ModelInfo2\xfe\x03\n\x0c\x43odecService\x12Y\n\x0c\x45ncodeStream\x12!.rvqstream.v1.EncodeStreamRequest\x1a\".rvqstream.v1.EncodeStreamResponse(\x01\x30\x01\x12Y\n\x0c\x44\x65\x63odeStream\x12!.rvqstream.v1.DecodeStreamRequest\x1a\".rvqstream.v1.DecodeStreamResponse(\x01\x30\x01\x12I\n\x08\x43ompress\x12\x1d.rvqstream.v1.CompressRequest\x1a\x1e.rvqstream.v1.CompressResponse\x12O\n\nDecompress\x12\x1f.rvqstream.v1.DecompressRequest\x1a .rvqstream.v1.DecompressResponse\x12K\n\x08GetModel\x12\x1d.rvqstream.v1.GetModelRequest\x1a\x1e.rvqstream.v1.GetModelResponse0\x01\x12O\n\nListModels\x12\x1f.rvqstream.v1.ListModelsRequest\x1a .rvqstream.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rvqstream/v1/codec.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"m\n\x0c\x45ncodeConfig\x12 \n\x04tier\x18\x01 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x02 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\"u\n\x13\x45ncodeStreamRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.EncodeConfigH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.TextChunkH\x00\x42\x06\n\x04kind\"^\n\x14\x45ncodeStreamResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.StreamHeaderH\x00\x12\x10\n\x06\x66rames\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"B\n\x0c\x44\x65\x63odeConfig\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\"]\n\x13\x44\x65\x63odeStreamRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.DecodeConfigH\x00\x12\x10\n\x06\x66rames\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"9\n\x14\x44\x65\x63odeStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bmessage_end\x18\x02 \x01(\x08\"m\n\x0f\x43ompressRequest\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\"2\n\x10\x43ompressResponse\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"!\n\x11\x44\x65\x63ompressRequest\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\"4\n\x12\x44\x65\x63ompressResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"=\n\tModelFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"I\n\rModelManifest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x17.rvqstream.v1.ModelFile\"B\n\x0eModelFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"z\n\x10GetModelResponse\x12/\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.rvqstream.v1.ModelManifestH\x00\x12-\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1c.rvqstream.v1.ModelFileChunkH\x00\x42\x06\n\x04kind\"\x13\n\x11ListModelsRequest\"E\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x12\n\nis_default\x18\x03 \x01(\x08\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.rvqstream.v1.ModelInfo2\xfe\x03\n\x0c\x43odecService\x12Y\n\x0c\x45ncodeStream\x12!.rvqstream.v1.EncodeStreamRequest\x1a\".rvqstream.v1.EncodeStreamResponse(\x01\x30\x01\x12Y\n\x0c\x44\x65\x63odeStream\x12!.rvqstream.v1.DecodeStreamRequest\x1a\".rvqstream.v1.DecodeStreamResponse(\x01\x30\x01\x12I\n\x08\x43ompress\x12\x1d.rvqstream.v1.CompressRequest\x1a\x1e.rvqstream.v1.CompressResponse\x12O\n\nDecompress\x12\x1f.rvqstream.v1.DecompressRequest\x1a .rvqstream.v1.DecompressResponse\x12K\n\x08GetModel\x12\x1d.rvqstream.v1.GetModelRequest\x1a\x1e.rvqstream.v1.GetModelResponse0\x01\x12O\n\nListModels\x12\x1f.rvqstream.v1.ListModelsRequest\x1a .rvqstream.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,42 +34,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENCODECONFIG']._serialized_start=68
   _globals['_ENCODECONFIG']._serialized_end=177
-  _globals['_TEXTCHUNK']._serialized_start=179
-  _globals['_TEXTCHUNK']._serialized_end=245
-  _globals['_ENCODESTREAMREQUEST']._serialized_start=247
-  _globals['_ENCODESTREAMREQUEST']._serialized_end=364
-  _globals['_ENCODESTREAMRESPONSE']._serialized_start=366
-  _globals['_ENCODESTREAMRESPONSE']._serialized_end=480
-  _globals['_DECODECONFIG']._serialized_start=482
-  _globals['_DECODECONFIG']._serialized_end=548
-  _globals['_DECODESTREAMREQUEST']._serialized_start=550
-  _globals['_DECODESTREAMREQUEST']._serialized_end=663
-  _globals['_DECODESTREAMRESPONSE']._serialized_start=665
-  _globals['_DECODESTREAMRESPONSE']._serialized_end=741
-  _globals['_COMPRESSREQUEST']._serialized_start=743
-  _globals['_COMPRESSREQUEST']._serialized_end=852
-  _globals['_COMPRESSRESPONSE']._serialized_start=854
-  _globals['_COMPRESSRESPONSE']._serialized_end=904
-  _globals['_DECOMPRESSREQUEST']._serialized_start=906
-  _globals['_DECOMPRESSREQUEST']._serialized_end=939
-  _globals['_DECOMPRESSRESPONSE']._serialized_start=941
-  _globals['_DECOMPRESSRESPONSE']._serialized_end=993
-  _globals['_GETMODELREQUEST']._serialized_start=995
-  _globals['_GETMODELREQUEST']._serialized_end=1030
-  _globals['_MODELFILE']._serialized_start=1032
-  _globals['_MODELFILE']._serialized_end=1093
-  _globals['_MODELMANIFEST']._serialized_start=1095
-  _globals['_MODELMANIFEST']._serialized_end=1168
-  _globals['_MODELFILECHUNK']._serialized_start=1170
-  _globals['_MODELFILECHUNK']._serialized_end=1236
-  _globals['_GETMODELRESPONSE']._serialized_start=1238
-  _globals['_GETMODELRESPONSE']._serialized_end=1360
-  _globals['_LISTMODELSREQUEST']._serialized_start=1362
-  _globals['_LISTMODELSREQUEST']._serialized_end=1381
-  _globals['_MODELINFO']._serialized_start=1383
-  _globals['_MODELINFO']._serialized_end=1452
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1454
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1515
-  _globals['_CODECSERVICE']._serialized_start=1518
-  _globals['_CODECSERVICE']._serialized_end=2028
+  _globals['_ENCODESTREAMREQUEST']._serialized_start=179
+  _globals['_ENCODESTREAMREQUEST']._serialized_end=296
+  _globals['_ENCODESTREAMRESPONSE']._serialized_start=298
+  _globals['_ENCODESTREAMRESPONSE']._serialized_end=392
+  _globals['_DECODECONFIG']._serialized_start=394
+  _globals['_DECODECONFIG']._serialized_end=460
+  _globals['_DECODESTREAMREQUEST']._serialized_start=462
+  _globals['_DECODESTREAMREQUEST']._serialized_end=555
+  _globals['_DECODESTREAMRESPONSE']._serialized_start=557
+  _globals['_DECODESTREAMRESPONSE']._serialized_end=614
+  _globals['_COMPRESSREQUEST']._serialized_start=616
+  _globals['_COMPRESSREQUEST']._serialized_end=725
+  _globals['_COMPRESSRESPONSE']._serialized_start=727
+  _globals['_COMPRESSRESPONSE']._serialized_end=777
+  _globals['_DECOMPRESSREQUEST']._serialized_start=779
+  _globals['_DECOMPRESSREQUEST']._serialized_end=812
+  _globals['_DECOMPRESSRESPONSE']._serialized_start=814
+  _globals['_DECOMPRESSRESPONSE']._serialized_end=866
+  _globals['_GETMODELREQUEST']._serialized_start=868
+  _globals['_GETMODELREQUEST']._serialized_end=903
+  _globals['_MODELFILE']._serialized_start=905
+  _globals['_MODELFILE']._serialized_end=966
+  _globals['_MODELMANIFEST']._serialized_start=968
+  _globals['_MODELMANIFEST']._serialized_end=1041
+  _globals['_MODELFILECHUNK']._serialized_start=1043
+  _globals['_MODELFILECHUNK']._serialized_end=1109
+  _globals['_GETMODELRESPONSE']._serialized_start=1111
+  _globals['_GETMODELRESPONSE']._serialized_end=1233
+  _globals['_LISTMODELSREQUEST']._serialized_start=1235
+  _globals['_LISTMODELSREQUEST']._serialized_end=1254
+  _globals['_MODELINFO']._serialized_start=1256
+  _globals['_MODELINFO']._serialized_end=1325
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1327
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1388
+  _globals['_CODECSERVICE']._serialized_start=1391
+  _globals['_CODECSERVICE']._serialized_end=1901
 # @@protoc_insertion_point(module_scope)

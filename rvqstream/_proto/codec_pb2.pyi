@@ -19,31 +19,21 @@ class EncodeConfig(_message.Message):
     model_id: str
     def __init__(self, tier: _Optional[_Union[_frame_pb2.Tier, str]] = ..., stage_count: _Optional[int] = ..., max_delay_ms: _Optional[int] = ..., model_id: _Optional[str] = ...) -> None: ...
 
-class TextChunk(_message.Message):
-    __slots__ = ("text_utf8", "flush", "end_message")
-    TEXT_UTF8_FIELD_NUMBER: _ClassVar[int]
-    FLUSH_FIELD_NUMBER: _ClassVar[int]
-    END_MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    text_utf8: bytes
-    flush: bool
-    end_message: bool
-    def __init__(self, text_utf8: _Optional[bytes] = ..., flush: _Optional[bool] = ..., end_message: _Optional[bool] = ...) -> None: ...
-
 class EncodeStreamRequest(_message.Message):
     __slots__ = ("config", "chunk")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     config: EncodeConfig
-    chunk: TextChunk
-    def __init__(self, config: _Optional[_Union[EncodeConfig, _Mapping]] = ..., chunk: _Optional[_Union[TextChunk, _Mapping]] = ...) -> None: ...
+    chunk: _frame_pb2.TextChunk
+    def __init__(self, config: _Optional[_Union[EncodeConfig, _Mapping]] = ..., chunk: _Optional[_Union[_frame_pb2.TextChunk, _Mapping]] = ...) -> None: ...
 
 class EncodeStreamResponse(_message.Message):
-    __slots__ = ("header", "frame")
+    __slots__ = ("header", "frames")
     HEADER_FIELD_NUMBER: _ClassVar[int]
-    FRAME_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     header: _frame_pb2.StreamHeader
-    frame: _frame_pb2.Frame
-    def __init__(self, header: _Optional[_Union[_frame_pb2.StreamHeader, _Mapping]] = ..., frame: _Optional[_Union[_frame_pb2.Frame, _Mapping]] = ...) -> None: ...
+    frames: bytes
+    def __init__(self, header: _Optional[_Union[_frame_pb2.StreamHeader, _Mapping]] = ..., frames: _Optional[bytes] = ...) -> None: ...
 
 class DecodeConfig(_message.Message):
     __slots__ = ("model_id", "tier")
@@ -54,22 +44,20 @@ class DecodeConfig(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., tier: _Optional[_Union[_frame_pb2.Tier, str]] = ...) -> None: ...
 
 class DecodeStreamRequest(_message.Message):
-    __slots__ = ("config", "frame")
+    __slots__ = ("config", "frames")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
-    FRAME_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     config: DecodeConfig
-    frame: _frame_pb2.Frame
-    def __init__(self, config: _Optional[_Union[DecodeConfig, _Mapping]] = ..., frame: _Optional[_Union[_frame_pb2.Frame, _Mapping]] = ...) -> None: ...
+    frames: bytes
+    def __init__(self, config: _Optional[_Union[DecodeConfig, _Mapping]] = ..., frames: _Optional[bytes] = ...) -> None: ...
 
 class DecodeStreamResponse(_message.Message):
-    __slots__ = ("frame_seq", "text", "message_end")
-    FRAME_SEQ_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("text", "message_end")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_END_FIELD_NUMBER: _ClassVar[int]
-    frame_seq: int
     text: str
     message_end: bool
-    def __init__(self, frame_seq: _Optional[int] = ..., text: _Optional[str] = ..., message_end: _Optional[bool] = ...) -> None: ...
+    def __init__(self, text: _Optional[str] = ..., message_end: _Optional[bool] = ...) -> None: ...
 
 class CompressRequest(_message.Message):
     __slots__ = ("text_utf8", "tier", "stage_count", "model_id")

@@ -72,18 +72,19 @@ class CodecServiceServicer:
     """
 
     def EncodeStream(self, request_iterator, context):
-        """Streams text in and frames out. The first request must carry `config`; every later request
-        carries a `chunk`. The first response carries the stream header, every later one a frame.
-        A frame is emitted as soon as it is full, at a flush or message end, or when the latency
-        budget says it cannot wait.
+        """Streams text in and frame batches out. The first request must carry `config`; every later
+        request carries a `chunk`. The first response carries the stream header, every later one a
+        frame batch (docs/formats.md): every frame ready at one flush. The first text of an idle
+        stream goes out at once; later text waits, up to the latency budget, for more to join it.
+        A batch never spans two messages: a message end flushes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DecodeStream(self, request_iterator, context):
-        """Streams frames in and decoded text out, for clients that cannot run the model. The first
-        request must carry `config`; every later request carries a `frame`.
+        """Streams frame batches in and decoded text out, for clients that cannot run the model. The
+        first request must carry `config`; every later request carries `frames`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

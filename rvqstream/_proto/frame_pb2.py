@@ -24,19 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rvqstream/v1/frame.proto\x12\x0crvqstream.v1\"\xb4\x01\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.rvqstream.v1.FrameKind\x12\x13\n\x0btoken_count\x18\x03 \x01(\r\x12\x13\n\x0bstage_count\x18\x04 \x01(\r\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x15\n\rmessage_start\x18\x06 \x01(\x08\x12\x13\n\x0bmessage_end\x18\x07 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\"m\n\x0cStreamHeader\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x03 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x04 \x01(\r*?\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_EXACT\x10\x01\x12\x11\n\rTIER_SEMANTIC\x10\x02*f\n\tFrameKind\x12\x1a\n\x16\x46RAME_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46RAME_KIND_MODEL\x10\x01\x12\x13\n\x0f\x46RAME_KIND_ZSTD\x10\x02\x12\x12\n\x0e\x46RAME_KIND_RAW\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rvqstream/v1/frame.proto\x12\x0crvqstream.v1\"m\n\x0cStreamHeader\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bstage_count\x18\x03 \x01(\r\x12\x14\n\x0cmax_delay_ms\x18\x04 \x01(\r\"B\n\tTextChunk\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12\r\n\x05\x66lush\x18\x02 \x01(\x08\x12\x13\n\x0b\x65nd_message\x18\x03 \x01(\x08*?\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_EXACT\x10\x01\x12\x11\n\rTIER_SEMANTIC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rvqstream.v1.frame_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIER']._serialized_start=336
-  _globals['_TIER']._serialized_end=399
-  _globals['_FRAMEKIND']._serialized_start=401
-  _globals['_FRAMEKIND']._serialized_end=503
-  _globals['_FRAME']._serialized_start=43
-  _globals['_FRAME']._serialized_end=223
-  _globals['_STREAMHEADER']._serialized_start=225
-  _globals['_STREAMHEADER']._serialized_end=334
+  _globals['_TIER']._serialized_start=221
+  _globals['_TIER']._serialized_end=284
+  _globals['_STREAMHEADER']._serialized_start=42
+  _globals['_STREAMHEADER']._serialized_end=151
+  _globals['_TEXTCHUNK']._serialized_start=153
+  _globals['_TEXTCHUNK']._serialized_end=219
 # @@protoc_insertion_point(module_scope)

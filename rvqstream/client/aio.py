@@ -2,14 +2,19 @@
 
     async with AsyncClient("127.0.0.1:50051") as client:
         offsets = await client.publish("news", ["hello", "world"])
-        async for msg in client.subscribe("news", from_offset=0):
-            print(msg.offset, msg.text)
+        async with client.open_stream("news") as w:          # a message streamed as it is written
+            await w.write("hello, ")
+            await w.write("world")
+            await w.end_message()
+        async for d in client.follow("news", from_offset=0):  # text as it arrives
+            print(d.offset, d.text, d.done)
 
 Channel messages are decoded here with ONNX Runtime, with the model the stream names (fetched
-once by GetModel, verified, cached on disk). Subscriptions and publications reconnect on their
-own and resume: a subscriber from the offset after the last message it yielded, a publisher by
-resending unacknowledged messages under the same producer id and sequence numbers (the server
-deduplicates them), so every message arrives exactly once, in order.
+once by GetModel, verified, cached on disk). Subscriptions, follows and publications reconnect on
+their own and resume: a follower from the message and frame batch where it stopped (follow.py), a
+publisher by resending unacknowledged messages under the same producer id and sequence numbers
+(the server deduplicates them), a stream writer from the last durable byte of its message
+(streams.py), so every message arrives exactly once, in order.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import hashlib
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -26,66 +30,26 @@ from typing import Self
 
 import grpc
 
-from rvqstream._proto import channel_pb2, channel_pb2_grpc, codec_pb2, codec_pb2_grpc
+from rvqstream._proto import channel_pb2, channel_pb2_grpc, codec_pb2, codec_pb2_grpc, frame_pb2
 from rvqstream.client.cache import ModelCache
+from rvqstream.client.calls import (
+    CHANNEL_OPTIONS,
+    CHUNK_BYTES,
+    GRPC_PREFIX_BYTES,
+    Backoff,
+    aiter_any,
+    check_utf8,
+    tier_pb,
+)
 from rvqstream.client.errors import RvqstreamError
-from rvqstream.client.types import END_MESSAGE, FLUSH, EncodedFrame, Message, ModelInfo
+from rvqstream.client.follow import Follower
+from rvqstream.client.streams import AsyncStreamWriter
+from rvqstream.client.types import END_MESSAGE, FLUSH, Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
-from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, frame_from_pb, tier_from_pb, tier_to_pb
+from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
 _SOURCE_END = object()
-# grpc.aio clients report a connection lost while they write as INTERNAL with this message
-# (grpc/grpc#36066); it is an outage like UNAVAILABLE, not a server error
-CORE_WRITE_FAILURE = "Internal error from Core"
-
-
-def _retryable(error: grpc.RpcError) -> bool:
-    return error.code() in RETRYABLE or (
-        error.code() == grpc.StatusCode.INTERNAL and (error.details() or "") == CORE_WRITE_FAILURE)
-CHUNK_BYTES = 32 << 10        # longer text chunks are sent in pieces of this size
 PUBLISH_WINDOW = 256          # messages in flight without an ack
-GRPC_PREFIX_BYTES = 5         # gRPC length-prefixed message framing
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.max_receive_message_length", 8 << 20),
-    ("grpc.max_send_message_length", 8 << 20),
-]
-
-
-class _Backoff:
-    """Exponential backoff (0.05 s doubling to 2 s) that gives up ``timeout_s`` after a failure
-    with no progress in between."""
-
-    def __init__(self, timeout_s: float):
-        self.timeout_s, self.since, self.delay = timeout_s, None, 0.05
-
-    def progress(self) -> None:
-        self.since, self.delay = None, 0.05
-
-    async def retry(self, error: grpc.RpcError | None) -> None:
-        """Sleeps before the next try, or raises RvqstreamError when ``error`` is final (None: the
-        stream ended early, which is retried like UNAVAILABLE)."""
-        now = time.monotonic()
-        self.since = self.since or now
-        if error is not None and not _retryable(error):
-            raise RvqstreamError.from_rpc(error) from None
-        if now - self.since > self.timeout_s:
-            if error is None:
-                raise RvqstreamError("UNAVAILABLE", f"stream kept ending for {self.timeout_s:.0f} s")
-            raise RvqstreamError.from_rpc(error) from None
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, 2.0)
-
-
-async def _aiter(items: Iterable | AsyncIterable) -> AsyncIterator:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
 
 
 class AsyncClient:
@@ -112,7 +76,7 @@ class AsyncClient:
         await self._channel.close()
 
     async def _unary(self, method, request):
-        backoff = _Backoff(self.reconnect_timeout_s)
+        backoff = Backoff(self.reconnect_timeout_s)
         while True:
             try:
                 return await method(request)
@@ -143,7 +107,7 @@ class AsyncClient:
         return self._codecs[model_id]
 
     async def _download(self, model_id: str) -> Codec:
-        backoff = _Backoff(self.reconnect_timeout_s)
+        backoff = Backoff(self.reconnect_timeout_s)
         while True:
             try:
                 manifest, files = None, {}
@@ -185,7 +149,7 @@ class AsyncClient:
     async def compress(self, text: str, tier: Tier | str = "exact", stage_count: int = 0) -> bytes:
         """A standalone blob of ``text``, made by the server."""
         resp = await self._unary(self._codec_stub.Compress, codec_pb2.CompressRequest(
-            text_utf8=text.encode("utf-8"), tier=_tier(tier), stage_count=stage_count))
+            text_utf8=text.encode("utf-8"), tier=tier_pb(tier), stage_count=stage_count))
         return resp.blob
 
     async def decompress(self, blob: bytes) -> str:
@@ -200,14 +164,15 @@ class AsyncClient:
 
     async def encode_stream(self, chunks: Iterable | AsyncIterable, *, tier: Tier | str = "exact",
                             stage_count: int = 0, max_delay_ms: int = 0, model_id: str = "",
-                            end_message: bool = True) -> AsyncIterator[EncodedFrame]:
+                            end_message: bool = True) -> AsyncIterator[EncodedBatch]:
         """Streams ``chunks`` (str, bytes of UTF-8, or the FLUSH / END_MESSAGE markers) to the
-        server and yields frames as they come; ends the message at the end when ``end_message``.
+        server and yields frame batches as they come (decode them with ``decoder``); ends the
+        message at the end when ``end_message``.
 
         Text goes out only after the server accepted the config (its header came back), and bytes
         are checked for UTF-8 here: a grpc.aio client that is still writing when the server ends
         the call can lose the server's status (grpc/grpc#36066), so errors are caught early."""
-        config = codec_pb2.EncodeConfig(tier=_tier(tier), stage_count=stage_count,
+        config = codec_pb2.EncodeConfig(tier=tier_pb(tier), stage_count=stage_count,
                                         max_delay_ms=max_delay_ms, model_id=model_id)
         accepted = asyncio.Event()
 
@@ -215,22 +180,22 @@ class AsyncClient:
             yield codec_pb2.EncodeStreamRequest(config=config)
             await accepted.wait()
             utf8 = codecs.getincrementaldecoder("utf-8")()
-            async for chunk in _aiter(chunks):
+            async for chunk in aiter_any(chunks):
                 if chunk is FLUSH:
-                    yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(flush=True))
+                    yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(flush=True))
                     continue
                 if chunk is END_MESSAGE:
-                    _check_utf8(utf8, b"", final=True)
-                    yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True))
+                    check_utf8(utf8, b"", final=True)
+                    yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(end_message=True))
                     continue
                 data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
-                _check_utf8(utf8, data, final=False)
+                check_utf8(utf8, data, final=False)
                 for i in range(0, len(data), CHUNK_BYTES):
                     yield codec_pb2.EncodeStreamRequest(
-                        chunk=codec_pb2.TextChunk(text_utf8=data[i:i + CHUNK_BYTES]))
-            _check_utf8(utf8, b"", final=True)
+                        chunk=frame_pb2.TextChunk(text_utf8=data[i:i + CHUNK_BYTES]))
+            check_utf8(utf8, b"", final=True)
             if end_message:
-                yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(end_message=True))
+                yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(end_message=True))
 
         source = requests()
         failure: list[RvqstreamError] = []
@@ -252,9 +217,9 @@ class AsyncClient:
                     accepted.set()
                     continue
                 if header is None:
-                    raise RvqstreamError("INTERNAL", "EncodeStream sent a frame before its header")
-                yield EncodedFrame(frame_from_pb(resp.frame), header.model_id, tier_from_pb(header.tier),
-                                   resp.frame.degraded, resp.ByteSize() + GRPC_PREFIX_BYTES)
+                    raise RvqstreamError("INTERNAL", "EncodeStream sent a frame batch before its header")
+                yield EncodedBatch(resp.frames, header.model_id, tier_from_pb(header.tier),
+                                   resp.ByteSize() + GRPC_PREFIX_BYTES)
         except (grpc.RpcError, asyncio.CancelledError) as e:
             if failure:
                 raise failure[0] from None
@@ -278,7 +243,7 @@ class AsyncClient:
 
         async def pump():
             try:
-                async for text in _aiter(messages):
+                async for text in aiter_any(messages):
                     await inbox.put(text)
                 await inbox.put(_SOURCE_END)
             except Exception as e:  # noqa: BLE001 - a failing source ends publish with its error
@@ -289,8 +254,8 @@ class AsyncClient:
         offsets: list[int] = []
         state = {"next_seq": 0, "exhausted": False, "error": None}
         room = asyncio.Event()
-        backoff = _Backoff(self.reconnect_timeout_s)
-        config = channel_pb2.PublishConfig(channel=channel, tier=_tier(tier), producer_id=producer)
+        backoff = Backoff(self.reconnect_timeout_s)
+        config = channel_pb2.PublishConfig(channel=channel, tier=tier_pb(tier), producer_id=producer)
 
         async def write(call):
             try:
@@ -353,31 +318,45 @@ class AsyncClient:
         finally:
             pump_task.cancel()
 
+    def open_stream(self, channel: str, *, tier: Tier | str = "exact", max_delay_ms: int = 200,
+                    buffer_bytes: int = 1 << 20) -> AsyncStreamWriter:
+        """A writer of messages streamed into ``channel`` as they are written (``write``,
+        ``end_message`` -> offset, ``close``; use ``async with``). Subscribers see the text within
+        ``max_delay_ms`` (the server's latency budget) of its write. See streams.py."""
+        return AsyncStreamWriter(self, channel, tier, max_delay_ms, buffer_bytes)
+
+    async def follow(self, channel: str, from_offset: int = 0) -> AsyncIterator[Delta]:
+        """Yields ``Delta(offset, text, done, aborted)`` for ``channel`` from ``from_offset`` on:
+        ``text`` is the new text of message ``offset`` since its last delta (a published message
+        comes whole, a streamed one as it is written), ``done`` marks its end. Replays, then
+        follows live; resumes on its own after a disconnect, mid-message too."""
+        _check_channel(channel)
+        async for e in Follower(self, channel, from_offset).events():
+            yield Delta(e.offset, e.text, e.done, e.aborted)
+
     async def subscribe(self, channel: str, from_offset: int = 0) -> AsyncIterator[Message]:
-        """Yields ``channel``'s messages from ``from_offset`` on, replayed then live, each exactly
-        once and in order across reconnects; ends only when the caller stops or an error is final."""
-        next_offset, model_id = from_offset, ""
-        backoff = _Backoff(self.reconnect_timeout_s)
-        while True:
-            call = self._channel_stub.Subscribe(
-                channel_pb2.SubscribeRequest(channel=channel, from_offset=next_offset))
-            try:
-                async for resp in call:
-                    m = resp.message
-                    model_id = m.model_id or model_id
-                    if m.offset != next_offset:
-                        raise RvqstreamError("DATA_LOSS", f"channel {channel!r}: offset {m.offset} arrived "
-                                             f"where {next_offset} was due")
-                    msg = await self._decode(channel, m.offset, model_id, m.blob,
-                                             resp.ByteSize() + GRPC_PREFIX_BYTES)
-                    backoff.progress()
-                    next_offset = m.offset + 1
-                    yield msg
-                await backoff.retry(None)   # the server ends a subscription only when it shuts down
-            except grpc.RpcError as e:
-                await backoff.retry(e)
-            finally:
-                call.cancel()
+        """Yields ``channel``'s messages from ``from_offset`` on, whole (a streamed one once it is
+        complete or aborted), replayed then live, each exactly once and in offset order across
+        reconnects; ends only when the caller stops or an error is final."""
+        _check_channel(channel)
+        follower = Follower(self, channel, from_offset)
+        parts: dict[int, list] = {}
+        ready: dict[int, Message] = {}
+        next_offset = from_offset
+        async for e in follower.events():
+            acc = parts.setdefault(e.offset, [[], 0, 0, False])
+            acc[0].append(e.text)
+            acc[1] += e.compressed_bytes
+            acc[2] += e.wire_bytes
+            acc[3] = acc[3] or e.fallback
+            if not e.done:
+                continue
+            texts, compressed, wire, fallback = parts.pop(e.offset)
+            ready[e.offset] = Message(e.offset, "".join(texts), e.model_id, compressed, fallback, wire,
+                                      e.aborted)
+            while next_offset in ready:
+                yield ready.pop(next_offset)
+                next_offset += 1
 
     async def fetch(self, channel: str, offset: int) -> Message:
         """One message, fetched in fallback form (decodes without the model's probability step)."""
@@ -400,20 +379,11 @@ class AsyncClient:
         return Message(offset, text, model_id, len(blob), False, wire_bytes)
 
 
-def _check_utf8(decoder, data: bytes, final: bool) -> None:
-    try:
-        decoder.decode(data, final=final)
-    except UnicodeDecodeError as e:
-        raise RvqstreamError("INVALID_ARGUMENT", f"text chunk is not valid UTF-8: {e.reason}") from None
-
-
-def _tier(tier: Tier | str) -> int:
-    try:
-        return tier_to_pb(tier)
-    except ValueError as e:
-        raise RvqstreamError("INVALID_ARGUMENT", str(e)) from None
-
-
 def _publish_message(seq: int, text: str) -> channel_pb2.PublishRequest:
     return channel_pb2.PublishRequest(message=channel_pb2.PublishMessage(text_utf8=text.encode("utf-8"),
                                                                           sequence=seq))
+
+
+def _check_channel(channel: str) -> None:
+    if not CHANNEL_NAME.fullmatch(channel):
+        raise RvqstreamError("INVALID_ARGUMENT", f"channel name {channel!r} is invalid: {CHANNEL_NAME_RULE}")

@@ -2,6 +2,10 @@
 
     with Client("127.0.0.1:50051") as client:
         client.publish("news", ["hello"])
+        with client.open_stream("news") as w:
+            w.write("streamed ")
+            w.write("as written")
+            w.end_message()
         for msg in client.subscribe("news"):
             print(msg.offset, msg.text)
 """
@@ -15,7 +19,8 @@ from pathlib import Path
 from typing import Self
 
 from rvqstream.client.aio import AsyncClient
-from rvqstream.client.types import EncodedFrame, Message, ModelInfo
+from rvqstream.client.streams import AsyncStreamWriter
+from rvqstream.client.types import Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
 
 _STOP = object()
@@ -88,7 +93,7 @@ class Client:
 
     def encode_stream(self, chunks: Iterable, *, tier: Tier | str = "exact", stage_count: int = 0,
                       max_delay_ms: int = 0, model_id: str = "", end_message: bool = True
-                      ) -> Iterator[EncodedFrame]:
+                      ) -> Iterator[EncodedBatch]:
         return self._iterate(self._aio.encode_stream(
             _from_blocking(chunks), tier=tier, stage_count=stage_count, max_delay_ms=max_delay_ms,
             model_id=model_id, end_message=end_message))
@@ -99,5 +104,44 @@ class Client:
     def subscribe(self, channel: str, from_offset: int = 0) -> Iterator[Message]:
         return self._iterate(self._aio.subscribe(channel, from_offset))
 
+    def follow(self, channel: str, from_offset: int = 0) -> Iterator[Delta]:
+        """``AsyncClient.follow``: text of each message as it arrives, replayed then live."""
+        return self._iterate(self._aio.follow(channel, from_offset))
+
+    def open_stream(self, channel: str, *, tier: Tier | str = "exact", max_delay_ms: int = 200,
+                    buffer_bytes: int = 1 << 20) -> StreamWriter:
+        """``AsyncClient.open_stream``, blocking: a context-managed writer of streamed messages."""
+        async def make():
+            return self._aio.open_stream(channel, tier=tier, max_delay_ms=max_delay_ms,
+                                         buffer_bytes=buffer_bytes)
+
+        return StreamWriter(self, self._run(make()))
+
     def fetch(self, channel: str, offset: int) -> Message:
         return self._run(self._aio.fetch(channel, offset))
+
+
+class StreamWriter:
+    """Blocking face of ``AsyncStreamWriter``: ``write``, ``flush``, ``end_message`` -> offset,
+    ``close``; a ``with`` block closes it (ending an open message) unless it raised."""
+
+    def __init__(self, client: Client, writer: AsyncStreamWriter):
+        self._client, self._writer = client, writer
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._client._run(self._writer.__aexit__(exc_type, exc, tb))
+
+    def write(self, text: str) -> None:
+        self._client._run(self._writer.write(text))
+
+    def flush(self) -> None:
+        self._client._run(self._writer.flush())
+
+    def end_message(self) -> int:
+        return self._client._run(self._writer.end_message())
+
+    def close(self) -> None:
+        self._client._run(self._writer.close())

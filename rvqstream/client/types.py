@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rvqstream.models import Frame, Tier
+from rvqstream.models import Tier
 
 
 @dataclass(frozen=True)
@@ -15,19 +15,31 @@ class Message:
     text: str
     model_id: str          # model that compressed it
     compressed_bytes: int  # size of the blob as stored and sent
-    fallback: bool         # the blob failed its check here and the message was refetched in fallback form
-    wire_bytes: int = 0    # size of the gRPC message that carried it, framing included
+    fallback: bool         # the message failed its check here and was refetched in fallback form
+    wire_bytes: int = 0    # size of the gRPC messages that carried it, framing included
+    aborted: bool = False  # a streamed message closed before its end: the text made durable
 
 
 @dataclass(frozen=True)
-class EncodedFrame:
-    """A frame of an encode stream, with the stream facts needed to decode it."""
+class Delta:
+    """New text of message ``offset`` since its last delta; ``done``: the message ends here;
+    ``aborted``: it was closed before its producer ended it (the text so far is all there is)."""
 
-    frame: Frame
+    offset: int
+    text: str
+    done: bool
+    aborted: bool = False
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A frame batch of an encode stream (``StreamDecoder.push`` takes ``data``), with the stream
+    facts needed to decode it."""
+
+    data: bytes
     model_id: str
     tier: Tier
-    degraded: bool         # the server capped its stages to meet the latency budget
-    wire_bytes: int        # size of its gRPC message on the wire, framing included
+    wire_bytes: int        # size of its gRPC message, the 5-byte gRPC prefix included
 
 
 @dataclass(frozen=True)

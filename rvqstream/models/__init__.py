@@ -1,10 +1,11 @@
 """The rvqstream codec: tokenizer, RVQ frame encoder and code-conditioned decoder on ONNX Runtime,
 arithmetic coding, blobs and stream frames. Needs no torch (training lives in ``training/``)."""
 
+from rvqstream.models.batch import Batch
 from rvqstream.models.codec import Codec
-from rvqstream.models.frames import Frame, FrameKind, IntegrityError, Tier
+from rvqstream.models.frames import FrameKind, IntegrityError, Tier
 from rvqstream.models.runtime import SessionSettings
-from rvqstream.models.stream import StreamDecoder, StreamEncoder
+from rvqstream.models.stream import Decoded, Frame, StreamDecoder, StreamEncoder
 
-__all__ = ["Codec", "Frame", "FrameKind", "IntegrityError", "SessionSettings", "StreamDecoder",
+__all__ = ["Batch", "Codec", "Decoded", "Frame", "FrameKind", "IntegrityError", "SessionSettings", "StreamDecoder",
            "StreamEncoder", "Tier"]

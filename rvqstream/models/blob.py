@@ -10,6 +10,8 @@ apart). Two bytes are 0.06 bpb of a 250-byte message. Modes:
   ``<eos>`` or F tokens. Then a ``CHECK_BITS`` check of the text. Termination is bit-granular.
 - ``SEMANTIC``: arithmetic-coded: n, then per frame its token count (0 ends) and n codes.
 - ``ZSTD``: the text compressed with the bundle's dictionary (fallback.py). ``RAW``: UTF-8 bytes.
+  Both end with a 2-byte check of the text (``FALLBACK_CHECK_BITS``, big-endian), so a corrupt
+  fallback blob fails loudly (format version 3; version-2 blobs, which had none, still decode).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from rvqstream.models.frames import IntegrityError, Tier
 from rvqstream.models.tokenizer import EOS_ID
 
 MAGIC = 0b101 << 5
-VERSION = 2
+VERSION = 3
+READABLE_VERSIONS = (2, 3)
 HEADER_BYTES = 2
 CHECK_BITS = 12
+FALLBACK_CHECK_BITS = 16
 TOKENS_PER_BIT = 16       # a decoder gives up past 16 tokens per payload bit (+ slack): no hangs
 
 
@@ -56,14 +60,21 @@ def header(mode: Mode, model_id: str) -> bytes:
 
 def parse_header(blob: bytes) -> tuple[Mode, int]:
     """-> (mode, model tag); ``EOFError`` if too short, ``ValueError`` on a bad magic/version."""
+    mode, tag, _ = parse_header_version(blob)
+    return mode, tag
+
+
+def parse_header_version(blob: bytes) -> tuple[Mode, int, int]:
+    """-> (mode, model tag, format version); errors as ``parse_header``."""
     if len(blob) < HEADER_BYTES:
         raise EOFError(f"blob is {len(blob)} bytes: shorter than the {HEADER_BYTES}-byte header")
     if blob[0] & 0xE0 != MAGIC:
         raise ValueError("not an rvqstream blob (bad magic)")
     version = (blob[0] >> 2) & 0x07
-    if version != VERSION:
-        raise ValueError(f"unsupported rvqstream blob format version {version} (this build reads {VERSION})")
-    return Mode(blob[0] & 0x03), blob[1]
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"unsupported rvqstream blob format version {version} "
+                         f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+    return Mode(blob[0] & 0x03), blob[1], version
 
 
 def _stage_table(stages: int) -> np.ndarray:
@@ -95,9 +106,10 @@ class BlobCoder:
     def fallback(self, text: str) -> bytes:
         data = text.encode("utf-8")
         z = self.fallback_coder.compress(data)
+        check = text_check(data, FALLBACK_CHECK_BITS).to_bytes(2, "big")
         if len(z) < len(data):
-            return header(Mode.ZSTD, self.model_id) + z
-        return header(Mode.RAW, self.model_id) + data
+            return header(Mode.ZSTD, self.model_id) + z + check
+        return header(Mode.RAW, self.model_id) + data + check
 
     def _exact(self, text: str, min_stages: int) -> bytes | None:
         p = self.parts
@@ -156,18 +168,29 @@ class BlobCoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decompress(self, blob: bytes) -> str:
-        mode, tag = parse_header(blob)
+        mode, tag, version = parse_header_version(blob)
         if tag != self._tag:
             raise ValueError(f"blob is for model tag {tag:#04x}, not this codec's model "
                              f"{self.model_id[:12]} (tag {self._tag:#04x})")
         payload = bytes(blob[HEADER_BYTES:])
-        if mode == Mode.RAW:
-            return payload.decode("utf-8")
-        if mode == Mode.ZSTD:
-            return self.fallback_coder.decompress(payload).decode("utf-8")
+        if mode in (Mode.RAW, Mode.ZSTD):
+            return self._decode_fallback(mode, payload, checked=version >= 3)
         if mode == Mode.SEMANTIC:
             return self._decode_semantic(payload)
         return self._decode_exact(payload)
+
+    def _decode_fallback(self, mode: Mode, payload: bytes, checked: bool) -> str:
+        if checked:
+            if len(payload) < 2:
+                raise EOFError("fallback blob is shorter than its check")
+            payload, check = payload[:-2], int.from_bytes(payload[-2:], "big")
+        data = payload if mode == Mode.RAW else self.fallback_coder.decompress(payload)
+        if checked and text_check(data, FALLBACK_CHECK_BITS) != check:
+            raise IntegrityError("fallback blob failed its integrity check")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError("fallback blob decodes to invalid UTF-8") from None
 
     def _decode_exact(self, payload: bytes) -> str:
         if not payload:   # the encoder never chooses the model for a payload of nothing

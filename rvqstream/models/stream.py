@@ -1,34 +1,75 @@
-"""Streaming encoder and decoder: text pushed in pieces becomes frames, frames become text.
+"""Streaming encoder and decoder: text pushed in pieces becomes frame batches, batches become text.
 
 ``StreamEncoder`` tokenizes incrementally, holding back the last pre-token until more text, a
-flush or the message end; it emits a frame as soon as F tokens are ready, and on ``flush()``
-emits what it holds even if short. Frames are numbered across the stream (``seq``); a message
-starts a fresh decoder context. Chunked input gives the same text as one-shot input.
+flush or the message end; it codes a frame as soon as F tokens are ready (the model work happens
+as text arrives) and holds it, and ``flush()`` / ``end_message()`` write everything held, short
+frames included, as one ``Batch`` (batch.py). A message starts a fresh decoder context and so
+does a keyframe; chunked input gives the same text as one-shot input.
+
+    enc, dec = codec.encoder(), codec.decoder()
+    enc.push("text as it ")
+    enc.push("arrives")
+    batch = enc.end_message()               # Batch: .data is the bytes that travel
+    dec.push(batch.data)                    # Decoded(text="text as it arrives", message_end=True)
 """
 
 from __future__ import annotations
 
 import codecs
-import dataclasses
+from dataclasses import dataclass
 
+from rvqstream.models.batch import (
+    Batch,
+    BatchReader,
+    BatchWriter,
+    Item,
+    check_matches,
+    message_check,
+)
 from rvqstream.models.coding import (
+    CHECK_SEED,
     Parts,
     choose_plan,
     decode_tokens,
-    encode_plan,
     generate_tokens,
     start_context,
-    text_check,
 )
-from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
 from rvqstream.models.fallback import Fallback
-from rvqstream.models.frames import Frame, FrameKind, IntegrityError, Tier
+from rvqstream.models.frames import FrameKind, IntegrityError, Tier
 from rvqstream.models.runtime import LMState
 
-FRAME_CHECK_BITS = 8
+FALLBACK_TRY_BITS_PER_BYTE = 4.0   # only frames dearer than this under the model try zstd
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A coded frame held by an encoder until its batch is written. ``data``: its text's UTF-8
+    bytes; model frames: ``codes`` and the tokens' intervals ``symbols`` (low, high, total);
+    fallback frames: ``payload`` (zstd with the dictionary, or raw)."""
+
+    kind: FrameKind
+    n_tokens: int
+    data: bytes
+    codes: tuple[int, ...] = ()
+    symbols: tuple[tuple[int, int, int], ...] = ()
+    payload: bytes = b""
+    reset: bool = False        # decoders start a fresh context before this frame
+    degraded: bool = False     # made under a scheduler's degradation (fallback form, fewer stages)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one batch decoded to: the text complete after it (partial UTF-8 held back)."""
+
+    text: str
+    message_end: bool
+    frames: int
+    fallback_frames: int
 
 
 class StreamEncoder:
+    """One stream's encoder (not thread-safe: one stream, one caller at a time)."""
+
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier, stages: int | None):
         self.parts, self._fallback, self.tier = parts, fallback, tier
         if stages is not None and not 0 <= stages <= parts.stages:
@@ -38,136 +79,180 @@ class StreamEncoder:
         self.min_stages = (stages or 0) if tier == Tier.EXACT else (stages or parts.stages)
         self.stages_cap = parts.stages    # lowered by a scheduler to degrade gracefully
         self.fallback_only = False        # set by a scheduler to shed model work: fallback frames
+        self.model_tokens = 0             # tokens put through the model so far
         self._text = ""                  # held-back text (the unfinished last pre-token)
         self._tokens: list[int] = []     # tokenized, not yet in a frame
+        self._held: list[Frame] = []     # coded, not yet in a batch
         self._state: LMState | None = None
-        self._seq = 0
-        self._frames_in_message = 0
+        self._crc = CHECK_SEED
+        self._reset_next = False
 
-    def push(self, text: str) -> list[Frame]:
-        """Add text; -> the full frames that became ready."""
-        if not text:
-            return []
-        final, self._text = self.parts.tokenizer.split_final(self._text + text)
-        self._tokens += self.parts.tokenizer.encode(final)
-        out = []
-        while len(self._tokens) >= self.parts.frame:
-            out.append(self._emit(self.parts.frame, end=False))
-        return out
+    def push(self, text: str) -> int:
+        """Add text; the full frames that became ready are coded now. -> frames held."""
+        if text:
+            final, self._text = self.parts.tokenizer.split_final(self._text + text)
+            self._tokens += self.parts.tokenizer.encode(final)
+            while len(self._tokens) >= self.parts.frame:
+                self._held.append(self._emit(self.parts.frame))
+        return len(self._held)
 
-    def flush(self) -> list[Frame]:
-        """Emit everything held, as short frames if need be (the latency budget expired)."""
-        self._tokens += self.parts.tokenizer.encode(self._text)
-        self._text = ""
-        out = []
-        while self._tokens:
-            out.append(self._emit(min(len(self._tokens), self.parts.frame), end=False))
-        return out
+    def flush(self) -> Batch | None:
+        """Everything held, as short frames if need be, in one batch; None when nothing is held."""
+        self._frame_all()
+        return self._seal(False) if self._held else None
 
-    def end_message(self) -> list[Frame]:
-        """Flush and mark the message's last frame; the next push starts a new message."""
-        out = self.flush()
-        if out:
-            last = out[-1]
-            out[-1] = dataclasses.replace(last, message_end=True)
-            self._frames_in_message = 0
-        else:   # nothing held: an empty frame carries the end mark
-            out.append(self._frame(FrameKind.RAW, 0, 0, b"", end=True))
-        self._state = None
-        return out
+    def end_message(self) -> Batch:
+        """Flush and end the message (a batch with no frames when nothing is held); the next
+        push starts a new message."""
+        self._frame_all()
+        batch = self._seal(True)
+        self._state, self._crc, self._reset_next = None, CHECK_SEED, False
+        return batch
+
+    def resume_message(self, crc: int) -> None:
+        """Continue a message whose earlier batches another encoder wrote (its running check value
+        ``crc``): the next frame starts a fresh context, which the batch tells decoders."""
+        self._state, self._crc, self._reset_next = None, crc, True
 
     @property
-    def pending_text(self) -> int:
-        """Characters and tokens held back, not yet in a frame (0 when nothing waits)."""
-        return len(self._text) + len(self._tokens)
+    def pending(self) -> int:
+        """Characters, tokens and frames not yet in a batch (0 when nothing waits)."""
+        return len(self._text) + len(self._tokens) + sum(f.n_tokens or 1 for f in self._held)
 
-    def _frame(self, kind, n_tokens, n_stages, payload, end) -> Frame:
-        f = Frame(self._seq, kind, n_tokens, n_stages, payload,
-                  message_start=self._frames_in_message == 0, message_end=end)
-        self._seq += 1
-        self._frames_in_message = 0 if end else self._frames_in_message + 1
-        return f
+    @property
+    def held_tokens(self) -> int:
+        """Tokens tokenized but not yet coded in a frame."""
+        return len(self._tokens)
 
-    def _emit(self, n: int, end: bool) -> Frame:
+    @property
+    def held_chars(self) -> int:
+        """Characters held back untokenized (the unfinished last pre-token)."""
+        return len(self._text)
+
+    def _frame_all(self) -> None:
+        self._tokens += self.parts.tokenizer.encode(self._text)
+        self._text = ""
+        while self._tokens:
+            self._held.append(self._emit(min(len(self._tokens), self.parts.frame)))
+
+    def _seal(self, message_end: bool) -> Batch:
+        p, exact = self.parts, self.tier == Tier.EXACT
+        w = BatchWriter(p.frame, p.stages, p.codes)
+        frames, self._held = self._held, []
+        text_bytes = fallback = model_tokens = 0
+        for f in frames:
+            if f.reset:
+                w.item(Item.RESET)
+            if f.kind == FrameKind.MODEL:
+                w.model_frame(f.n_tokens, list(f.codes), exact, list(f.symbols))
+                model_tokens += f.n_tokens
+            else:
+                w.fallback_frame(Item.ZSTD if f.kind == FrameKind.ZSTD else Item.RAW, f.payload)
+                fallback += 1
+            self._crc = message_check(self._crc, f.data)
+            text_bytes += len(f.data)
+        data = w.end(message_end, self._crc if exact else None)
+        return Batch(data, text_bytes, len(frames), fallback, model_tokens, message_end, self._crc,
+                     sum(f.degraded for f in frames))
+
+    def _emit(self, n: int) -> Frame:
         p = self.parts
         tokens, self._tokens = self._tokens[:n], self._tokens[n:]
         data = p.tokenizer.token_bytes(tokens)
+        reset, self._reset_next = self._reset_next, False
         cap = min(self.stages_cap, p.stages)
-        enc = ArithmeticEncoder()
         if self.tier == Tier.SEMANTIC:
             stages = max(1, min(self.min_stages, cap))
-            for c in p.frame_encoder.codes([tokens], stages)[0]:
-                enc.encode_uniform(int(c), p.codes)
-            return self._frame(FrameKind.MODEL, n, stages, enc.finish(), end)
+            codes = p.frame_encoder.codes([tokens], stages)[0]
+            self.model_tokens += n
+            return Frame(FrameKind.MODEL, n, data, tuple(int(c) for c in codes), reset=reset,
+                         degraded=stages < self.min_stages)
         if self.fallback_only:
-            return self._fallback_frame(n, data, end)
+            return self._fallback_frame(n, data, reset, degraded=True)
         state = start_context(p, self._state, p.frame)
         plan = choose_plan(p, state, tokens, min(self.min_stages, cap), cap, with_eos=False)
-        for c in plan.codes:
-            enc.encode_uniform(c, p.codes)
-        encode_plan(enc, plan, tokens)
-        enc.encode_uniform(text_check(data, FRAME_CHECK_BITS), 1 << FRAME_CHECK_BITS)
-        payload = enc.finish()
-        if len(payload) >= len(data) and self.min_stages == 0:
-            return self._fallback_frame(n, data, end)
+        self.model_tokens += n
+        bits = plan.token_bits + plan.n_stages * p.code_bits
+        if self.min_stages == 0 and bits > FALLBACK_TRY_BITS_PER_BYTE * len(data):
+            fb = self._fallback_frame(n, data, reset, degraded=False)
+            if 8 * len(fb.payload) + 8 < bits:
+                return fb
         self._state = plan.state
-        return self._frame(FrameKind.MODEL, n, plan.n_stages, payload, end)
+        symbols = tuple((int(cum[t]), int(cum[t + 1]), int(cum[-1])) for cum, t in zip(plan.tables, tokens))
+        return Frame(FrameKind.MODEL, n, data, tuple(plan.codes), symbols, reset=reset)
 
-    def _fallback_frame(self, n_tokens: int, data: bytes, end: bool) -> Frame:
+    def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool) -> Frame:
         """The frame's bytes, zstd-compressed with the dictionary when that is smaller; the next
         frame starts a fresh context."""
         z = self._fallback.compress(data)
         kind, payload = (FrameKind.ZSTD, z) if len(z) < len(data) else (FrameKind.RAW, data)
-        self._state = self.parts.step.new_state()
-        return self._frame(kind, n_tokens, 0, payload, end)
+        self._state = None
+        return Frame(kind, n_tokens, data, payload=payload, reset=reset, degraded=degraded)
 
 
 class StreamDecoder:
+    """One stream's decoder: batches in order -> text. ``IntegrityError`` when a batch fails its
+    check or does not decode; the message's later batches then raise it too (``reset()`` starts
+    over at a message start)."""
+
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier):
         self.parts, self._fallback, self.tier = parts, fallback, tier
-        self._state: LMState | None = None
-        self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self._broken = False
+        self.reset()
 
-    def push(self, frame: Frame) -> str:
-        """-> the text that is complete after ``frame`` (partial UTF-8 is held back).
-        ``IntegrityError`` on a check mismatch; later frames of that message raise it too."""
-        if frame.message_start:
-            self._state, self._broken = None, False
-            self._utf8.reset()
-        if self._broken:
-            raise IntegrityError(f"frame {frame.seq} follows a frame that failed its check")
+    def reset(self) -> None:
+        """Forget the current message: the next batch starts a new one."""
+        self._state: LMState | None = None
+        self._crc = CHECK_SEED
+        errors = "strict" if self.tier == Tier.EXACT else "replace"
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)
+        self._broken: str | None = None
+
+    def push(self, batch: bytes) -> Decoded:
+        """-> the text complete after ``batch`` and whether it ended the message."""
+        if self._broken is not None:
+            raise IntegrityError(f"an earlier batch of this message failed: {self._broken}")
         try:
-            data = self._decode(frame)
-            text = self._utf8.decode(data, final=frame.message_end)
+            data, end, frames, fallback = self._decode(bytes(batch))
+            text = self._utf8.decode(data, final=end)
         except (IntegrityError, UnicodeDecodeError, EOFError, ValueError) as e:
-            self._broken = True
+            self._broken = str(e)
             if isinstance(e, IntegrityError):
                 raise
-            raise IntegrityError(f"frame {frame.seq} does not decode: {e}") from None
-        if frame.message_end:
-            self._state = None
-        return text
+            raise IntegrityError(f"frame batch does not decode: {e}") from None
+        if end:
+            self.reset()
+        return Decoded(text, end, frames, fallback)
 
-    def _decode(self, frame: Frame) -> bytes:
-        p = self.parts
-        if frame.n_tokens > p.frame or frame.n_stages > p.stages:
-            raise ValueError(f"frame {frame.seq}: {frame.n_tokens} tokens / {frame.n_stages} stages "
-                             f"exceed the model's {p.frame} / {p.stages}")
-        if frame.kind != FrameKind.MODEL:
-            data = frame.payload if frame.kind == FrameKind.RAW else self._fallback.decompress(frame.payload)
-            self._state = p.step.new_state()
-            return data
-        dec = ArithmeticDecoder(frame.payload)
-        codes = [dec.decode_uniform(p.codes) for _ in range(frame.n_stages)]
-        state = start_context(p, self._state, p.frame)
-        if self.tier == Tier.SEMANTIC:
-            tokens = generate_tokens(p, state, codes, frame.n_tokens)
-            self._state = state
-            return p.tokenizer.token_bytes(tokens)
-        tokens, _ = decode_tokens(p, dec, state, codes, frame.n_tokens, stop_at_eos=False)
-        data = p.tokenizer.token_bytes(tokens)
-        if dec.decode_uniform(1 << FRAME_CHECK_BITS) != text_check(data, FRAME_CHECK_BITS):
-            raise IntegrityError(f"frame {frame.seq} failed its integrity check")
-        self._state = state
-        return data
+    def _decode(self, batch: bytes) -> tuple[bytes, bool, int, int]:
+        p, exact = self.parts, self.tier == Tier.EXACT
+        r = BatchReader(batch, p.frame, p.stages, p.codes)
+        out = bytearray()
+        crc, frames, fallback = self._crc, 0, 0
+        while True:
+            item = r.item()
+            if item == Item.RESET:
+                self._state = None
+                continue
+            if item in (Item.END_BATCH, Item.END_MESSAGE):
+                end = item == Item.END_MESSAGE
+                if exact and not check_matches(r.check(end), crc, end):
+                    raise IntegrityError("frame batch failed its integrity check")
+                self._crc = crc
+                return bytes(out), end, frames, fallback
+            frames += 1
+            if item == Item.MODEL:
+                n, codes = r.model_frame_header(exact)
+                state = start_context(p, self._state, p.frame)
+                if exact:
+                    tokens, _ = decode_tokens(p, r.dec, state, codes, n, stop_at_eos=False)
+                else:
+                    tokens = generate_tokens(p, state, codes, n)
+                self._state = state
+                data = p.tokenizer.token_bytes(tokens)
+            else:
+                payload = r.fallback_payload()
+                data = payload if item == Item.RAW else self._fallback.decompress(payload)
+                self._state = None
+                fallback += 1
+            crc = message_check(crc, data)
+            out += data

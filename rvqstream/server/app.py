@@ -20,9 +20,11 @@ from rvqstream.server.channels import ChannelLimits, ChannelService
 from rvqstream.server.codec_service import CodecService
 from rvqstream.server.config import ServerConfig
 from rvqstream.server.encode import StreamLimits
-from rvqstream.server.logstore import LogStore, SQLiteLogStore
+from rvqstream.server.logstore import LogStore
+from rvqstream.server.publish_stream import OpenStreams
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.sqlite_store import SQLiteLogStore
 from rvqstream.server.telemetry import Telemetry
 
 log = logging.getLogger("rvqstream.server")
@@ -61,9 +63,11 @@ class RvqServer:
                               config.stream_queue_frames)
         codec_pb2_grpc.add_CodecServiceServicer_to_server(
             CodecService(registry, self.scheduler, telemetry.metrics, limits), self.grpc)
+        self.streams = OpenStreams(store, config.stream_timeout_s)
         channel_pb2_grpc.add_ChannelServiceServicer_to_server(
             ChannelService(store, registry, self.scheduler, telemetry.metrics,
-                           ChannelLimits(config.max_message_bytes, config.subscribe_page)), self.grpc)
+                           ChannelLimits(config.max_message_bytes, config.subscribe_page,
+                                         config.subscribe_page_bytes, limits), self.streams), self.grpc)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
@@ -74,6 +78,7 @@ class RvqServer:
     async def start(self) -> None:
         self.scheduler.start()
         await self.scheduler.warm_up(self.registry.default)
+        await self.streams.start()
         await self.grpc.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -86,6 +91,7 @@ class RvqServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_s if grace is None else grace)
         await self.scheduler.close()
+        await self.streams.close()
         await self.store.close()
         self.telemetry.shutdown()
 

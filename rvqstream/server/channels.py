@@ -1,6 +1,8 @@
-"""ChannelService: Publish (durable acks with offsets), Subscribe (replay, then live), FetchMessage.
+"""ChannelService: Publish (durable acks with offsets), PublishStream (messages coded and stored
+as they are written), Subscribe (replay, then live), FetchMessage.
 
-Published text is compressed by the default model on a worker thread and stored as a blob; the
+Published text is compressed by the default model on a worker thread and stored as a blob;
+streamed text is stored as the frame batches its stream's flushes made (publish_stream.py): the
 log never holds text. Channel names are 1-128 characters of [A-Za-z0-9._/-] starting with a letter
 or digit, so that access rules can match them by prefix or pattern.
 """
@@ -14,10 +16,13 @@ import grpc
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
 from rvqstream.server.codec_service import decode_error, first_message_error, first_request
+from rvqstream.server.encode import StreamLimits
 from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
-from rvqstream.server.logstore import LogStore, Record
+from rvqstream.server.logstore import LogStore, MessageState, Record
+from rvqstream.server.publish_stream import OpenStreams, ProducerStream
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.subscription import Subscription
 from rvqstream.server.telemetry import Metrics
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
@@ -27,8 +32,14 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class ChannelLimits:
+    """``max_message_bytes``: largest published message; ``subscribe_page``: entries a subscriber
+    reads at once; ``subscribe_page_bytes``: frame batches it reads at once; ``stream``: limits of
+    PublishStream calls."""
+
     max_message_bytes: int
     subscribe_page: int
+    subscribe_page_bytes: int
+    stream: StreamLimits
 
 
 def check_channel(name: str, field: str = "channel") -> str:
@@ -39,9 +50,10 @@ def check_channel(name: str, field: str = "channel") -> str:
 
 class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
     def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler,
-                 metrics: Metrics, limits: ChannelLimits):
+                 metrics: Metrics, limits: ChannelLimits, streams: OpenStreams):
         self.store, self.registry, self.scheduler, self.metrics, self.limits = (
             store, registry, scheduler, metrics, limits)
+        self.streams = streams
 
     async def _end(self, channel: str) -> int:
         end = await self.store.end_offset(channel)
@@ -113,6 +125,19 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             await inbox.put(e)
 
     @rpc_errors
+    async def PublishStream(self, requests, context):
+        first = await first_request(requests)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "config":
+            raise first_message_error("PublishStream", "config", first.WhichOneof("kind"))
+        channel = check_channel(first.config.channel, "config.channel")
+        stream = ProducerStream(self.store, self.streams, channel, first.config, self.registry.default,
+                                self.scheduler, self.metrics, self.limits.stream)
+        async for response in stream.responses(requests):
+            yield response
+
+    @rpc_errors
     async def Subscribe(self, request, context):
         channel = check_channel(request.channel)
         end = await self._end(channel)
@@ -120,16 +145,13 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
                                f"from_offset {request.from_offset} is past the end of channel {channel!r} "
                                f"(its next offset is {end})", "from_offset")
-        offset, model = request.from_offset, None
-        while True:
-            entries = await self.store.read(channel, offset, self.limits.subscribe_page)
-            if not entries:
-                await self.store.wait(channel, offset)
-                continue
-            for e in entries:
-                yield channel_pb2.SubscribeResponse(message=channel_pb2.ChannelMessage(
-                    offset=e.offset, model_id="" if e.model_id == model else e.model_id, blob=e.blob))
-                model, offset = e.model_id, e.offset + 1
+        if request.from_part and request.from_offset == end:
+            raise invalid(f"from_part {request.from_part} names no message: channel {channel!r} has no "
+                          f"offset {request.from_offset} yet", "from_part")
+        sub = Subscription(self.store, channel, request.from_offset, request.from_part,
+                           self.limits.subscribe_page, self.limits.subscribe_page_bytes)
+        async for response in sub.responses():
+            yield response
 
     @rpc_errors
     async def FetchMessage(self, request, context):
@@ -143,12 +165,31 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         (entry,) = await self.store.read(channel, request.offset, 1)
         codec = self.registry.get(entry.model_id)
         try:
-            text = await self.scheduler.call(codec.decompress, entry.blob)
+            if entry.streamed:
+                batches, state = await self._all_parts(channel, entry.offset)
+                text = await self.scheduler.call(_decode_batches, codec, entry.tier, batches)
+            else:
+                state = MessageState.COMPLETE
+                text = await self.scheduler.call(codec.decompress, entry.blob)
         except (ValueError, EOFError) as e:
             raise decode_error(e, f"stored message {request.offset}") from None
         blob = await self.scheduler.call(codec.fallback, text)
         return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
-                                                fallback_blob=blob)
+                                                fallback_blob=blob, state=int(state))
+
+    async def _all_parts(self, channel: str, offset: int) -> tuple[list[bytes], MessageState]:
+        """Every batch of a streamed message as of one moment, and its state then."""
+        state, parts = await self.store.stream_state(channel, offset)
+        out: list[bytes] = []
+        while len(out) < parts:
+            batches, _ = await self.store.read_parts(channel, offset, len(out), 1 << 20)
+            out += batches
+        return out[:parts], state
+
+
+def _decode_batches(codec, tier_pb: int, batches: list[bytes]) -> str:
+    decoder = codec.decoder(tier_from_pb(tier_pb))
+    return "".join(decoder.push(b).text for b in batches)
 
 
 def _compress_all(codec, tier, texts: list[str]) -> list[bytes]:

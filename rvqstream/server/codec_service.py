@@ -6,12 +6,12 @@ import grpc
 
 from rvqstream._proto import codec_pb2, codec_pb2_grpc
 from rvqstream.models import IntegrityError
-from rvqstream.server.encode import EncodeSession, StreamLimits, stream_settings
+from rvqstream.server.encode import EncodeStreamSession, StreamLimits, stream_settings
 from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
-from rvqstream.wire import frame_from_pb, tier_from_pb
+from rvqstream.wire import tier_from_pb
 
 MODEL_CHUNK_BYTES = 64 << 10
 
@@ -55,8 +55,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         if first.WhichOneof("kind") != "config":
             raise first_message_error("EncodeStream", "config", first.WhichOneof("kind"))
         codec = self.registry.get(first.config.model_id, "config.model_id")
-        session = EncodeSession(codec, first.config, self.scheduler, self.metrics, self.limits)
-        yield codec_pb2.EncodeStreamResponse(header=session.header())
+        session = EncodeStreamSession(codec, first.config, self.scheduler, self.metrics, self.limits)
         async for response in session.responses(requests):
             yield response
 
@@ -72,33 +71,18 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             decoder = codec.decoder(tier_from_pb(first.config.tier))
         except ValueError as e:
             raise invalid(f"config.tier: {e}", "config.tier") from None
-        expected_seq = None
+        batch = 0
         async for req in requests:
-            if req.WhichOneof("kind") != "frame":
+            if req.WhichOneof("kind") != "frames":
                 raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                    "config may be sent only once, as the first request", "config")
-            pb = req.frame
+            self._check_size(req.frames, "frames")
             try:
-                frame = frame_from_pb(pb)
-            except ValueError as e:
-                raise invalid(str(e), "frame.kind") from None
-            if expected_seq is not None and frame.seq != expected_seq:
-                raise invalid(f"frame seq {frame.seq} where {expected_seq} was due: frames are missing "
-                              "or out of order", "frame.seq")
-            if expected_seq is None and not frame.message_start:
-                raise invalid(f"frame {frame.seq} is not a message start: a decode stream must begin "
-                              "at one", "frame.message_start")
-            if frame.n_tokens > codec.parts.frame or frame.n_stages > codec.parts.stages:
-                raise invalid(f"frame {frame.seq}: {frame.n_tokens} tokens / {frame.n_stages} stages "
-                              f"exceed the model's {codec.parts.frame} / {codec.parts.stages}", "frame")
-            self._check_size(frame.payload, "frame.payload")
-            expected_seq = frame.seq + 1
-            try:
-                text = await self.scheduler.call(decoder.push, frame)
+                decoded = await self.scheduler.call(decoder.push, req.frames)
             except (ValueError, EOFError) as e:
-                raise decode_error(e, f"frame {frame.seq}") from None
-            yield codec_pb2.DecodeStreamResponse(frame_seq=frame.seq, text=text,
-                                                 message_end=frame.message_end)
+                raise decode_error(e, f"frame batch {batch}") from None
+            batch += 1
+            yield codec_pb2.DecodeStreamResponse(text=decoded.text, message_end=decoded.message_end)
 
     @rpc_errors
     async def Compress(self, request, context):

@@ -34,6 +34,11 @@ class ServerConfig:
         "help": "frames an encode stream queues for a slow reader before it stops encoding"})
     subscribe_page: int = field(default=64, metadata={
         "help": "log entries a subscriber reads at once (bounds its memory)"})
+    subscribe_page_bytes: int = field(default=1 << 20, metadata={
+        "help": "bytes of a streamed message's frame batches a subscriber reads at once"})
+    stream_timeout_s: float = field(default=60.0, metadata={
+        "help": "seconds a streamed message waits for its producer to come back before it is "
+                "closed as aborted"})
     grace_s: float = field(default=5.0, metadata={"help": "seconds in-flight RPCs get at shutdown"})
     telemetry: bool = field(default=False, metadata={
         "help": "OpenTelemetry traces and metrics, exporters from the OTEL_* variables"})

@@ -1,10 +1,13 @@
-"""One encode stream's state: UTF-8 reassembly, pending text, the latency-budget timer, output queue.
+"""One text stream's state: UTF-8 reassembly, pending text, the latency-budget timer, the emit sink.
 
-Three coroutines per stream: ``_read`` turns chunks into pending operations (and stops reading
-while ``buffer_bytes`` of text wait, so HTTP/2 flow control pushes back on the producer);
-``_work`` hands pending operations to the scheduler one batch at a time and flushes the encoder
-when the oldest unframed byte is about to exceed the budget; the RPC handler drains the bounded
-output queue (a slow reader stops ``_work``, which stops ``_read``).
+Used by EncodeStream (batches go back to the caller) and PublishStream (batches go to the channel
+log). Two coroutines per stream: ``_read`` turns chunks into pending operations (and stops
+reading while ``buffer_bytes`` of text wait, so HTTP/2 flow control pushes back on the
+producer); ``_work`` hands them to the scheduler, which codes full frames as text arrives and
+holds them, and flushes by Nagle's rule: the first text of an idle stream (no batch within the
+budget) goes out at once, later text waits for company until its oldest byte is about to exceed
+the budget; a flush marker or a message end flushes at once. Each flush is one frame batch,
+handed to ``emit`` (a slow sink stops ``_work``, which stops ``_read``).
 """
 
 from __future__ import annotations
@@ -12,24 +15,28 @@ from __future__ import annotations
 import asyncio
 import codecs
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 
 from rvqstream._proto import codec_pb2, frame_pb2
-from rvqstream.models import Codec, FrameKind, Tier
+from rvqstream.models import Batch, Codec, Tier
 from rvqstream.server.errors import ServiceError, invalid
 from rvqstream.server.scheduler import Scheduler, WorkItem
 from rvqstream.server.telemetry import Metrics
-from rvqstream.wire import frame_to_pb, tier_from_pb, tier_to_pb
+from rvqstream.wire import tier_from_pb, tier_to_pb
 
 MAX_DELAY_MS = 60_000
 SLACK_S, SLACK_FRACTION = 0.005, 0.05   # flush margin for timer and loop jitter: 5 ms + 5% of the budget
-_END = object()
 
 
 @dataclass(frozen=True)
 class StreamLimits:
+    """``default_delay_ms``: budget when a stream names none; ``max_chunk_bytes``: largest chunk;
+    ``buffer_bytes``: text buffered before reading stops; ``queue_frames``: responses queued for
+    a slow reader."""
+
     default_delay_ms: int
     max_chunk_bytes: int
     buffer_bytes: int
@@ -48,78 +55,62 @@ def stream_settings(codec: Codec, tier_pb: int, stage_count: int, field: str) ->
     return tier, (stage_count or None)
 
 
-class EncodeSession:
-    """Per-stream encoder state (times are ``time.monotonic()`` seconds)."""
+def check_delay(max_delay_ms: int, field: str) -> None:
+    if max_delay_ms > MAX_DELAY_MS:
+        raise invalid(f"{field} is {max_delay_ms}; at most {MAX_DELAY_MS}", field)
 
-    def __init__(self, codec: Codec, config: codec_pb2.EncodeConfig, scheduler: Scheduler,
-                 metrics: Metrics, limits: StreamLimits):
-        tier, stages = stream_settings(codec, config.tier, config.stage_count, "config")
-        if config.max_delay_ms > MAX_DELAY_MS:
-            raise invalid(f"config.max_delay_ms is {config.max_delay_ms}; at most {MAX_DELAY_MS}",
-                          "config.max_delay_ms")
+
+class EncodeSession:
+    """Per-stream encoder state (times are ``time.monotonic()`` seconds). ``emit(batch)`` takes
+    each flush's batch in order; ``on_text(n)`` is told of every chunk's UTF-8 bytes as read."""
+
+    def __init__(self, codec: Codec, tier: Tier, stages: int | None, max_delay_ms: int,
+                 scheduler: Scheduler, metrics: Metrics, limits: StreamLimits,
+                 emit: Callable[[Batch], Awaitable[None]]):
         self.codec, self.tier, self.scheduler, self.metrics, self.limits = (
             codec, tier, scheduler, metrics, limits)
         self.encoder = codec.encoder(tier, stages)
         self.stage_count = stages or (codec.parts.stages if tier == Tier.SEMANTIC else 0)
-        self.max_delay_ms = config.max_delay_ms or limits.default_delay_ms
+        self.max_delay_ms = max_delay_ms or limits.default_delay_ms
         self.budget = self.max_delay_ms / 1000
+        self._emit = emit
         self._slack = SLACK_S + SLACK_FRACTION * self.budget
         self._degraded_cap = self.encoder.min_stages if tier == Tier.EXACT else 1
         self._ops: list[tuple] = []          # operations not yet handed to the scheduler
         self._ops_bytes = 0
         self._ops_anchor: float | None = None   # arrival of the oldest text in _ops
         self._anchor: float | None = None       # arrival of the oldest text inside the encoder
+        self._last_emit: float | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._bytes_read = 0
         self._input_done = False
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self.out: asyncio.Queue = asyncio.Queue(maxsize=limits.queue_frames)
-        self.error: BaseException | None = None
-        self._tasks: list[asyncio.Task] = []
 
     def header(self) -> frame_pb2.StreamHeader:
         return frame_pb2.StreamHeader(model_id=self.codec.model_id, tier=tier_to_pb(self.tier),
                                       stage_count=self.stage_count, max_delay_ms=self.max_delay_ms)
 
-    async def responses(self, requests):
-        """Reads ``requests`` (after the config) and yields EncodeStreamResponse frames."""
-        self._tasks = [asyncio.create_task(self._guard(self._read(requests))),
-                       asyncio.create_task(self._guard(self._work()))]
+    async def run(self, requests: AsyncIterator) -> None:
+        """Reads ``requests`` (after the config) to their end and emits every batch; raises the
+        first error of either side (the other side is cancelled)."""
+        reader = asyncio.create_task(self._read(requests))
+        worker = asyncio.create_task(self._work())
         try:
-            while (item := await self.out.get()) is not _END:
-                yield item
-            if self.error is not None:
-                raise self.error
+            done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()
+            await worker
         finally:
-            for t in self._tasks:
+            for t in (reader, worker):
                 t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _guard(self, coro) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - the stream ends with this error
-            self._fail(e)
-
-    def _fail(self, error: BaseException) -> None:
-        if self.error is not None:
-            return
-        self.error = error
-        current = asyncio.current_task()
-        for t in self._tasks:
-            if t is not current:
-                t.cancel()
-        while not self.out.empty():
-            self.out.get_nowait()
-        self.out.put_nowait(_END)
+            await asyncio.gather(reader, worker, return_exceptions=True)
 
     # -- input ----------------------------------------------------------------------------------
 
-    async def _read(self, requests) -> None:
+    async def _read(self, requests: AsyncIterator) -> None:
         async for req in requests:
             kind = req.WhichOneof("kind")
             if kind == "config":
@@ -136,10 +127,15 @@ class EncodeSession:
             self._bytes_read += size
             self.metrics.bytes_in.add(size)
             if text:
+                now = time.monotonic()
+                idle = (self._anchor is None and self._ops_anchor is None
+                        and (self._last_emit is None or now - self._last_emit >= self.budget))
                 if self._ops_anchor is None:   # it reached the socket about one loop lag ago
-                    self._ops_anchor = time.monotonic() - self.scheduler.lag.value
+                    self._ops_anchor = now - self.scheduler.lag.value
                 self._ops.append(("push", text))
                 self._ops_bytes += size
+                if idle and not chunk.end_message:   # Nagle: an idle stream's first text goes at once
+                    self._ops.append(("flush",))
             if chunk.end_message:
                 self._ops.append(("end",))
             elif chunk.flush:
@@ -168,7 +164,7 @@ class EncodeSession:
         return min(times) if times else None
 
     def _flush_at(self, oldest: float) -> float:
-        """When to flush so the frame is out within the budget of ``oldest``'s arrival."""
+        """When to flush so the batch is out within the budget of ``oldest``'s arrival."""
         return oldest + self.budget - self._slack - self.scheduler.expected_delay()
 
     async def _work(self) -> None:
@@ -179,8 +175,8 @@ class EncodeSession:
             if not self._ops and not flush_due:
                 if self._input_done:
                     if self._anchor is None:
-                        break
-                    flush_due = True
+                        return
+                    flush_due = True     # the input ended without a message end: flush what is held
                 else:
                     self._wake.clear()
                     timeout = None if oldest is None else max(0.0, self._flush_at(oldest) - now)
@@ -197,24 +193,64 @@ class EncodeSession:
             if flush_due and not (ops and ops[-1][0] in ("flush", "end")):
                 ops.append(("flush",))
             await self._run(ops, oldest)
-        await self.out.put(_END)
 
     async def _run(self, ops: list[tuple], oldest: float | None) -> None:
         deadline = None if oldest is None else oldest + self.budget
         item = WorkItem(self.encoder, ops, deadline, self.codec.parts.stages, self._degraded_cap)
-        frames = await self.scheduler.run(item)
+        batches = await self.scheduler.run(item)
         done = time.monotonic()
-        self._anchor = None if self.encoder.pending_text == 0 else oldest
+        self._anchor = None if self.encoder.pending == 0 else oldest
         m = self.metrics
-        for f in frames:
-            m.frames.add(1, {"kind": f.kind.name.lower()})
-            m.bytes_out.add(len(f.payload))
-            if f.kind != FrameKind.MODEL and f.n_tokens:
-                m.fallback_frames.add(1)
-            if item.degraded:
-                m.degraded_frames.add(1)
+        for b in batches:
+            self._last_emit = done
+            m.frames.add(b.frames - b.fallback_frames, {"kind": "model"})
+            m.frames.add(b.fallback_frames, {"kind": "fallback"})
+            m.fallback_frames.add(b.fallback_frames)
+            m.degraded_frames.add(b.degraded_frames)
+            m.bytes_out.add(len(b.data))
             if oldest is not None:
                 m.frame_latency.record((done - oldest) * 1000)
                 if done > deadline:
                     m.deadline_misses.add(1)
-            await self.out.put(codec_pb2.EncodeStreamResponse(frame=frame_to_pb(f, item.degraded)))
+            await self._emit(b)
+
+
+class EncodeStreamSession:
+    """EncodeStream: the session's batches go back to the caller through a bounded queue."""
+
+    def __init__(self, codec: Codec, config: codec_pb2.EncodeConfig, scheduler: Scheduler,
+                 metrics: Metrics, limits: StreamLimits):
+        tier, stages = stream_settings(codec, config.tier, config.stage_count, "config")
+        check_delay(config.max_delay_ms, "config.max_delay_ms")
+        self.out: asyncio.Queue = asyncio.Queue(maxsize=limits.queue_frames)
+        self.session = EncodeSession(codec, tier, stages, config.max_delay_ms, scheduler, metrics,
+                                     limits, self._emit)
+
+    async def _emit(self, batch: Batch) -> None:
+        await self.out.put(codec_pb2.EncodeStreamResponse(frames=batch.data))
+
+    async def responses(self, requests: AsyncIterator) -> AsyncIterator[codec_pb2.EncodeStreamResponse]:
+        yield codec_pb2.EncodeStreamResponse(header=self.session.header())
+        async for item in drain(self.session.run(requests), self.out):
+            yield item
+
+
+async def drain(work: Awaitable[None], out: asyncio.Queue) -> AsyncIterator:
+    """Runs ``work`` while yielding what it puts in ``out``; raises its error after what came before."""
+    end = object()
+
+    async def run() -> None:
+        try:
+            await work
+        finally:
+            await out.put(end)
+
+    task = asyncio.create_task(run())
+    try:
+        while (item := await out.get()) is not end:
+            yield item
+        await task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rvqstream.models import Codec, Frame, FrameKind, StreamEncoder, Tier
+from rvqstream.models import Batch, Codec, StreamEncoder, Tier
 from rvqstream.server.telemetry import Metrics
 
 EWMA = 0.1                # weight of the newest sample in a cost average
@@ -54,31 +54,35 @@ class WorkItem:
     def token_estimate(self, frame: int) -> float:
         """Tokens this item may put through the model: all it holds if it forces frames out,
         else only the full frames."""
-        held = self.encoder.pending_text + sum(len(op[1]) for op in self.ops if op[0] == "push") / CHARS_PER_TOKEN
+        enc = self.encoder
+        chars = enc.held_chars + sum(len(op[1]) for op in self.ops if op[0] == "push")
+        held = enc.held_tokens + chars / CHARS_PER_TOKEN
         return held if self.forces_frames else frame * (held // frame)
 
 
-def run_ops(item: WorkItem) -> list[Frame]:
-    """Runs ``item``'s operations on its encoder (on a worker thread) -> frames, in order."""
+def run_ops(item: WorkItem) -> list[Batch]:
+    """Runs ``item``'s operations on its encoder (on a worker thread) -> the batches of its
+    flushes and message ends, in order (pushes code full frames and hold them)."""
     enc = item.encoder
     enc.stages_cap = item.degraded_stages if item.degraded else item.max_stages
     enc.fallback_only = item.degraded and enc.tier == Tier.EXACT   # shed the language model's work
-    frames: list[Frame] = []
-    start = time.monotonic()
+    batches: list[Batch] = []
+    start, tokens = time.monotonic(), enc.model_tokens
     try:
         for op in item.ops:
             if op[0] == "push":
-                frames += enc.push(op[1])
+                enc.push(op[1])
             elif op[0] == "flush":
-                frames += enc.flush()
+                if (batch := enc.flush()) is not None:
+                    batches.append(batch)
             else:
-                frames += enc.end_message()
+                batches.append(enc.end_message())
     finally:
         enc.stages_cap = item.max_stages
         enc.fallback_only = False
         item.cost = time.monotonic() - start
-        item.model_tokens = sum(f.n_tokens for f in frames if f.kind == FrameKind.MODEL)
-    return frames
+        item.model_tokens = enc.model_tokens - tokens
+    return batches
 
 
 class CostModel:
@@ -178,8 +182,8 @@ class Scheduler:
                 if seed:
                     self.costs.update(item)
 
-    async def run(self, item: WorkItem) -> list[Frame]:
-        """Queues ``item`` and returns its frames once it ran."""
+    async def run(self, item: WorkItem) -> list[Batch]:
+        """Queues ``item`` and returns its batches once it ran."""
         item.future = self._loop.create_future()
         item.queued_at = time.monotonic()
         self.metrics.queue_depth.add(1)

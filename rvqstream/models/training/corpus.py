@@ -138,7 +138,8 @@ def _b64(s: str) -> int:
 
 
 def dictionary(name: str) -> list[str]:
-    data = gzip.open(DICT_DIR / f"{name}.dict.dz").read()
+    with gzip.open(DICT_DIR / f"{name}.dict.dz") as f:
+        data = f.read()
     out, seen = [], set()
     for line in (DICT_DIR / f"{name}.index").read_text(errors="replace").splitlines():
         parts = line.split("\t")
@@ -172,7 +173,7 @@ def build(out_dir: Path) -> dict:
     """Write train/valid/test JSONL files under ``out_dir``; return per-split, per-source stats."""
     ensure_packages()
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {s: open(out_dir / f"{s}.jsonl", "w") for s in ("train", "valid", "test")}
+    files = {s: open(out_dir / f"{s}.jsonl", "w") for s in ("train", "valid", "test")}  # noqa: SIM115 - closed below
     stats: dict = {}
     seen: set[bytes] = set()
     for source, fn in SOURCES.items():

@@ -136,7 +136,7 @@ def main() -> None:
     batches = iter(batch_loader(mixture, args.workers) if args.workers else mixture)
     budget = args.minutes * 60
     bar = tqdm(total=int(budget), initial=int(elapsed), unit="s", mininterval=5)
-    t0, last_ckpt, log = time.time() - elapsed, time.time(), open(args.out / "log.jsonl", "a")
+    t0, last_ckpt, log = time.time() - elapsed, time.time(), open(args.out / "log.jsonl", "a")  # noqa: SIM115
 
     def save():
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),

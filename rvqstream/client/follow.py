@@ -1,0 +1,180 @@
+"""Following a channel: replay, then live, decoded here, resumed on its own after a disconnect.
+
+``Follower`` turns one channel's Subscribe responses into events: each published message once,
+whole; each streamed message as the text of each frame batch, decoded locally as it arrives, then
+its end (or abort). It tracks the position itself: the lowest offset not yet finished and, for
+every streamed message in progress, the batches already decoded (with the decoder's state), so
+that after a reconnect it asks for the rest from that offset and batch on and skips whatever the
+server sends again: no text is repeated, none is missing. A batch that fails its check is not
+shown: the message's text is then fetched in fallback form once the message is closed, and what
+was not yet shown follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+
+from rvqstream._proto import channel_pb2
+from rvqstream.client.calls import GRPC_PREFIX_BYTES, Backoff
+from rvqstream.client.errors import RvqstreamError
+from rvqstream.models import IntegrityError, StreamDecoder
+from rvqstream.wire import tier_from_pb
+
+if TYPE_CHECKING:
+    from rvqstream.client.aio import AsyncClient
+
+_ABORTED = channel_pb2.MESSAGE_STATE_ABORTED
+_STREAMING = channel_pb2.MESSAGE_STATE_STREAMING
+BROKEN_POLL_S = 0.2
+
+
+@dataclass
+class Event:
+    """New text of message ``offset``; ``done``: the message ends here (``aborted``: before its
+    producer ended it). ``compressed_bytes``/``wire_bytes``: what carried this text (coded
+    bytes; gRPC messages with framing); ``fallback``: refetched after a failed check."""
+
+    offset: int
+    text: str
+    done: bool
+    aborted: bool
+    model_id: str
+    compressed_bytes: int
+    wire_bytes: int
+    fallback: bool = False
+
+
+@dataclass
+class _Streamed:
+    """A streamed message in progress here: its decoder, the batches decoded (``parts``), the
+    number of the next batch the server sends on this call, and the characters shown."""
+
+    decoder: StreamDecoder
+    model_id: str
+    parts: int = 0
+    next_part: int = 0
+    shown: int = 0
+    broken: bool = False
+
+
+class Follower:
+    """One follow of ``channel`` from ``from_offset``; ``events()`` is the stream of ``Event``."""
+
+    def __init__(self, client: AsyncClient, channel: str, from_offset: int):
+        self.client, self.channel = client, channel
+        self.next_offset = from_offset          # lowest offset not finished here
+        self._finished_above: set[int] = set()  # finished offsets past next_offset
+        self._open: dict[int, _Streamed] = {}
+        self._model = ""
+        self._about: int | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        backoff = Backoff(self.client.reconnect_timeout_s)
+        while True:
+            head = self._open.get(self.next_offset)
+            call = self.client._channel_stub.Subscribe(channel_pb2.SubscribeRequest(
+                channel=self.channel, from_offset=self.next_offset, from_part=head.parts if head else 0))
+            for s in self._open.values():
+                s.next_part = 0
+            if head is not None:
+                head.next_part = head.parts
+            try:
+                async for resp in call:
+                    wire = resp.ByteSize() + GRPC_PREFIX_BYTES
+                    if resp.HasField("message"):
+                        async for event in self._message(resp.message, wire):
+                            yield event
+                    else:
+                        offset = self._about + resp.offset_delta
+                        self._about = offset
+                        async for event in self._batches(offset, [resp.frames], wire):
+                            yield event
+                    backoff.progress()
+                await backoff.retry(None)   # the server ends a subscription only when it shuts down
+            except grpc.RpcError as e:
+                await backoff.retry(e)
+            finally:
+                call.cancel()
+
+    def _finished(self, offset: int) -> bool:
+        return offset < self.next_offset or offset in self._finished_above
+
+    def _finish(self, offset: int) -> None:
+        self._open.pop(offset, None)
+        self._finished_above.add(offset)
+        while self.next_offset in self._finished_above:
+            self._finished_above.discard(self.next_offset)
+            self.next_offset += 1
+
+    async def _message(self, m: channel_pb2.ChannelMessage, wire: int) -> AsyncIterator[Event]:
+        self._about = m.offset
+        self._model = m.model_id or self._model
+        if self._finished(m.offset):
+            return
+        if not m.streamed:
+            msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
+            self._finish(m.offset)
+            yield Event(m.offset, msg.text, True, False, self._model, len(m.blob), msg.wire_bytes, msg.fallback)
+            return
+        s = self._open.get(m.offset)
+        if s is None:
+            codec = await self.client.model(self._model)
+            s = self._open[m.offset] = _Streamed(codec.decoder(tier_from_pb(m.tier)), self._model)
+        s.next_part = m.first_part
+        async for event in self._batches(m.offset, list(m.frame_batches), wire):
+            yield event
+        if m.state == _ABORTED and m.offset in self._open and s.next_part >= s.parts:
+            async for event in self._close(m.offset, s, aborted=True):
+                yield event
+
+    async def _batches(self, offset: int, batches: list[bytes], wire: int) -> AsyncIterator[Event]:
+        s = self._open.get(offset)
+        if s is None:
+            return
+        for batch in batches:
+            index, s.next_part = s.next_part, s.next_part + 1
+            if index < s.parts:          # decoded before a reconnect
+                continue
+            s.parts += 1
+            if s.broken:
+                continue
+            try:
+                decoded = await asyncio.to_thread(s.decoder.push, batch)
+            except IntegrityError:
+                s.broken = True
+                async for event in self._refetch(offset, s):
+                    yield event
+                return
+            s.shown += len(decoded.text)
+            if decoded.message_end:
+                self._finish(offset)
+            yield Event(offset, decoded.text, decoded.message_end, False, s.model_id, len(batch), wire)
+            wire = 0
+
+    async def _close(self, offset: int, s: _Streamed, aborted: bool) -> AsyncIterator[Event]:
+        self._finish(offset)
+        yield Event(offset, "", True, aborted, s.model_id, 0, 0)
+
+    async def _refetch(self, offset: int, s: _Streamed) -> AsyncIterator[Event]:
+        """After a failed check: the message in fallback form once it is closed; what was not
+        shown yet follows, then its end."""
+        while True:
+            resp = await self.client._unary(self.client._channel_stub.FetchMessage,
+                                            channel_pb2.FetchMessageRequest(channel=self.channel, offset=offset))
+            if resp.state != _STREAMING:
+                break
+            await asyncio.sleep(BROKEN_POLL_S)
+        codec = await self.client.model(resp.model_id)
+        try:
+            text = await asyncio.to_thread(codec.decompress, resp.fallback_blob)
+        except (ValueError, EOFError) as e:
+            raise RvqstreamError("DATA_LOSS", f"message {offset} of {self.channel!r} fails its check "
+                                 f"in fallback form too: {e}") from None
+        self._finish(offset)
+        yield Event(offset, text[s.shown:], True, resp.state == _ABORTED, s.model_id,
+                    len(resp.fallback_blob), resp.ByteSize() + GRPC_PREFIX_BYTES, True)

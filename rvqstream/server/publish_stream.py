@@ -1,0 +1,147 @@
+"""PublishStream: a producer's text coded as it arrives and appended, batch by batch, to streamed
+messages of a channel; and the reaper that closes messages whose producer went away.
+
+A streamed message is named by (producer_id, sequence). Its first batch creates it at the
+channel's next offset; every batch is acknowledged once durable, with the UTF-8 bytes of text now
+durable. A producer that reconnects names the message it was writing: the call continues it after
+its durable text, in a fresh decoder context (the batch says so) with the message's running check
+carried on, so the message's check still covers all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import grpc
+
+from rvqstream._proto import channel_pb2
+from rvqstream.models import Batch, Codec
+from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
+from rvqstream.server.errors import ServiceError, invalid
+from rvqstream.server.logstore import LogStore, MessageState, Part, PartConflict, StreamInfo, StreamKey
+from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.telemetry import Metrics
+from rvqstream.wire import tier_from_pb, tier_to_pb
+
+PRODUCER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_SEQUENCE = (1 << 63) - 1
+
+
+class OpenStreams:
+    """Streamed messages no producer is writing: each is closed as aborted ``timeout_s`` after its
+    producer left (or after the server started), unless a producer continues it first."""
+
+    def __init__(self, store: LogStore, timeout_s: float):
+        self.store, self.timeout_s = store, timeout_s
+        self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        for channel, offset in await self.store.open_streams():
+            self.release(channel, offset)
+
+    def claim(self, channel: str, offset: int) -> None:
+        """A producer writes the message: no abort."""
+        timer = self._timers.pop((channel, offset), None)
+        if timer is not None:
+            timer.cancel()
+
+    def release(self, channel: str, offset: int) -> None:
+        """Its producer left: abort it after the timeout."""
+        self.claim(channel, offset)
+        loop = asyncio.get_running_loop()
+        self._timers[(channel, offset)] = loop.call_later(self.timeout_s, self._abort, channel, offset)
+
+    def _abort(self, channel: str, offset: int) -> None:
+        self._timers.pop((channel, offset), None)
+        task = asyncio.get_running_loop().create_task(self.store.abort(channel, offset))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def check_producer(producer_id: str) -> str:
+    if not PRODUCER_ID.fullmatch(producer_id):
+        raise invalid(f"config.producer_id {producer_id[:80]!r} is invalid: 1-64 characters of "
+                      "[A-Za-z0-9._-]", "config.producer_id")
+    return producer_id
+
+
+def ack(info: StreamInfo, sequence: int) -> channel_pb2.StreamAck:
+    return channel_pb2.StreamAck(offset=info.offset, sequence=sequence, durable_bytes=info.text_bytes,
+                                 stored_bytes=info.stored_bytes, state=int(info.state))
+
+
+class ProducerStream:
+    """One PublishStream call: its encode session, the message it writes and its acks."""
+
+    def __init__(self, store: LogStore, streams: OpenStreams, channel: str, config,
+                 codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits):
+        check_delay(config.max_delay_ms, "config.max_delay_ms")
+        try:
+            self.tier = tier_from_pb(config.tier)
+        except ValueError as e:
+            raise invalid(f"config.tier: {e}", "config.tier") from None
+        if config.sequence > MAX_SEQUENCE:
+            raise invalid(f"config.sequence is {config.sequence}; at most {MAX_SEQUENCE}", "config.sequence")
+        self.store, self.streams, self.channel, self.codec = store, streams, channel, codec
+        self.producer = check_producer(config.producer_id)
+        self.sequence = config.sequence
+        self.part = 0                       # next part number of the current message
+        self.offset: int | None = None      # the current message, once it has one
+        self.out: asyncio.Queue = asyncio.Queue(maxsize=limits.queue_frames)
+        self.session = EncodeSession(codec, self.tier, None, config.max_delay_ms, scheduler, metrics,
+                                     limits, self._emit)
+
+    async def _resume(self) -> channel_pb2.StreamAck | None:
+        """Where the message (producer, sequence) stands, if the channel holds it; the call then
+        continues it (streaming) or starts at the next sequence (complete or aborted)."""
+        info = await self.store.find_stream(self.channel, self.producer, self.sequence)
+        if info is None:
+            return None
+        if info.model_id != self.codec.model_id or info.tier != tier_to_pb(self.tier):
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"message {info.offset} was started with another model or tier: continue "
+                               "it with the settings it was started with", "config.tier")
+        resume = ack(info, self.sequence)
+        if info.state == MessageState.STREAMING:
+            self.streams.claim(self.channel, info.offset)
+            self.offset, self.part = info.offset, info.parts
+            self.session.encoder.resume_message(info.crc)
+        else:
+            self.sequence += 1
+        return resume
+
+    async def responses(self, requests: AsyncIterator) -> AsyncIterator[channel_pb2.PublishStreamResponse]:
+        resume = await self._resume()
+        yield channel_pb2.PublishStreamResponse(header=channel_pb2.PublishStreamHeader(
+            stream=self.session.header(), resume=resume))
+        try:
+            async for item in drain(self.session.run(requests), self.out):
+                yield item
+        finally:
+            if self.offset is not None:      # left inside a message: abort it unless continued
+                self.streams.release(self.channel, self.offset)
+
+    async def _emit(self, batch: Batch) -> None:
+        key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
+        part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end)
+        try:
+            info = await self.store.append_part(self.channel, key, part)
+        except PartConflict as e:
+            raise ServiceError(grpc.StatusCode.ABORTED, f"message ({self.producer}, {self.sequence}): {e}") from None
+        if self.offset is None:
+            self.streams.claim(self.channel, info.offset)
+        self.offset, self.part = info.offset, self.part + 1
+        response = channel_pb2.PublishStreamResponse(ack=ack(info, self.sequence))
+        if batch.message_end:
+            self.offset, self.part = None, 0
+            self.sequence += 1
+        await self.out.put(response)

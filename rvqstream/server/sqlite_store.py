@@ -1,0 +1,398 @@
+"""The embedded channel log engine: one SQLite file in WAL mode (the default ``LogStore``).
+
+All writes, from every channel, go through one writer thread that group-commits them (one fsync
+per group); each write runs in its own savepoint, so a bad one fails alone and the rest of its
+group commits. After each commit the writer itself wakes the channels' live readers and hands
+the new batches to a small in-memory cache of recent parts, from which live followers read
+without a query. Reads run on a small reader pool beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rvqstream.server.logstore import (
+    Appended,
+    Entry,
+    LogStore,
+    MessageState,
+    Part,
+    PartConflict,
+    Record,
+    StreamInfo,
+    StreamKey,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channels (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, next_offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, model_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS entries (
+    channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, model INTEGER NOT NULL,
+    blob BLOB NOT NULL, producer TEXT, sequence INTEGER,
+    PRIMARY KEY (channel, msg_offset)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_producer
+    ON entries (channel, producer, sequence) WHERE producer IS NOT NULL;
+CREATE TABLE IF NOT EXISTS parts (
+    channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, part INTEGER NOT NULL, batch BLOB NOT NULL,
+    PRIMARY KEY (channel, msg_offset, part)) WITHOUT ROWID;
+"""
+# columns of streamed messages, added to logs made before streams existed
+_STREAM_COLUMNS = {
+    "state": "INTEGER NOT NULL DEFAULT 1", "streamed": "INTEGER NOT NULL DEFAULT 0",
+    "tier": "INTEGER NOT NULL DEFAULT 0", "parts": "INTEGER NOT NULL DEFAULT 0",
+    "text_bytes": "INTEGER NOT NULL DEFAULT 0", "crc": "INTEGER NOT NULL DEFAULT 0",
+    "stored_bytes": "INTEGER NOT NULL DEFAULT 0",
+}
+_STREAM_SELECT = ("SELECT e.msg_offset, e.state, e.parts, e.text_bytes, e.crc, m.model_id, e.tier,"
+                  " e.stored_bytes FROM entries e JOIN models m ON e.model = m.id")
+RECENT_PARTS = 4096      # batches kept in memory for live followers, over all channels
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the ack goes out
+    return conn
+
+
+def _stream_info(row) -> StreamInfo:
+    offset, state, parts, text_bytes, crc, model_id, tier, stored = row
+    return StreamInfo(offset, MessageState(state), parts, text_bytes, crc, model_id, tier, stored)
+
+
+class _Tx:
+    """The writer's view of one transaction: cached channel and model row ids."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.channel_ids: dict[str, int] = {}
+        self.model_ids: dict[str, int] = {}
+
+    def forget(self) -> None:
+        self.channel_ids.clear()
+        self.model_ids.clear()
+
+    def channel(self, name: str) -> int:
+        cid = self.channel_ids.get(name)
+        if cid is None:
+            self.conn.execute("INSERT OR IGNORE INTO channels (name, next_offset) VALUES (?, 0)", (name,))
+            cid = self.conn.execute("SELECT id FROM channels WHERE name = ?", (name,)).fetchone()[0]
+            self.channel_ids[name] = cid
+        return cid
+
+    def model(self, model_id: str) -> int:
+        mid = self.model_ids.get(model_id)
+        if mid is None:
+            self.conn.execute("INSERT OR IGNORE INTO models (model_id) VALUES (?)", (model_id,))
+            mid = self.conn.execute("SELECT id FROM models WHERE model_id = ?", (model_id,)).fetchone()[0]
+            self.model_ids[model_id] = mid
+        return mid
+
+    def take_offset(self, cid: int) -> int:
+        (offset,) = self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (cid,)).fetchone()
+        self.conn.execute("UPDATE channels SET next_offset = ? WHERE id = ?", (offset + 1, cid))
+        return offset
+
+
+class SQLiteLogStore(LogStore):
+    """One SQLite file in WAL mode; see the module docstring."""
+
+    MAX_GROUP = 512  # write requests committed in one transaction
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        setup = _connect(self.path)
+        setup.executescript(_SCHEMA)
+        have = {row[1] for row in setup.execute("PRAGMA table_info(entries)")}
+        for name, decl in _STREAM_COLUMNS.items():
+            if name not in have:
+                setup.execute(f"ALTER TABLE entries ADD COLUMN {name} {decl}")
+        setup.close()
+        self._requests: queue.Queue = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="logstore-writer", daemon=True)
+        self._writer.start()
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="logstore-reader")
+        self._versions: dict[str, int] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._recent: OrderedDict[tuple[str, int, int], tuple[bytes, bool]] = OrderedDict()
+        self._closed = False
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _write(self, fn, *args):
+        if self._closed:
+            raise RuntimeError("log store is closed")
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._requests.put((fn, args, loop, done))
+        return await done
+
+    async def append(self, channel: str, records: list[Record]) -> list[Appended]:
+        return await self._write(self._append_tx, channel, records)
+
+    async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
+        return await self._write(self._part_tx, channel, key, part)
+
+    async def abort(self, channel: str, offset: int) -> bool:
+        return await self._write(self._abort_tx, channel, offset)
+
+    def _write_loop(self) -> None:
+        tx = _Tx(_connect(self.path))
+        while True:
+            first = self._requests.get()
+            if first is None:
+                break
+            group, stop = [first], False
+            while len(group) < self.MAX_GROUP:
+                try:
+                    item = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(tx, group)
+            if stop:
+                break
+        tx.conn.close()
+
+    def _commit(self, tx: _Tx, group: list) -> None:
+        """Runs a group of writes in one transaction, each in its own savepoint, then settles them
+        and wakes the channels they changed."""
+        results: list[tuple] = []
+        changes: dict[str, list[tuple[int, int, bytes, bool]]] = {}
+        conn = tx.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, _, _ in group:
+                conn.execute("SAVEPOINT w")
+                try:
+                    result = fn(tx, *args)
+                except Exception as e:  # noqa: BLE001 - this write fails alone
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    tx.forget()
+                    results.append((None, e))
+                    continue
+                conn.execute("RELEASE w")
+                results.append((result, None))
+                channel = args[0]
+                parts = changes.setdefault(channel, [])
+                if fn == self._part_tx:
+                    parts.append((result.offset, result.parts - 1, args[2].batch, args[2].end))
+            conn.execute("COMMIT")
+        except Exception as e:  # noqa: BLE001 - the commit failed: every write of the group fails
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            tx.forget()
+            results, changes = [(None, e)] * len(group), {}
+        for (_, _, loop, fut), (result, error) in zip(group, results):
+            loop.call_soon_threadsafe(_settle, fut, result, error)
+        if changes:
+            group[0][2].call_soon_threadsafe(self._committed, changes)
+
+    @staticmethod
+    def _append_tx(tx: _Tx, channel: str, records: list[Record]) -> list[Appended]:
+        cid = tx.channel(channel)
+        out = []
+        for rec in records:
+            if rec.producer_id:
+                row = tx.conn.execute(
+                    "SELECT msg_offset FROM entries WHERE channel = ? AND producer = ? AND sequence = ?",
+                    (cid, rec.producer_id, rec.sequence)).fetchone()
+                if row is not None:
+                    out.append(Appended(row[0], True))
+                    continue
+            offset = tx.take_offset(cid)
+            tx.conn.execute(
+                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
+                 rec.sequence if rec.producer_id else None, len(rec.blob)))
+            out.append(Appended(offset, False))
+        return out
+
+    @staticmethod
+    def _part_tx(tx: _Tx, channel: str, key: StreamKey, part: Part) -> StreamInfo:
+        cid = tx.channel(channel)
+        row = tx.conn.execute(_STREAM_SELECT + " WHERE e.channel = ? AND e.producer = ? AND e.sequence = ?",
+                              (cid, key.producer_id, key.sequence)).fetchone()
+        if row is None:
+            offset = tx.take_offset(cid)
+            tx.conn.execute(
+                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, state, streamed,"
+                " tier) VALUES (?, ?, ?, x'', ?, ?, ?, 1, ?)",
+                (cid, offset, tx.model(key.model_id), key.producer_id, key.sequence,
+                 int(MessageState.STREAMING), key.tier))
+            info = StreamInfo(offset, MessageState.STREAMING, 0, 0, 0, key.model_id, key.tier)
+        else:
+            info = _stream_info(row)
+        if info.state != MessageState.STREAMING:
+            raise PartConflict(f"message {info.offset} is {info.state.name.lower()}: it takes no more text")
+        if part.index != info.parts:
+            raise PartConflict(f"message {info.offset} has {info.parts} parts; a writer sent part {part.index}")
+        tx.conn.execute("INSERT INTO parts (channel, msg_offset, part, batch) VALUES (?, ?, ?, ?)",
+                        (cid, info.offset, info.parts, part.batch))
+        state = MessageState.COMPLETE if part.end else MessageState.STREAMING
+        tx.conn.execute(
+            "UPDATE entries SET parts = parts + 1, text_bytes = text_bytes + ?, crc = ?, state = ?,"
+            " stored_bytes = stored_bytes + ? WHERE channel = ? AND msg_offset = ?",
+            (part.text_bytes, part.crc, int(state), len(part.batch), cid, info.offset))
+        return StreamInfo(info.offset, state, info.parts + 1, info.text_bytes + part.text_bytes, part.crc,
+                          info.model_id, info.tier, info.stored_bytes + len(part.batch))
+
+    @staticmethod
+    def _abort_tx(tx: _Tx, channel: str, offset: int) -> bool:
+        cur = tx.conn.execute(
+            "UPDATE entries SET state = ? WHERE state = ? AND msg_offset = ?"
+            " AND channel = (SELECT id FROM channels WHERE name = ?)",
+            (int(MessageState.ABORTED), int(MessageState.STREAMING), offset, channel))
+        return cur.rowcount > 0
+
+    def _committed(self, changes: dict[str, list[tuple[int, int, bytes, bool]]]) -> None:
+        """On the event loop, after a commit: cache the new batches, wake the channels' readers."""
+        for channel, parts in changes.items():
+            for offset, index, batch, end in parts:
+                self._recent[(channel, offset, index)] = (batch, end)
+            self._versions[channel] = self._versions.get(channel, 0) + 1
+            event = self._changed.pop(channel, None)
+            if event is not None:
+                event.set()
+        while len(self._recent) > RECENT_PARTS:
+            self._recent.popitem(last=False)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+            self._reader_conns.append(conn)
+        return conn
+
+    async def _query(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
+    def _read_sync(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
+        rows = self._reader().execute(
+            "SELECT e.msg_offset, m.model_id, e.blob, e.state, e.streamed, e.tier, e.parts FROM entries e"
+            " JOIN channels c ON e.channel = c.id JOIN models m ON e.model = m.id"
+            " WHERE c.name = ? AND e.msg_offset >= ? ORDER BY e.msg_offset LIMIT ?",
+            (channel, from_offset, limit)).fetchall()
+        return [Entry(o, m, b, MessageState(s), bool(st), t, p) for o, m, b, s, st, t, p in rows]
+
+    def _parts_sync(self, channel: str, offset: int, from_part: int,
+                    limit_bytes: int) -> tuple[list[bytes], MessageState]:
+        conn = self._reader()
+        conn.execute("BEGIN")    # the parts and the state from one snapshot
+        try:
+            rows = conn.execute(
+                "SELECT p.batch FROM parts p JOIN channels c ON p.channel = c.id"
+                " WHERE c.name = ? AND p.msg_offset = ? AND p.part >= ? ORDER BY p.part",
+                (channel, offset, from_part))
+            out, size, more = [], 0, False
+            for (batch,) in rows:
+                if out and size + len(batch) > limit_bytes:
+                    more = True
+                    break
+                out.append(batch)
+                size += len(batch)
+            state = MessageState.STREAMING if more else self._state_sync(channel, offset)[0]
+        finally:
+            conn.execute("COMMIT")
+        return out, state
+
+    def _find_sync(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
+        row = self._reader().execute(
+            _STREAM_SELECT + " JOIN channels c ON e.channel = c.id"
+            " WHERE c.name = ? AND e.producer = ? AND e.sequence = ? AND e.streamed = 1",
+            (channel, producer_id, sequence)).fetchone()
+        return None if row is None else _stream_info(row)
+
+    def _state_sync(self, channel: str, offset: int) -> tuple[MessageState, int]:
+        row = self._reader().execute(
+            "SELECT e.state, e.parts FROM entries e JOIN channels c ON e.channel = c.id"
+            " WHERE c.name = ? AND e.msg_offset = ?", (channel, offset)).fetchone()
+        if row is None:
+            raise KeyError(f"channel {channel!r} has no message {offset}")
+        return MessageState(row[0]), row[1]
+
+    def _open_sync(self) -> list[tuple[str, int]]:
+        return self._reader().execute(
+            "SELECT c.name, e.msg_offset FROM entries e JOIN channels c ON e.channel = c.id"
+            " WHERE e.state = ?", (int(MessageState.STREAMING),)).fetchall()
+
+    def _end_sync(self, channel: str) -> int | None:
+        row = self._reader().execute("SELECT next_offset FROM channels WHERE name = ?",
+                                     (channel,)).fetchone()
+        return None if row is None else row[0]
+
+    async def read(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
+        return await self._query(self._read_sync, channel, from_offset, limit)
+
+    async def read_parts(self, channel: str, offset: int, from_part: int,
+                         limit_bytes: int) -> tuple[list[bytes], MessageState]:
+        out, size, end = [], 0, False
+        while not end and (hit := self._recent.get((channel, offset, from_part + len(out)))) is not None:
+            batch, end = hit
+            if out and size + len(batch) > limit_bytes:
+                return out, MessageState.STREAMING
+            out.append(batch)
+            size += len(batch)
+        if out:     # from the cache: later parts, or a later abort, show on the next read
+            return out, MessageState.COMPLETE if end else MessageState.STREAMING
+        return await self._query(self._parts_sync, channel, offset, from_part, limit_bytes)
+
+    async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
+        return await self._query(self._find_sync, channel, producer_id, sequence)
+
+    async def stream_state(self, channel: str, offset: int) -> tuple[MessageState, int]:
+        return await self._query(self._state_sync, channel, offset)
+
+    async def open_streams(self) -> list[tuple[str, int]]:
+        return [tuple(r) for r in await self._query(self._open_sync)]
+
+    async def end_offset(self, channel: str) -> int | None:
+        return await self._query(self._end_sync, channel)
+
+    # -- live waiting -------------------------------------------------------------------------
+
+    def version(self, channel: str) -> int:
+        return self._versions.get(channel, 0)
+
+    async def wait_change(self, channel: str, version: int) -> None:
+        while self._versions.get(channel, 0) == version:
+            event = self._changed.get(channel)
+            if event is None:
+                event = self._changed[channel] = asyncio.Event()
+            await event.wait()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._requests.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+
+
+def _settle(fut: asyncio.Future, result, error) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
