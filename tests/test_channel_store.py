@@ -2,7 +2,8 @@
 
 import asyncio
 
-from rvqstream.server.logstore import Record, SQLiteLogStore
+from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, StreamKey
+from rvqstream.server.sqlite_store import SQLiteLogStore
 
 MODEL = "ab" * 32
 
@@ -72,5 +73,86 @@ async def test_wait_returns_when_the_offset_is_written(tmp_path):
         assert not waiter.done()
         await store.append("a", records(b"1"))
         await asyncio.wait_for(waiter, 5)
+    finally:
+        await store.close()
+
+
+KEY = StreamKey("prod", 7, MODEL, 1)
+
+
+def part(index, batch, end=False):
+    return Part(index, batch, len(batch), 1000 + index, end)
+
+
+async def test_streamed_message_gets_its_offset_at_its_first_part_and_grows(tmp_path):
+    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+    try:
+        await store.append("a", records(b"whole"))
+        info = await store.append_part("a", KEY, part(0, b"p0"))
+        assert (info.offset, info.state, info.parts, info.text_bytes) == (1, MessageState.STREAMING, 1, 2)
+        await store.append("a", records(b"after"))          # offsets go on while the stream is open
+        info = await store.append_part("a", KEY, part(1, b"p11", end=True))
+        assert (info.offset, info.state, info.parts, info.text_bytes, info.crc) == (
+            1, MessageState.COMPLETE, 2, 5, 1001)
+        entries = await store.read("a", 0, 10)
+        assert [(e.offset, e.streamed, e.state) for e in entries] == [
+            (0, False, MessageState.COMPLETE), (1, True, MessageState.COMPLETE), (2, False, MessageState.COMPLETE)]
+        assert await store.read_parts("a", 1, 0, 1 << 20) == ([b"p0", b"p11"], MessageState.COMPLETE)
+        assert await store.read_parts("a", 1, 1, 1 << 20) == ([b"p11"], MessageState.COMPLETE)
+        assert (await store.find_stream("a", "prod", 7)).parts == 2
+        assert await store.find_stream("a", "prod", 8) is None
+    finally:
+        await store.close()
+
+
+async def test_parts_survive_reopen_and_pages_are_bounded_by_bytes(tmp_path):
+    path = tmp_path / "log.sqlite3"
+    store = SQLiteLogStore(path)
+    for i in range(5):
+        await store.append_part("a", KEY, part(i, bytes([i]) * 100))
+    await store.close()
+    store = SQLiteLogStore(path)
+    try:
+        batches, state = await store.read_parts("a", 0, 1, 250)
+        assert batches == [bytes([1]) * 100, bytes([2]) * 100] and state == MessageState.STREAMING
+        assert await store.open_streams() == [("a", 0)]
+        info = await store.find_stream("a", "prod", 7)
+        assert (info.parts, info.text_bytes, info.crc) == (5, 500, 1004)
+    finally:
+        await store.close()
+
+
+async def test_a_stale_or_closed_writer_conflicts_and_the_rest_of_its_group_commits(tmp_path):
+    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+    try:
+        await store.append_part("a", KEY, part(0, b"x"))
+        results = await asyncio.gather(store.append_part("a", KEY, part(0, b"again")),
+                                       store.append("a", records(b"honest")), return_exceptions=True)
+        assert isinstance(results[0], PartConflict)
+        assert [a.offset for a in results[1]] == [1]
+        assert await store.abort("a", 0) is True
+        assert await store.abort("a", 0) is False
+        try:
+            await store.append_part("a", KEY, part(1, b"late"))
+            raise AssertionError("a part after the abort was stored")
+        except PartConflict:
+            pass
+        assert (await store.read("a", 0, 1))[0].state == MessageState.ABORTED
+        assert await store.open_streams() == []
+    finally:
+        await store.close()
+
+
+async def test_a_commit_whose_writer_was_cancelled_still_wakes_live_readers(tmp_path):
+    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+    try:
+        await store.append("a", records(b"0"))
+        waiter = asyncio.create_task(store.wait("a", 1))
+        await asyncio.sleep(0.05)
+        writer = asyncio.create_task(store.append("a", records(b"1")))
+        await asyncio.sleep(0)          # the write is queued for the writer thread ...
+        writer.cancel()                 # ... and its caller goes away before the commit
+        await asyncio.wait_for(waiter, 5)
+        assert [e.blob for e in await store.read("a", 0, 10)] == [b"0", b"1"]
     finally:
         await store.close()

@@ -82,10 +82,10 @@ async def test_async_client_round_trips(server, cache_dir):
             for word in PROSE[1].split(" "):
                 yield word + " "
 
-        frames = [f async for f in client.encode_stream(chunks())]
-        decoder = await client.decoder(frames[0].model_id, frames[0].tier)
-        assert "".join(decoder.push(f.frame) for f in frames) == PROSE[1] + " "
-        assert all(f.wire_bytes > len(f.frame.payload) for f in frames)
+        batches = [b async for b in client.encode_stream(chunks())]
+        decoder = await client.decoder(batches[0].model_id, batches[0].tier)
+        assert "".join(decoder.push(b.data).text for b in batches) == PROSE[1] + " "
+        assert all(b.wire_bytes > len(b.data) for b in batches)
         with pytest.raises(RvqstreamError) as err:
             async for _ in client.encode_stream([b"\xff"]):
                 pass

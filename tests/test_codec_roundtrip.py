@@ -83,7 +83,7 @@ def test_bad_magic_version_model(codec):
     with pytest.raises(ValueError, match="magic"):
         codec.decompress(b"\x00" + blob[1:])
     with pytest.raises(ValueError, match="version"):
-        codec.decompress(bytes([blob[0] ^ (1 << 2)]) + blob[1:])
+        codec.decompress(bytes([(blob[0] & ~0x1C) | (5 << 2)]) + blob[1:])
     with pytest.raises(ValueError, match="model"):
         codec.decompress(blob[:1] + bytes([blob[1] ^ 0x01]) + blob[2:])
 
@@ -139,3 +139,21 @@ def test_fallback_is_safe_across_threads(codec):
     with ThreadPoolExecutor(4) as ex:
         blobs = list(ex.map(codec.fallback, texts))
     assert [codec.decompress(b) for b in blobs] == texts
+
+
+@pytest.mark.parametrize("text", ["a" * 300, "\x00\x01\x7f raw bytes 🎉"], ids=["zstd", "raw"])
+def test_fallback_blobs_carry_a_check_and_format_2_still_decodes(codec, text):
+    from rvqstream.models.blob import HEADER_BYTES, IntegrityError, Mode
+
+    blob = codec.fallback(text)
+    assert codec.blob_mode(blob) in (Mode.ZSTD, Mode.RAW) and codec.decompress(blob) == text
+    for i in range(HEADER_BYTES, len(blob)):
+        bad = bytearray(blob)
+        bad[i] ^= 0x04
+        try:
+            out = codec.decompress(bytes(bad))
+        except (IntegrityError, ValueError, EOFError):
+            continue
+        assert out == text, f"a flipped bit in byte {i} decoded to other text"
+    v2 = bytes([(blob[0] & ~0x1C) | (2 << 2)]) + blob[1:-2]     # format 2: the same without a check
+    assert codec.decompress(v2) == text

@@ -1,5 +1,5 @@
-"""Streaming: chunked input decodes to the same text as one-shot input; frames carry checks;
-decoding is identical across ONNX Runtime thread counts and graph-optimization levels."""
+"""Streaming: chunked input decodes to the same text as one-shot input; frame batches carry
+checks; decoding is identical across ONNX Runtime thread counts and graph-optimization levels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rvqstream.models import Codec, Frame, FrameKind, IntegrityError, SessionSettings
+from rvqstream.models import Codec, IntegrityError, SessionSettings
 
 TEXT = ("Edge devices sync notes over thin links. The server cuts text into frames, codes each one "
         "under the decoder's distribution, and a subscriber decodes them locally, byte for byte. "
@@ -20,20 +20,23 @@ def codec() -> Codec:
     return Codec.load()
 
 
-def _stream(codec, chunks, tier="exact", stages=None, flush_every=0):
-    enc = codec.encoder(tier=tier, stages=stages)
-    frames = []
+def _stream(codec, chunks, tier="exact", stages=None, flush_every=0, encoder=None):
+    """Batches of one message written as ``chunks``, flushed every ``flush_every`` chunks."""
+    enc = encoder or codec.encoder(tier=tier, stages=stages)
+    batches = []
     for i, c in enumerate(chunks):
-        frames += enc.push(c)
-        if flush_every and i % flush_every == flush_every - 1:
-            frames += enc.flush()
-    frames += enc.end_message()
-    return frames
+        enc.push(c)
+        if flush_every and i % flush_every == flush_every - 1 and (b := enc.flush()) is not None:
+            batches.append(b)
+    batches.append(enc.end_message())
+    return batches
 
 
-def _decode(codec, frames, tier="exact"):
+def _decode(codec, batches, tier="exact"):
     dec = codec.decoder(tier=tier)
-    return "".join(dec.push(Frame.from_bytes(f.to_bytes())) for f in frames)
+    out = [dec.push(b.data) for b in batches]
+    assert [d.message_end for d in out] == [False] * (len(out) - 1) + [True]
+    return "".join(d.text for d in out)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,74 +51,112 @@ def test_chunked_equals_one_shot(codec, cuts, flush_every):
     assert _decode(codec, _stream(codec, [TEXT])) == TEXT
 
 
-def test_frames_are_bounded_and_numbered(codec):
-    frames = _stream(codec, [TEXT[i:i + 5] for i in range(0, len(TEXT), 5)])
-    assert [f.seq for f in frames] == list(range(len(frames)))
-    assert frames[0].message_start and frames[-1].message_end
-    assert all(f.n_tokens <= codec.parts.frame for f in frames)
+def test_a_batch_holds_every_frame_ready_at_its_flush(codec):
+    enc = codec.encoder()
+    held = enc.push(TEXT)
+    assert held == len(codec.parts.tokenizer.encode(TEXT)) // codec.parts.frame
+    assert enc.pending > 0
+    batch = enc.flush()
+    assert batch.frames > held and batch.text_bytes == len(TEXT.encode()) and not batch.message_end
+    assert enc.pending == 0 and enc.flush() is None
+    end = enc.end_message()            # nothing held: a batch with no frame closes the message
+    assert end.frames == 0 and end.message_end and len(end.data) <= 3
+    dec = codec.decoder()
+    assert dec.push(batch.data).text == TEXT
+    assert dec.push(end.data).message_end
 
 
 def test_several_messages_in_one_stream(codec):
     enc, dec = codec.encoder(), codec.decoder()
-    msgs = ["first message.", "", "second one, a little longer than the first.", "🎉"]
-    for m in msgs:
-        frames = enc.push(m) + enc.end_message()
-        assert frames[0].message_start and frames[-1].message_end
-        assert "".join(dec.push(f) for f in frames) == m
+    for m in ["first message.", "", "second one, a little longer than the first.", "🎉"]:
+        enc.push(m)
+        d = dec.push(enc.end_message().data)
+        assert d.text == m and d.message_end
+
+
+def test_resumed_message_continues_in_a_fresh_context_under_the_same_check(codec):
+    first = codec.encoder()
+    first.push(TEXT[:70])
+    b1 = first.flush()
+    second = codec.encoder()             # another encoder continues the message (a reconnect)
+    second.resume_message(b1.crc)
+    second.push(TEXT[70:])
+    b2 = second.end_message()
+    dec = codec.decoder()
+    assert dec.push(b1.data).text + dec.push(b2.data).text == TEXT
+    wrong = codec.encoder()
+    wrong.resume_message(b1.crc ^ 1)     # a continuation under another check value fails it
+    wrong.push(TEXT[70:])
+    dec = codec.decoder()
+    dec.push(b1.data)
+    with pytest.raises(IntegrityError):
+        dec.push(wrong.end_message().data)
 
 
 def test_semantic_stream_decodes_every_stage_count(codec):
     for stages in range(1, codec.parts.stages + 1):
-        frames = _stream(codec, [TEXT], tier="semantic", stages=stages)
-        assert all(f.n_stages == stages for f in frames if f.n_tokens)
-        out = _decode(codec, frames, tier="semantic")
+        out = _decode(codec, _stream(codec, [TEXT], tier="semantic", stages=stages), tier="semantic")
         assert isinstance(out, str) and out
 
 
 def test_exact_stream_with_searchable_layer(codec):
-    frames = _stream(codec, [TEXT], stages=2)
-    assert all(f.n_stages >= 2 for f in frames if f.kind == FrameKind.MODEL and f.n_tokens)
-    assert _decode(codec, frames) == TEXT
+    plain = _stream(codec, [TEXT])
+    layered = _stream(codec, [TEXT], stages=2)
+    assert sum(len(b.data) for b in layered) > sum(len(b.data) for b in plain)
+    assert _decode(codec, layered) == TEXT
 
 
 def test_degraded_stream_still_exact(codec):
     enc = codec.encoder(stages=3)
     enc.stages_cap = 0   # a scheduler under pressure
-    frames = enc.push(TEXT) + enc.end_message()
-    assert all(f.n_stages == 0 for f in frames)
-    assert _decode(codec, frames) == TEXT
+    assert _decode(codec, _stream(codec, [TEXT], encoder=enc)) == TEXT
 
 
 def test_fallback_only_sheds_model_work_and_stays_exact(codec):
     enc = codec.encoder()
-    frames = enc.push(TEXT[:60])
+    enc.push(TEXT[:60])
     enc.fallback_only = True          # a scheduler under pressure
-    frames += enc.push(TEXT[60:140])
+    tokens = enc.model_tokens
+    enc.push(TEXT[60:140])
+    assert enc.model_tokens == tokens
     enc.fallback_only = False
-    frames += enc.push(TEXT[140:]) + enc.end_message()
-    assert any(f.kind != FrameKind.MODEL for f in frames)
-    assert _decode(codec, frames) == TEXT
+    enc.push(TEXT[140:])
+    batch = enc.end_message()
+    assert 0 < batch.degraded_frames <= batch.fallback_frames
+    assert _decode(codec, [batch]) == TEXT
 
 
-def test_corrupt_frame_raises_integrity_error_and_next_message_recovers(codec):
-    frames = _stream(codec, [TEXT])
-    model = next(i for i, f in enumerate(frames) if f.kind == FrameKind.MODEL and len(f.payload) > 2)
-    f = frames[model]
-    bad = Frame(f.seq, f.kind, f.n_tokens, f.n_stages, bytes([f.payload[0] ^ 0x10]) + f.payload[1:],
-                f.message_start, f.message_end)
+@pytest.mark.parametrize("fallback_only", [False, True], ids=["model", "fallback"])
+def test_corrupt_batch_raises_integrity_error_and_next_message_recovers(codec, fallback_only):
+    enc = codec.encoder()
+    enc.fallback_only = fallback_only
+    batches = _stream(codec, [TEXT[:80], TEXT[80:]], flush_every=1, encoder=enc)
+    for i in range(len(batches[0].data)):
+        for bit in (0x01, 0x10, 0x80):
+            bad = bytearray(batches[0].data)
+            bad[i] ^= bit
+            dec = codec.decoder()
+            try:
+                text = dec.push(bytes(bad)).text + dec.push(batches[1].data).text
+            except IntegrityError:
+                continue
+            # a flip in the coder's termination slack changes nothing; any other must fail a check
+            assert text == TEXT, f"a flipped bit (byte {i}, {bit:#x}) decoded to {text!r}"
     dec = codec.decoder()
     with pytest.raises(IntegrityError):
-        for g in frames[:model] + [bad] + frames[model + 1:]:
-            dec.push(g)
-    again = _stream(codec, ["a fresh message decodes again"])
-    assert "".join(dec.push(g) for g in again) == "a fresh message decodes again"
+        dec.push(batches[0].data[:-1] + bytes([batches[0].data[-1] ^ 0x04]))
+    with pytest.raises(IntegrityError):
+        dec.push(batches[1].data)        # later batches of the broken message fail too
+    dec.reset()
+    assert _decode(codec, _stream(codec, ["a fresh message decodes again"])) == "a fresh message decodes again"
 
 
-def test_frame_bytes_reject_garbage():
-    with pytest.raises(EOFError):
-        Frame.from_bytes(b"")
-    with pytest.raises(ValueError):
-        Frame.from_bytes(b"\x00\xff\x01")
+def test_garbage_batches_are_rejected(codec):
+    dec = codec.decoder()
+    for garbage in (b"", b"\xff" * 40, bytes(range(256))):
+        dec.reset()
+        with pytest.raises(IntegrityError):
+            dec.push(garbage)
 
 
 LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -127,10 +168,10 @@ LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel
 def test_decoding_is_identical_across_threads_and_optimization_levels(codec, threads, level):
     texts = [TEXT, "Short note.", "def f(x):\n    return x * 2\n" * 3]
     blobs = [codec.compress(t) for t in texts]
-    frames = _stream(codec, [TEXT[i:i + 9] for i in range(0, len(TEXT), 9)])
+    batches = _stream(codec, [TEXT[i:i + 9] for i in range(0, len(TEXT), 9)], flush_every=3)
     other = Codec.load(settings=SessionSettings(threads=threads, optimization=level))
     assert [other.decompress(b) for b in blobs] == texts
-    assert _decode(other, frames) == TEXT
+    assert _decode(other, batches) == TEXT
     sa, sb = codec.parts.step, other.parts.step
     a, b = sa.new_state(), sb.new_state()
     for tok in codec.parts.tokenizer.encode(TEXT)[:24]:

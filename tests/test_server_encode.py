@@ -6,24 +6,24 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rvqstream._proto import codec_pb2, codec_pb2_grpc
+from rvqstream._proto import codec_pb2, codec_pb2_grpc, frame_pb2
 from rvqstream.client import END_MESSAGE, FLUSH, Client, RvqstreamError
-from rvqstream.wire import frame_from_pb
 
 TEXT = ("Stream me gently: ünïcödé, emoji 🚀, CJK 漢字, tabs\tand newlines\n"
         "— all of it must come back byte for byte. ")
 
 
-def decode(client: Client, frames) -> str:
-    frames = list(frames)
-    decoder = client.decoder(frames[0].model_id, frames[0].tier)
-    return "".join(decoder.push(f.frame) for f in frames)
+def decode(client: Client, batches) -> str:
+    batches = list(batches)
+    decoder = client.decoder(batches[0].model_id, batches[0].tier)
+    return "".join(decoder.push(b.data).text for b in batches)
 
 
 @pytest.fixture(scope="module")
@@ -57,27 +57,58 @@ def test_chunked_input_decodes_to_the_same_text_as_one_shot(shared_client, cuts,
     chunked = list(shared_client.encode_stream(chunks))
     one_shot = list(shared_client.encode_stream([TEXT]))
     assert decode(shared_client, chunked) == decode(shared_client, one_shot) == TEXT
-    assert [f.frame.seq for f in chunked] == list(range(len(chunked)))
-    assert chunked[-1].frame.message_end
+    assert all(b.wire_bytes == len(b.data) + 2 + 5 for b in chunked if len(b.data) < 128)
 
 
 def test_messages_in_one_stream_decode_separately(shared_client):
-    frames = list(shared_client.encode_stream(["first message.", END_MESSAGE, "second one"]))
-    decoder = shared_client.decoder(frames[0].model_id)
+    batches = list(shared_client.encode_stream(["first message.", END_MESSAGE, "second one"]))
+    decoder = shared_client.decoder(batches[0].model_id)
     texts, current = [], ""
-    for f in frames:
-        current += decoder.push(f.frame)
-        if f.frame.message_end:
+    for b in batches:
+        d = decoder.push(b.data)
+        current += d.text
+        if d.message_end:
             texts.append(current)
             current = ""
     assert texts == ["first message.", "second one"]
-    assert sum(f.frame.message_start for f in frames) == 2
 
 
 def test_semantic_tier_stream_decodes(shared_client):
-    frames = list(shared_client.encode_stream(["a short semantic message"], tier="semantic", stage_count=2))
-    assert all(f.frame.n_stages == 2 for f in frames if f.frame.n_tokens)
-    assert isinstance(decode(shared_client, frames), str)
+    batches = list(shared_client.encode_stream(["a short semantic message"], tier="semantic", stage_count=2))
+    assert isinstance(decode(shared_client, batches), str)
+
+
+def test_nagle_first_text_of_an_idle_stream_goes_at_once_later_text_waits_for_company(shared_server):
+    """Budget 1.5 s: the first word comes back long before it; words written right after it wait
+    for the budget and then travel together in one batch."""
+    more = threading.Event()
+    stop = threading.Event()
+
+    def requests():
+        yield codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(max_delay_ms=1500))
+        yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=b"first "))
+        more.wait(30)
+        for word in (b"second ", b"third ", b"fourth "):
+            yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=word))
+        stop.wait(30)
+
+    with grpc.insecure_channel(shared_server.target) as ch:
+        call = codec_pb2_grpc.CodecServiceStub(ch).EncodeStream(requests())
+        next(call)
+        t0 = time.monotonic()
+        first = next(call).frames
+        assert time.monotonic() - t0 < 1.0
+        t1 = time.monotonic()
+        more.set()
+        second = next(call).frames
+        waited = time.monotonic() - t1
+        assert 1.0 < waited < 3.0, waited
+        stop.set()
+        call.cancel()
+    from rvqstream.models import Codec
+
+    dec = Codec.load().decoder()
+    assert dec.push(first).text + dec.push(second).text == "first second third fourth "
 
 
 def test_latency_budget_flushes_a_short_frame_while_the_stream_stays_open(shared_server):
@@ -86,17 +117,20 @@ def test_latency_budget_flushes_a_short_frame_while_the_stream_stays_open(shared
 
     def requests():
         yield codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig(max_delay_ms=50))
-        yield codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=b"hello budget"))
+        yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=b"hello budget"))
         no_more_text.wait(30)
 
     with grpc.insecure_channel(shared_server.target) as ch:
         call = codec_pb2_grpc.CodecServiceStub(ch).EncodeStream(requests())
         header = next(call).header
         assert header.max_delay_ms == 50
-        frame = frame_from_pb(next(call).frame)
-        assert 0 < frame.n_tokens < 16 and not frame.message_end
+        batch = next(call).frames
         no_more_text.set()
         call.cancel()
+    from rvqstream.models import Codec
+
+    decoded = Codec.load().decoder().push(batch)
+    assert decoded.text == "hello budget" and not decoded.message_end
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -112,7 +146,7 @@ def config(**kw):
 
 
 def chunk(data=b"", **kw):
-    return codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=data, **kw))
+    return codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=data, **kw))
 
 
 BAD_STREAMS = [
@@ -150,8 +184,8 @@ def test_bad_streams_get_clear_statuses_and_other_streams_go_on(server, cache_di
             assert err.value.code() == code, name
             assert text in err.value.details(), (name, err.value.details())
         gate.set()
-        frames = [first, *good]
-        assert decode(client, frames) == "a stream that outlives every bad one."
+        batches = [first, *good]
+        assert decode(client, batches) == "a stream that outlives every bad one."
 
 
 def test_sdk_raises_one_exception_type(server, cache_dir):

@@ -8,7 +8,6 @@ import time
 
 from opentelemetry.metrics import NoOpMeterProvider
 
-from rvqstream.models import FrameKind
 from rvqstream.server.scheduler import Scheduler, WorkItem
 from rvqstream.server.telemetry import Metrics
 
@@ -27,9 +26,9 @@ async def scheduler(codec, workers: int) -> Scheduler:
     return s
 
 
-def decoded(codec, frames) -> str:
+def decoded(codec, batches) -> str:
     dec = codec.decoder()
-    return "".join(dec.push(f) for f in frames)
+    return "".join(dec.push(b.data).text for b in batches)
 
 
 def test_warm_up_seeds_the_cost_model(registry):
@@ -68,8 +67,8 @@ def test_earliest_deadline_runs_first_and_late_work_degrades_without_loss(regist
 
     done, runs = asyncio.run(main())
     assert done == ["late", "urgent", "relaxed"]
-    for name, (it, frames) in runs.items():
-        assert decoded(codec, frames) == TEXT, name
+    for name, (it, batches) in runs.items():
+        assert decoded(codec, batches) == TEXT, name
         assert it.degraded == (name == "late"), name
-        model_frames = sum(f.kind == FrameKind.MODEL for f in frames)
+        model_frames = sum(b.frames - b.fallback_frames for b in batches)
         assert (model_frames == 0) == (name == "late"), name   # degraded: fallback frames only
