@@ -102,8 +102,8 @@ def free_port() -> int:
 class ServerProcess:
     """``rvqstream serve`` as a child process on a fixed port, so it can be killed and restarted."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
-        self.data_dir, self.port = data_dir, port or free_port()
+    def __init__(self, data_dir: Path, port: int | None = None, args: tuple[str, ...] = ()):
+        self.data_dir, self.port, self.args = data_dir, port or free_port(), args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -116,7 +116,7 @@ class ServerProcess:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rvqstream.cli", "serve", "--listen", self.target,
-                 "--data-dir", str(self.data_dir), "--grace-s", "1"],
+                 "--data-dir", str(self.data_dir), "--grace-s", "1", *self.args],
                 env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as ch:
@@ -154,3 +154,55 @@ def server_process(tmp_path):
     proc = ServerProcess(tmp_path / "proc-data")
     yield proc
     proc.close()
+
+
+class Proxy:
+    """A TCP proxy on loopback in its own thread: ``drop()`` cuts every connection through it (a
+    flaky link), ``target`` is where clients connect."""
+
+    def __init__(self, upstream: str):
+        self.upstream_host, port = upstream.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.drops = 0
+
+        async def start():
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            return self._server.sockets[0].getsockname()[1]
+
+        self.port = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        self.target = f"127.0.0.1:{self.port}"
+
+    async def _handle(self, cr, cw) -> None:
+        try:
+            sr, sw = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        except OSError:
+            cw.close()
+            return
+        self._writers += [cw, sw]
+        await asyncio.gather(self._pipe(cr, sw), self._pipe(sr, cw), return_exceptions=True)
+
+    @staticmethod
+    async def _pipe(reader, writer) -> None:
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def drop(self) -> None:
+        async def cut():
+            for w in self._writers:
+                w.transport.abort()
+            self._writers.clear()
+        asyncio.run_coroutine_threadsafe(cut(), self.loop).result(10)
+        self.drops += 1
+
+    def close(self) -> None:
+        self.drop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()

@@ -23,6 +23,7 @@ import asyncio
 import codecs
 import hashlib
 import uuid
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
@@ -65,6 +66,7 @@ class AsyncClient:
         self._cache = ModelCache(cache_dir)
         self._codecs: dict[str, Codec] = {}
         self._model_locks: dict[str, asyncio.Lock] = {}
+        self._writers: weakref.WeakSet[AsyncStreamWriter] = weakref.WeakSet()
 
     async def __aenter__(self) -> Self:
         return self
@@ -73,6 +75,10 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        """Closes the connection; stream writers stop where they are (an open message is left to
+        the server's stream timeout)."""
+        for writer in list(self._writers):
+            await writer.stop()
         await self._channel.close()
 
     async def _unary(self, method, request):
@@ -323,7 +329,9 @@ class AsyncClient:
         """A writer of messages streamed into ``channel`` as they are written (``write``,
         ``end_message`` -> offset, ``close``; use ``async with``). Subscribers see the text within
         ``max_delay_ms`` (the server's latency budget) of its write. See streams.py."""
-        return AsyncStreamWriter(self, channel, tier, max_delay_ms, buffer_bytes)
+        writer = AsyncStreamWriter(self, channel, tier, max_delay_ms, buffer_bytes)
+        self._writers.add(writer)
+        return writer
 
     async def follow(self, channel: str, from_offset: int = 0) -> AsyncIterator[Delta]:
         """Yields ``Delta(offset, text, done, aborted)`` for ``channel`` from ``from_offset`` on:

@@ -57,8 +57,12 @@ class ModelCache:
             if codec.model_id != model_id:
                 raise ValueError(f"bundle files hash to model id {codec.model_id}, not {model_id}")
             dest = self.path(model_id)
-            shutil.rmtree(dest, ignore_errors=True)
-            tmp.rename(dest)   # the codec holds its files in memory: the move does not affect it
+            try:       # the codec holds its files in memory: the move does not affect it
+                tmp.rename(dest)
+            except OSError:   # another client cached it meanwhile: keep that copy if it verifies
+                if self.load(model_id) is None:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    tmp.rename(dest)
             return codec
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

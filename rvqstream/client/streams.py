@@ -80,9 +80,15 @@ class AsyncStreamWriter:
         if exc_type is None:
             await self.close()
         else:   # leave the open message to the server's stream timeout: it ends as aborted
-            await self._stop()
+            await self.stop()
 
     # -- the public calls -----------------------------------------------------------------------
+
+    @property
+    def offset(self) -> int | None:
+        """The offset of the message being written, once its first text is durable (the message
+        gets its offset when it starts); None before that and between messages."""
+        return self._messages[-1].offset if self._messages and not self._messages[-1].ended else None
 
     async def write(self, text: str) -> None:
         """Appends ``text`` to the current message (starting one if none is open)."""
@@ -119,7 +125,7 @@ class AsyncStreamWriter:
             await self.end_message()
         for msg in list(self._messages):
             await msg.done
-        await self._stop()
+        await self.stop()
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -145,7 +151,9 @@ class AsyncStreamWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"rvqstream-stream-{self.channel}")
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
+        """Stops at once: text not yet durable is dropped, an open message is left to the server's
+        stream timeout (it ends aborted unless this producer id continues it)."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
@@ -186,7 +194,7 @@ class AsyncStreamWriter:
             except RvqstreamError as e:
                 self._fail(e)
                 return
-            except Exception as e:  # noqa: BLE001 - a writer that cannot go on says why, never hangs
+            except Exception as e:
                 self._fail(RvqstreamError("INTERNAL", f"stream writer failed: {type(e).__name__}: {e}"))
                 raise
             finally:

@@ -134,6 +134,11 @@ class StreamWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._client._run(self._writer.__aexit__(exc_type, exc, tb))
 
+    @property
+    def offset(self) -> int | None:
+        """``AsyncStreamWriter.offset``: the open message's offset once its first text is durable."""
+        return self._writer.offset
+
     def write(self, text: str) -> None:
         self._client._run(self._writer.write(text))
 

@@ -1,0 +1,318 @@
+"""Streamed messages in channels, against a real server and SQLite log: any chunking decodes to the
+written text, subscribers see text before the message ends, fan-out, a follower cut off
+mid-message resumes without repeating or missing text, a producer whose server is SIGKILLed
+continues its message, an abandoned message ends aborted, and bad input gets clear statuses
+while the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+
+import grpc
+import pytest
+from conftest import Proxy, ServerProcess, ServerThread
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rvqstream._proto import channel_pb2, channel_pb2_grpc, frame_pb2
+from rvqstream.client import AsyncClient, Client, Delta, RvqstreamError
+from rvqstream.server import ServerConfig
+
+ANSWER = ("Streaming answers reach every edge device as compact frames: each word is coded once, "
+          "fanned out to all followers and decoded locally, ünïcödé 🎉 and 日本語 included.\n") * 2
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, registry):
+    srv = ServerThread(ServerConfig(data_dir=tmp_path_factory.mktemp("data"), stream_timeout_s=1.0),
+                       registry).start()
+    with Client(srv.target, cache_dir=tmp_path_factory.mktemp("cache")) as client:
+        yield srv, client
+    srv.close()
+
+
+def collect(client: Client, channel: str, offset: int, from_offset: int = 0) -> list[Delta]:
+    """Deltas of ``channel`` until message ``offset`` is done."""
+    out = []
+    for d in client.follow(channel, from_offset):
+        out.append(d)
+        if d.offset == offset and d.done:
+            return out
+    return out
+
+
+def wait_for_offset(writer, timeout: float = 30) -> int:
+    """The open message's offset, once its first text is durable."""
+    deadline = time.monotonic() + timeout
+    while writer.offset is None:
+        assert time.monotonic() < deadline, "the stream's first text never became durable"
+        time.sleep(0.01)
+    return writer.offset
+
+
+def text_of(deltas: list[Delta], offset: int) -> str:
+    return "".join(d.text for d in deltas if d.offset == offset)
+
+
+_channels = iter(range(10**6))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(ANSWER)), max_size=10),
+       flushes=st.sets(st.integers(min_value=0, max_value=10), max_size=3))
+def test_any_chunking_of_a_streamed_message_decodes_to_the_written_text(shared, cuts, flushes):
+    _, client = shared
+    channel = f"chunked-{next(_channels)}"
+    bounds = sorted({0, len(ANSWER), *cuts})
+    with client.open_stream(channel, max_delay_ms=20) as w:
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            w.write(ANSWER[a:b])
+            if i in flushes:
+                w.flush()
+        offset = w.end_message()
+    assert offset == 0
+    (msg,) = [m for _, m in zip(range(1), client.subscribe(channel))]
+    assert msg.text == ANSWER and not msg.aborted and not msg.fallback
+    assert text_of(collect(client, channel, 0), 0) == ANSWER
+
+
+def test_streamed_and_published_messages_share_one_log(shared):
+    _, client = shared
+    assert client.publish("mixed", ["published first"]) == [0]
+    with client.open_stream("mixed") as w:
+        w.write("streamed second")
+        assert w.end_message() == 1
+        w.write("")
+        assert w.end_message() == 2                  # an empty message is a message too
+    assert client.publish("mixed", ["published fourth"]) == [3]
+    got = [m for _, m in zip(range(4), client.subscribe("mixed"))]
+    assert [(m.offset, m.text) for m in got] == [(0, "published first"), (1, "streamed second"), (2, ""),
+                                                 (3, "published fourth")]
+    assert client.fetch("mixed", 1).text == "streamed second"
+
+
+def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(shared):
+    _, client = shared
+    followers, seen = 6, threading.Event()
+    results: list[list[tuple[float, Delta]]] = [[] for _ in range(followers)]
+
+    def follow(k: int) -> None:
+        with Client(client._aio.target, cache_dir=client._aio._cache.root) as c:
+            for d in c.follow("live", 0):
+                results[k].append((time.monotonic(), d))
+                if d.text:
+                    seen.set()
+                if d.done:
+                    return
+
+    with client.open_stream("live", max_delay_ms=100) as w:
+        w.write("warm ")
+        wait_for_offset(w)                       # the first text is durable: the channel exists
+        threads = [threading.Thread(target=follow, args=(k,)) for k in range(followers)]
+        for t in threads:
+            t.start()
+        words = ANSWER.split(" ")
+        for word in words[:10]:
+            w.write(word + " ")
+            time.sleep(0.02)
+        assert seen.wait(30), "no follower saw any text while the message was open"
+        ended_at = time.monotonic()
+        for word in words[10:]:
+            w.write(word + " ")
+        w.write("end")
+        w.end_message()
+    for t in threads:
+        t.join(60)
+    expected = "warm " + " ".join(words) + " end"
+    for got in results:
+        assert "".join(d.text for _, d in got) == expected
+        assert got[-1][1].done and not got[-1][1].aborted
+        assert any(at < ended_at and d.text for at, d in got)
+
+
+def test_a_follower_cut_off_mid_message_resumes_without_repeating_or_missing_text(shared):
+    srv, client = shared
+    proxy = Proxy(srv.target)
+    deltas: list[Delta] = []
+    first = threading.Event()
+
+    def follow() -> None:
+        with Client(proxy.target, cache_dir=client._aio._cache.root, reconnect_timeout_s=30) as c:
+            for d in c.follow("cut", 0):
+                deltas.append(d)
+                first.set()
+                if d.done:
+                    return
+
+    try:
+        with client.open_stream("cut", max_delay_ms=30) as w:
+            w.write("opening words ")
+            wait_for_offset(w)
+            t = threading.Thread(target=follow)
+            t.start()
+            assert first.wait(30)
+            words = ANSWER.split(" ")
+            for i, word in enumerate(words):
+                w.write(word + " ")
+                time.sleep(0.01)
+                if i in (5, 15):
+                    proxy.drop()             # the link fails inside the message
+            w.end_message()
+        t.join(60)
+    finally:
+        proxy.close()
+    assert proxy.drops >= 2
+    assert "".join(d.text for d in deltas) == "opening words " + " ".join(words) + " "
+    assert deltas[-1].done and sum(d.done for d in deltas) == 1
+
+
+def test_an_abandoned_message_ends_aborted_with_its_durable_text(shared):
+    srv, client = shared
+    with Client(srv.target, cache_dir=client._aio._cache.root) as producer:
+        w = producer.open_stream("abandoned", max_delay_ms=20)
+        w.write("the producer wrote this ")
+        wait_for_offset(w)
+    # the producer's process is gone (its client closed without ending the message)
+    deltas = collect(client, "abandoned", 0)
+    assert text_of(deltas, 0) == "the producer wrote this "
+    assert deltas[-1].done and deltas[-1].aborted
+    (msg,) = [m for _, m in zip(range(1), client.subscribe("abandoned"))]
+    assert msg.aborted and msg.text == "the producer wrote this "
+
+
+def test_a_producer_continues_its_message_after_a_server_sigkill(tmp_path):
+    server = ServerProcess(tmp_path / "data", args=("--stream-timeout-s", "60"))
+    server.start()
+    words = ANSWER.split(" ")
+    deltas: list[Delta] = []
+    try:
+        def follow() -> None:
+            with Client(server.target, cache_dir=tmp_path / "f-cache", reconnect_timeout_s=120) as c:
+                for d in c.follow("crash", 0):
+                    deltas.append(d)
+                    if d.done:
+                        return
+
+        with Client(server.target, cache_dir=tmp_path / "p-cache", reconnect_timeout_s=120) as producer:
+            with producer.open_stream("crash", max_delay_ms=30) as w:
+                w.write("before the crash ")
+                wait_for_offset(w)
+                t = threading.Thread(target=follow)
+                t.start()
+                for i, word in enumerate(words):
+                    w.write(word + " ")
+                    time.sleep(0.01)
+                    if i == len(words) // 2:
+                        server.kill()            # mid-message: some text durable, some not
+                        server.start()
+                offset = w.end_message()
+            t.join(120)
+    finally:
+        server.close()
+    assert offset == 0
+    assert "".join(d.text for d in deltas) == "before the crash " + " ".join(words) + " "
+    assert deltas[-1].done and not deltas[-1].aborted
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def stream_raw(target: str, requests, timeout: float = 30):
+    with grpc.insecure_channel(target) as ch:
+        return list(channel_pb2_grpc.ChannelServiceStub(ch).PublishStream(iter(requests), timeout=timeout))
+
+
+def config(channel="bad", producer_id="p1", **kw):
+    return channel_pb2.PublishStreamRequest(config=channel_pb2.PublishStreamConfig(
+        channel=channel, producer_id=producer_id, **kw))
+
+
+def chunk(data=b"", **kw):
+    return channel_pb2.PublishStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=data, **kw))
+
+
+BAD_STREAMS = [
+    ("chunk before config", [chunk(b"hi")], grpc.StatusCode.FAILED_PRECONDITION, "must carry config"),
+    ("config twice", [config(), config()], grpc.StatusCode.FAILED_PRECONDITION, "only once"),
+    ("bad channel", [config(channel="-nope")], grpc.StatusCode.INVALID_ARGUMENT, "channel name"),
+    ("bad producer", [config(producer_id="a b")], grpc.StatusCode.INVALID_ARGUMENT, "producer_id"),
+    ("no producer", [config(producer_id="")], grpc.StatusCode.INVALID_ARGUMENT, "producer_id"),
+    ("UTF-8 broken across chunks", [config(), chunk("é".encode()[:1]), chunk(b"x")],
+     grpc.StatusCode.INVALID_ARGUMENT, "not valid UTF-8"),
+    ("ends inside a character", [config(), chunk("é".encode()[:1], end_message=True)],
+     grpc.StatusCode.INVALID_ARGUMENT, "ends inside a UTF-8 character"),
+    ("oversize chunk", [config(), chunk(b"x" * (70 << 10))], grpc.StatusCode.INVALID_ARGUMENT, "at most"),
+    ("unknown tier", [config(tier=9)], grpc.StatusCode.INVALID_ARGUMENT, "unknown tier"),
+    ("budget too long", [config(max_delay_ms=10**6)], grpc.StatusCode.INVALID_ARGUMENT, "max_delay_ms"),
+    ("sequence too large", [config(sequence=1 << 63)], grpc.StatusCode.INVALID_ARGUMENT, "sequence"),
+]
+
+
+def test_bad_streams_get_clear_statuses_and_an_open_stream_goes_on(server, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client:
+        with client.open_stream("good") as w:
+            w.write("a message that outlives ")
+            for name, requests, code, text in BAD_STREAMS:
+                with pytest.raises(grpc.RpcError) as err:
+                    stream_raw(server.target, requests)
+                assert err.value.code() == code, name
+                assert text in err.value.details(), (name, err.value.details())
+            w.write("every bad stream.")
+            assert w.end_message() == 0
+        with pytest.raises(RvqstreamError) as err:
+            w.write("after close")
+        assert err.value.code == "FAILED_PRECONDITION"
+        with pytest.raises(RvqstreamError) as err:
+            client.open_stream("-bad name")
+        assert err.value.code == "INVALID_ARGUMENT"
+        assert next(client.subscribe("good")).text == "a message that outlives every bad stream."
+        # the valid part of a stream that then fails is durable; the failure names the byte
+        with pytest.raises(grpc.RpcError) as err:
+            stream_raw(server.target, [config(channel="half"), chunk(b"kept ", flush=True),
+                                       chunk(b"\xff")])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "stream byte 5" in err.value.details()
+
+
+def test_resuming_with_other_settings_and_bad_subscriptions_are_refused(server):
+    with grpc.insecure_channel(server.target) as ch:
+        stub = channel_pb2_grpc.ChannelServiceStub(ch)
+        out = list(stub.PublishStream(iter([config(channel="s", producer_id="px"),
+                                            chunk(b"semantic? no: exact", flush=True)])))
+        assert out[0].header.stream.tier == frame_pb2.TIER_EXACT and out[1].ack.durable_bytes == 19
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.PublishStream(iter([config(channel="s", producer_id="px", tier=frame_pb2.TIER_SEMANTIC)])))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        resumed = list(stub.PublishStream(iter([config(channel="s", producer_id="px"),
+                                                chunk(b" and more", end_message=True)])))
+        assert resumed[0].header.resume.durable_bytes == 19
+        assert resumed[-1].ack.state == channel_pb2.MESSAGE_STATE_COMPLETE
+        assert resumed[-1].ack.durable_bytes == 28
+        for request, code in [
+            (channel_pb2.SubscribeRequest(channel="nope"), grpc.StatusCode.NOT_FOUND),
+            (channel_pb2.SubscribeRequest(channel="s", from_offset=5), grpc.StatusCode.OUT_OF_RANGE),
+            (channel_pb2.SubscribeRequest(channel="s", from_offset=1, from_part=2), grpc.StatusCode.INVALID_ARGUMENT),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                next(stub.Subscribe(request))
+            assert err.value.code() == code
+
+
+async def test_async_client_streams_and_follows(server, cache_dir):
+    async with AsyncClient(server.target, cache_dir=cache_dir) as client:
+        async with client.open_stream("aio", max_delay_ms=20) as w:
+            await w.write("async ")
+            await w.write("stream")
+            assert await w.end_message() == 0
+
+        async def first_message():
+            out = []
+            async for d in client.follow("aio"):
+                out.append(d)
+                if d.done:
+                    return out
+
+        deltas = await asyncio.wait_for(first_message(), 30)
+        assert "".join(d.text for d in deltas) == "async stream"
