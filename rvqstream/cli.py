@@ -1,9 +1,11 @@
 """The ``rvqstream`` command: ``serve`` runs the server (extra ``server``); ``compress``,
-``decompress``, ``publish``, ``subscribe`` and ``models`` are clients of a running one."""
+``decompress``, ``publish`` (``--stream``: text streamed as it arrives), ``subscribe``, ``follow``
+and ``models`` are clients of a running one."""
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import logging
 import os
@@ -57,11 +59,58 @@ def _decompress(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
+    if args.stream:
+        _publish_stream(args)
+        return
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     with stream, _client(args) as client:
         lines = (line.rstrip("\n") for line in stream)
         for offset in client.publish(args.channel, lines, tier=args.tier):
             print(offset)
+
+
+def _publish_stream(args: argparse.Namespace) -> None:
+    """Streams the input as it arrives (every read, however short, goes out at once); each line
+    break ends a message (``--message-end eof``: the whole input is one message). Prints each
+    message's offset once it is durable."""
+    fd = sys.stdin.fileno() if args.file == "-" else os.open(args.file, os.O_RDONLY)
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    with _client(args) as client, client.open_stream(args.channel, tier=args.tier,
+                                                     max_delay_ms=args.max_delay_ms) as writer:
+        open_text = False          # the current message holds text
+        while True:
+            data = os.read(fd, 1 << 16)
+            text = utf8.decode(data, final=not data)
+            pieces = text.split("\n") if args.message_end == "line" else [text]
+            for i, piece in enumerate(pieces):
+                if i:
+                    print(writer.end_message(), flush=True)
+                    open_text = False
+                if piece:
+                    writer.write(piece)
+                    open_text = True
+            if not data:
+                break
+        if open_text or args.message_end == "eof":
+            print(writer.end_message(), flush=True)
+
+
+def _follow(args: argparse.Namespace) -> None:
+    """Prints text as it arrives: each message starts on a new line with its offset and a tab;
+    a message that another interrupts goes on after a new line with its offset again."""
+    current = None
+    with _client(args) as client:
+        for d in client.follow(args.channel, args.from_offset):
+            if d.offset != current:
+                if current is not None:
+                    sys.stdout.write("\n")
+                sys.stdout.write(f"{d.offset}\t")
+                current = d.offset
+            sys.stdout.write(d.text)
+            if d.done:
+                sys.stdout.write(" [aborted]\n" if d.aborted else "\n")
+                current = None
+            sys.stdout.flush()
 
 
 def _subscribe(args: argparse.Namespace) -> None:
@@ -109,11 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("channel")
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--tier", choices=["exact", "semantic"], default="exact")
+    p.add_argument("--stream", action="store_true",
+                   help="stream the input as it arrives (pipe an LLM's output in): followers see it "
+                        "within the latency budget; each line break ends a message")
+    p.add_argument("--message-end", choices=["line", "eof"], default="line",
+                   help="with --stream: a line break ends a message (default), or only the input's end")
+    p.add_argument("--max-delay-ms", type=int, default=200, help="with --stream: the latency budget")
     p = client_command("subscribe", _subscribe, "print a channel's messages, replayed then live")
     p.add_argument("channel")
     p.add_argument("--from-offset", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="stop after this many messages (0: never)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p = client_command("follow", _follow, "print a channel's text as it arrives, replayed then live")
+    p.add_argument("channel")
+    p.add_argument("--from-offset", type=int, default=0)
     client_command("models", _models, "list the server's models")
     return parser
 

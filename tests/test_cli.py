@@ -52,3 +52,27 @@ def test_serve_names_the_extra_when_its_packages_are_missing():
 def test_serve_help_lists_flags_and_env_vars():
     out = run("serve", "--help").stdout.decode()
     assert "--listen" in out and "RVQSTREAM_DATA_DIR" in out and "--max-delay-ms" in out
+
+
+def test_publish_stream_and_follow(server, cache_dir):
+    import time
+
+    common = ["--target", server.target, "--cache-dir", str(cache_dir)]
+    publisher = subprocess.Popen([*CLI, "publish", *common, "--stream", "--max-delay-ms", "50", "live"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    publisher.stdin.write("first streamed line — ü\nsecond, ".encode())
+    publisher.stdin.flush()
+    assert publisher.stdout.readline() == b"0\n"          # durable before the input ends
+    follower = subprocess.Popen([*CLI, "follow", *common, "live"], stdout=subprocess.PIPE)
+    assert follower.stdout.readline().decode() == "0\tfirst streamed line — ü\n"
+    time.sleep(0.3)
+    publisher.stdin.write(b"written in two pieces\nunfinished at EOF")
+    publisher.stdin.close()
+    assert publisher.stdout.read().split() == [b"1", b"2"]
+    assert publisher.wait(30) == 0
+    assert follower.stdout.readline().decode() == "1\tsecond, written in two pieces\n"
+    assert follower.stdout.readline().decode() == "2\tunfinished at EOF\n"
+    follower.kill()
+    follower.wait()
+    out = run("subscribe", *common, "live", "--limit", "3").stdout.decode().splitlines()
+    assert out == ["0\tfirst streamed line — ü", "1\tsecond, written in two pieces", "2\tunfinished at EOF"]
