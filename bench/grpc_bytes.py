@@ -1,14 +1,14 @@
 """Bytes a gRPC stream carries per message: computed from the messages, and counted on loopback.
 
 Computed (``wire_bytes``): each gRPC message costs its protobuf encoding plus the 5-byte gRPC
-length prefix. Counted for a message sent as rvqstream stream frames (one ``EncodeStreamResponse``
-per frame), as one rvqstream blob (``CompressResponse``), and as one frame carrying the text raw
-or zstd-compressed with the same trained dictionary.
+length prefix. Counted for a message sent as one rvqstream frame batch (one
+``EncodeStreamResponse``), as one rvqstream blob (``CompressResponse``), and as one response
+carrying the text raw or zstd-compressed with the same trained dictionary in the same field.
 
 Counted (``measured_wire``): every TCP payload byte from server to client (HTTP/2 DATA and HEADERS
 frames, window updates, pings: all of it) through a counting proxy on loopback, over one encode
 stream per input, stream setup excluded. rvqstream: ``rvqstream serve``, each message written as
-one chunk that ends the message, read until its last frame. Raw and zstd text: the pass-through
+one chunk that ends the message, read until its batch. Raw and zstd text: the pass-through
 server (bench/passthrough.py) echoing the raw or zstd-compressed message as one chunk.
 """
 
@@ -21,11 +21,12 @@ import grpc
 import zstandard
 from load import Server
 
-from rvqstream._proto import codec_pb2, codec_pb2_grpc
-from rvqstream.models import Codec, Frame, FrameKind
-from rvqstream.wire import frame_to_pb
+from rvqstream._proto import codec_pb2, codec_pb2_grpc, frame_pb2
+from rvqstream.models import Codec
 
 GRPC_PREFIX_BYTES = 5     # compressed flag + 4-byte length
+H2_FRAME_TYPES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
+                  6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
 
 
 def grpc_message_bytes(msg) -> int:
@@ -41,16 +42,14 @@ def wire_bytes(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstand
     frames = 0
     for t, blob in zip(texts, blobs):
         enc = codec.encoder()
-        fr = enc.push(t) + enc.end_message()
-        frames += len(fr)
-        totals["rvqstream frames"] += sum(
-            grpc_message_bytes(codec_pb2.EncodeStreamResponse(frame=frame_to_pb(f))) for f in fr)
-        totals["rvqstream frame payloads only"] += sum(len(f.payload) for f in fr)
+        enc.push(t)
+        batch = enc.end_message()
+        frames += batch.frames
+        totals["rvqstream frames"] += grpc_message_bytes(codec_pb2.EncodeStreamResponse(frames=batch.data))
+        totals["rvqstream frame payloads only"] += len(batch.data)
         totals["rvqstream blob"] += grpc_message_bytes(codec_pb2.CompressResponse(blob=blob))
-        for name, kind, payload in (("raw text", FrameKind.RAW, t.encode()),
-                                    ("zstd-19+dict text", FrameKind.ZSTD, cz.compress(t.encode()))):
-            pb = frame_to_pb(Frame(0, kind, 0, 0, payload, message_start=True, message_end=True))
-            totals[name] += grpc_message_bytes(codec_pb2.EncodeStreamResponse(frame=pb))
+        for name, payload in (("raw text", t.encode()), ("zstd-19+dict text", cz.compress(t.encode()))):
+            totals[name] += grpc_message_bytes(codec_pb2.EncodeStreamResponse(frames=payload))
     nbytes = sum(len(t.encode()) for t in texts)
     return {"messages": len(texts), "bytes": nbytes, "rvqstream_frames_per_message": frames / len(texts),
             "bytes_per_message": {k: v / len(texts) for k, v in totals.items()},
@@ -58,10 +57,13 @@ def wire_bytes(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstand
 
 
 class CountingProxy:
-    """A TCP proxy on loopback that counts the bytes flowing from the server to the client."""
+    """A TCP proxy on loopback that counts the bytes flowing from the server to the client, in
+    all (``down``) and by HTTP/2 frame type (``by_type``: DATA, HEADERS, PING, ...)."""
 
     def __init__(self, port: int):
         self.port, self.down = port, 0
+        self.by_type: Counter = Counter()
+        self._pending = b""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -75,10 +77,23 @@ class CountingProxy:
             sw.close()
             cw.close()
 
+    def _tally(self, data: bytes) -> None:
+        """Attributes the server's bytes to HTTP/2 frame types (9-byte header: 24-bit length,
+        8-bit type)."""
+        buf = self._pending + data
+        while len(buf) >= 9:
+            size = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + size:
+                break
+            self.by_type[H2_FRAME_TYPES.get(buf[3], str(buf[3]))] += 9 + size
+            buf = buf[9 + size:]
+        self._pending = buf
+
     async def _pipe(self, reader, writer, count: bool) -> None:
         while data := await reader.read(1 << 16):
             if count:
                 self.down += len(data)
+                self._tally(data)
             writer.write(data)
             await writer.drain()
         writer.close()
@@ -97,10 +112,9 @@ async def _count(port: int, chunks: list[bytes]) -> int:
         await call.read()
         start = proxy.down
         for c in chunks:
-            await call.write(codec_pb2.EncodeStreamRequest(chunk=codec_pb2.TextChunk(text_utf8=c,
+            await call.write(codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=c,
                                                                                      end_message=True)))
-            while not (await call.read()).frame.message_end:
-                pass
+            await call.read()       # one batch (rvqstream) or one echo (pass-through) per chunk
         used = proxy.down - start
         await call.done_writing()
     await proxy.stop()

@@ -1,8 +1,8 @@
 """Pass-through baseline server: the transport's own floor for the service benchmark.
 
 Serves ``CodecService.EncodeStream`` over the same grpc.aio setup as ``rvqstream serve`` (same
-server options) but does no coding: each text chunk comes straight back as one RAW frame whose
-``seq`` is the chunk's index and whose payload is the chunk's UTF-8 bytes.
+server options) but does no coding: each text chunk comes straight back as one response whose
+``frames`` field holds the chunk's bytes as they are (the same field a frame batch travels in).
 
 Run: ``python bench/passthrough.py --listen 127.0.0.1:50052`` (started by bench/load.py).
 """
@@ -21,17 +21,12 @@ from rvqstream.server.config import ServerConfig
 
 class PassThrough(codec_pb2_grpc.CodecServiceServicer):
     async def EncodeStream(self, request_iterator, context):
-        seq = 0
         async for req in request_iterator:
             if req.WhichOneof("kind") == "config":
                 yield codec_pb2.EncodeStreamResponse(header=frame_pb2.StreamHeader(
                     tier=frame_pb2.TIER_EXACT, max_delay_ms=req.config.max_delay_ms))
                 continue
-            chunk = req.chunk
-            yield codec_pb2.EncodeStreamResponse(frame=frame_pb2.Frame(
-                seq=seq, kind=frame_pb2.FRAME_KIND_RAW, payload=chunk.text_utf8,
-                message_end=chunk.end_message))
-            seq += 1
+            yield codec_pb2.EncodeStreamResponse(frames=req.chunk.text_utf8)
 
 
 async def serve(listen: str) -> None:

@@ -26,6 +26,9 @@ def retryable(error: grpc.RpcError) -> bool:
 CHUNK_BYTES = 32 << 10        # longer text chunks are sent in pieces of this size
 GRPC_PREFIX_BYTES = 5         # gRPC length-prefixed message framing
 CHANNEL_OPTIONS = [
+    # no bandwidth-delay probing: on a stream of small frame batches every probe costs a 17-byte
+    # PING each way, more than a batch; HTTP/2's default 64 KiB window suits thin links
+    ("grpc.http2.bdp_probe", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 8 << 20),

@@ -22,7 +22,7 @@ import grpc
 from rvqstream._proto import channel_pb2
 from rvqstream.client.calls import GRPC_PREFIX_BYTES, Backoff
 from rvqstream.client.errors import RvqstreamError
-from rvqstream.models import IntegrityError, StreamDecoder
+from rvqstream.models import IntegrityError, StreamDecoder, Tier
 from rvqstream.wire import tier_from_pb
 
 if TYPE_CHECKING:
@@ -49,17 +49,22 @@ class Event:
     fallback: bool = False
 
 
+class _Resync(Exception):
+    """The subscription lost track of where the server's responses point: subscribe again."""
+
+
 @dataclass
 class _Streamed:
-    """A streamed message in progress here: its decoder, the batches decoded (``parts``), the
-    number of the next batch the server sends on this call, and the characters shown."""
+    """A streamed message in progress here: its model and tier, its decoder (once the model is
+    here), the batches decoded (``parts``), the number of the next batch the server sends on this
+    call, and the characters shown."""
 
-    decoder: StreamDecoder
     model_id: str
+    tier: Tier
+    decoder: StreamDecoder | None = None
     parts: int = 0
     next_part: int = 0
     shown: int = 0
-    broken: bool = False
 
 
 class Follower:
@@ -70,8 +75,9 @@ class Follower:
         self.next_offset = from_offset          # lowest offset not finished here
         self._finished_above: set[int] = set()  # finished offsets past next_offset
         self._open: dict[int, _Streamed] = {}
-        self._model = ""
-        self._about: int | None = None
+        self._model, self._tier = "", 0        # of the last message announced
+        self._about: int | None = None         # offset the previous response was about ...
+        self._ended = False                    # ... and whether that response ended it
 
     async def events(self) -> AsyncIterator[Event]:
         backoff = Backoff(self.client.reconnect_timeout_s)
@@ -90,14 +96,18 @@ class Follower:
                         async for event in self._message(resp.message, wire):
                             yield event
                     else:
-                        offset = self._about + resp.offset_delta
+                        offset = (self._about + 1 if self._ended else self._about) + resp.offset_delta
                         self._about = offset
+                        if offset not in self._open and not self._finished(offset):
+                            self._start(offset, self._model, self._tier)   # announced by its first batch
                         async for event in self._batches(offset, [resp.frames], wire):
                             yield event
                     backoff.progress()
                 await backoff.retry(None)   # the server ends a subscription only when it shuts down
             except grpc.RpcError as e:
                 await backoff.retry(e)
+            except _Resync:
+                pass
             finally:
                 call.cancel()
 
@@ -111,23 +121,28 @@ class Follower:
             self._finished_above.discard(self.next_offset)
             self.next_offset += 1
 
+    def _start(self, offset: int, model_id: str, tier: int) -> _Streamed:
+        s = self._open[offset] = _Streamed(model_id, tier_from_pb(tier))
+        return s
+
     async def _message(self, m: channel_pb2.ChannelMessage, wire: int) -> AsyncIterator[Event]:
-        self._about = m.offset
+        streamed = m.streamed or m.state == _STREAMING
+        self._about, self._ended = m.offset, m.state != _STREAMING
         self._model = m.model_id or self._model
+        if streamed:
+            self._tier = m.tier
         if self._finished(m.offset):
             return
-        if not m.streamed:
+        if not streamed:
             msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
             self._finish(m.offset)
             yield Event(m.offset, msg.text, True, False, self._model, len(m.blob), msg.wire_bytes, msg.fallback)
             return
-        s = self._open.get(m.offset)
-        if s is None:
-            codec = await self.client.model(self._model)
-            s = self._open[m.offset] = _Streamed(codec.decoder(tier_from_pb(m.tier)), self._model)
+        s = self._open.get(m.offset) or self._start(m.offset, self._model, m.tier)
         s.next_part = m.first_part
         async for event in self._batches(m.offset, list(m.frame_batches), wire):
             yield event
+        self._ended = m.state != _STREAMING
         if m.state == _ABORTED and m.offset in self._open and s.next_part >= s.parts:
             async for event in self._close(m.offset, s, aborted=True):
                 yield event
@@ -136,23 +151,25 @@ class Follower:
         s = self._open.get(offset)
         if s is None:
             return
+        if s.decoder is None:
+            s.decoder = (await self.client.model(s.model_id)).decoder(s.tier)
         for batch in batches:
             index, s.next_part = s.next_part, s.next_part + 1
-            if index < s.parts:          # decoded before a reconnect
+            if index < s.parts:          # decoded before a reconnect (so it did not end the message)
+                self._ended = False
                 continue
             s.parts += 1
-            if s.broken:
-                continue
             try:
                 decoded = await asyncio.to_thread(s.decoder.push, batch)
             except IntegrityError:
-                s.broken = True
                 async for event in self._refetch(offset, s):
                     yield event
-                return
+                raise _Resync from None   # where this batch ended is unknown here: start over
             s.shown += len(decoded.text)
             if decoded.message_end:
                 self._finish(offset)
+            if offset == self._about:
+                self._ended = decoded.message_end
             yield Event(offset, decoded.text, decoded.message_end, False, s.model_id, len(batch), wire)
             wire = 0
 

@@ -159,7 +159,7 @@ class BatchReader:
     def fallback_payload(self) -> bytes:
         nbits = self.dec.decode_uniform(LENGTH_CLASSES)
         n = nbits if nbits <= 1 else (1 << (nbits - 1)) + self.dec.decode_uniform(1 << (nbits - 1))
-        if n > 8 * self._size + 64:
+        if n > self._size:
             raise ValueError(f"corrupt frame batch: a {n}-byte fallback payload in a smaller batch")
         return bytes(self.dec.decode_uniform(256) for _ in range(n))
 

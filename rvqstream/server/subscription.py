@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from rvqstream._proto import channel_pb2
+from rvqstream._proto import channel_pb2, frame_pb2
 from rvqstream.server.logstore import Entry, LogStore, MessageState
 
 
@@ -26,15 +26,18 @@ class Subscription:
         self.next_offset = from_offset
         self.from_part = from_part          # for the message at from_offset only
         self.open: dict[int, int] = {}      # streamed messages followed: offset -> next part to send
-        self._model: str | None = None
-        self._about: int | None = None      # offset the previous response was about
+        self._model: str | None = None      # model and tier of the last message announced
+        self._tier: int | None = None
+        self._about: int | None = None      # offset the previous response was about ...
+        self._ended = False                 # ... and whether that response ended it
 
     async def responses(self) -> AsyncIterator[channel_pb2.SubscribeResponse]:
         while True:
             version = self.store.version(self.channel)
             sent = False
             for entry in await self.store.read(self.channel, self.next_offset, self.page):
-                yield await self._announce(entry)
+                async for response in self._announce(entry):
+                    yield response
                 self.next_offset = entry.offset + 1
                 sent = True
             for offset in list(self.open):
@@ -44,32 +47,57 @@ class Subscription:
             if not sent:
                 await self.store.wait_change(self.channel, version)
 
-    async def _announce(self, e: Entry) -> channel_pb2.SubscribeResponse:
-        model = "" if e.model_id == self._model else e.model_id
-        self._model, self._about = e.model_id, e.offset
-        msg = channel_pb2.ChannelMessage(offset=e.offset, model_id=model, blob=e.blob, state=int(e.state))
+    def _base(self) -> int:
+        """The offset a ``frames`` response with offset_delta 0 is about: the message of the
+        previous response, or the one after it when that response ended it."""
+        return self._about + 1 if self._ended else self._about
+
+    async def _announce(self, e: Entry) -> AsyncIterator[channel_pb2.SubscribeResponse]:
         if e.streamed:
             first = self.from_part if e.offset == self.next_offset and self.from_part else 0
             self.from_part = 0
             batches, state = await self.store.read_parts(self.channel, e.offset, first, self.page_bytes)
-            msg.streamed, msg.tier, msg.first_part = True, e.tier, first
+            if (state == MessageState.STREAMING and first == 0 and batches and self._about is not None
+                    and self._ended and e.offset == self._about + 1
+                    and (e.model_id, e.tier) == (self._model, self._tier)):
+                # the message after one that ended, like it: its first batch announces it
+                self.open[e.offset] = 0
+                async for response in self._send(e.offset, batches, state):
+                    yield response
+                return
+        model = "" if e.model_id == self._model else e.model_id
+        self._model, self._about, self._ended = e.model_id, e.offset, True
+        msg = channel_pb2.ChannelMessage(offset=e.offset, model_id=model, blob=e.blob, state=int(e.state))
+        if e.streamed:
+            self._tier = e.tier
+            # implied while it streams; the exact tier is the default: neither costs a byte then
+            msg.streamed = state != MessageState.STREAMING
+            msg.tier = 0 if e.tier == frame_pb2.TIER_EXACT else e.tier
+            msg.first_part = first
             msg.frame_batches.extend(batches)
             msg.state = int(state)
+            self._ended = state != MessageState.STREAMING
             if state == MessageState.STREAMING:
                 self.open[e.offset] = first + len(batches)
-        return channel_pb2.SubscribeResponse(message=msg)
+        yield channel_pb2.SubscribeResponse(message=msg)
+
+    async def _send(self, offset: int, batches: list[bytes],
+                    state: MessageState) -> AsyncIterator[channel_pb2.SubscribeResponse]:
+        for i, batch in enumerate(batches):
+            delta = offset - self._base()
+            self._about = offset
+            self._ended = state == MessageState.COMPLETE and i == len(batches) - 1
+            self.open[offset] += 1
+            yield channel_pb2.SubscribeResponse(frames=batch, offset_delta=delta)
 
     async def _follow(self, offset: int) -> AsyncIterator[channel_pb2.SubscribeResponse]:
         """New batches of an open streamed message; its abort once no batch is left."""
         batches, state = await self.store.read_parts(self.channel, offset, self.open[offset], self.page_bytes)
-        for batch in batches:
-            delta = offset - self._about
-            self._about = offset
-            self.open[offset] += 1
-            yield channel_pb2.SubscribeResponse(frames=batch, offset_delta=delta)
+        async for response in self._send(offset, batches, state):
+            yield response
         if state != MessageState.STREAMING:
             parts = self.open.pop(offset)
             if state == MessageState.ABORTED:
-                self._about = offset
+                self._about, self._ended = offset, True
                 yield channel_pb2.SubscribeResponse(message=channel_pb2.ChannelMessage(
                     offset=offset, streamed=True, state=int(state), first_part=parts))

@@ -1,0 +1,614 @@
+"""The byte formats of docs/formats.md, checked from the specification's side.
+
+Tables, constants and layouts are written out here literally as the document gives them. Frame
+batches and blobs are built by hand with ``ArithmeticEncoder`` and must decode with the codec;
+batches and blobs the codec writes must read with the small readers below, which follow the
+document and use only ``ArithmeticDecoder`` (plus the bundle's decoder step for model-coded
+frames, which no reader can do without).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from rvqstream.models import Codec, IntegrityError, coding, entropy
+from rvqstream.models import batch as batch_mod
+from rvqstream.models import blob as blob_mod
+from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
+
+ARTIFACTS = Path(coding.__file__).parent / "artifacts"
+
+# -- the specification's values (docs/formats.md §0) ---------------------------------------------
+F, N, K, V, D = 16, 8, 1024, 4096, 128
+KEYFRAME = 240
+CHECK_SEED = 0x5EED
+EOS_ID = 0
+MODEL_TAG = 0x49
+
+# §1
+FULL, HALF, QUARTER = 1 << 62, 1 << 61, 1 << 60
+
+# §5.1: items and their frequencies
+MODEL, ZSTD, RAW, RESET, END_BATCH, END_MESSAGE = range(6)
+ITEM_FREQS = [4096, 32, 32, 16, 1024, 256]
+# §5.2 / §4.2
+COUNT_FREQS = [1] * (F - 1) + [F - 1]
+STAGE_FREQS = [960] + [8] * N
+LENGTH_CLASSES = 28
+
+# §4.1
+BLOB_MAGIC, BLOB_VERSION = 0b101, 3
+MODE_EXACT, MODE_SEMANTIC, MODE_ZSTD, MODE_RAW = range(4)
+
+ZSTD_MAGIC = bytes.fromhex("28b52ffd")
+
+TEXT = ("The keeper of the lighthouse wrote in his log every evening: the wind, the sea, the ships "
+        "that passed and the ones that did not. Years later his daughter read the log from the first "
+        "page to the last, and found that he had never once written about himself. Ünïcödé, 🎉 and "
+        "日本語 travel too. She wrote her own log after that, and in it she wrote about him: how he "
+        "climbed the stairs at dusk, how he trimmed the wick, how he listened to the weather on the "
+        "radio and nodded as if the voice could see him. When the light was automated, she kept "
+        "writing anyway, because somebody ought to say what the sea did on a Tuesday in March.\n")
+# plain English over more than KEYFRAME tokens: model frames only, so one context meets a keyframe
+LONG = TEXT.replace(" Ünïcödé, 🎉 and 日本語 travel too.", "") + (
+    "In the morning the fishing boats went out past the point, and in the evening they came back, "
+    "low in the water or high, and the harbour master wrote down which. Nobody asked him to. The "
+    "gulls followed the boats that came back low, and the cats of the town followed the gulls. "
+    "On the hill above the harbour there was a church, and in the church a clock that ran five "
+    "minutes slow, so that the whole town was late for everything and nobody minded at all.\n")
+
+
+# -- helpers written from the document ------------------------------------------------------------
+def cum_of(freqs) -> list[int]:
+    out = [0]
+    for f in freqs:
+        out.append(out[-1] + int(f))
+    return out
+
+
+def put(enc: ArithmeticEncoder, freqs, symbol: int) -> None:
+    cum = cum_of(freqs)
+    enc.encode(cum[symbol], cum[symbol + 1], cum[-1])
+
+
+def get(dec: ArithmeticDecoder, freqs_or_cum, is_cum: bool = False) -> int:
+    cum = list(freqs_or_cum) if is_cum else cum_of(freqs_or_cum)
+    total = int(cum[-1])
+    t = dec.target(total)
+    s = int(np.searchsorted(np.asarray(cum), t, side="right")) - 1
+    dec.consume(int(cum[s]), int(cum[s + 1]), total)
+    return s
+
+
+def spec_crc(data: bytes, crc: int = CHECK_SEED) -> int:
+    """§2, bit by bit."""
+    reg = crc ^ 0xFFFFFFFF
+    for b in data:
+        reg ^= b
+        for _ in range(8):
+            reg = (reg >> 1) ^ (0xEDB88320 if reg & 1 else 0)
+    return reg ^ 0xFFFFFFFF
+
+
+def zdict() -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict((ARTIFACTS / "fallback.zdict").read_bytes())
+
+
+def zstd_payload(data: bytes) -> bytes:
+    """§4.5: level 19, the bundle's dictionary, no content size/checksum/dict id, magic dropped."""
+    z = zstandard.ZstdCompressor(level=19, dict_data=zdict(), write_checksum=False,
+                                 write_content_size=False, write_dict_id=False).compress(data)
+    assert z[:4] == ZSTD_MAGIC
+    return z[4:]
+
+
+def unzstd(payload: bytes) -> bytes:
+    return zstandard.ZstdDecompressor(dict_data=zdict()).decompressobj().decompress(ZSTD_MAGIC + payload)
+
+
+class SpecEncoder:
+    """§1.1-1.3 in plain integers."""
+
+    def __init__(self):
+        self.low, self.high, self.pending, self.bits = 0, FULL - 1, 0, []
+
+    def put(self, c_lo: int, c_hi: int, total: int) -> None:
+        r = self.high - self.low + 1
+        self.high = self.low + c_hi * r // total - 1
+        self.low = self.low + c_lo * r // total
+        while self.low >> 61 == self.high >> 61:
+            b = self.low >> 61
+            self.bits += [b] + [1 - b] * self.pending
+            self.pending = 0
+            self.low, self.high = (2 * self.low) % FULL, (2 * self.high) % FULL + 1
+        while self.low >= QUARTER and self.high < 3 * QUARTER:
+            self.pending += 1
+            self.low, self.high = 2 * (self.low - QUARTER), 2 * (self.high - QUARTER) + 1
+
+    def finish(self) -> bytes:
+        bits = self.bits + [1] + [0] * self.pending
+        bits += [0] * (-len(bits) % 8)
+        out = bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+        return out.rstrip(b"\0")
+
+
+class SpecDecoder:
+    """§1.4 in plain integers: zero bits past the end."""
+
+    def __init__(self, data: bytes):
+        self.bits = [(byte >> (7 - i)) & 1 for byte in data for i in range(8)]
+        self.pos, self.low, self.high, self.code = 0, 0, FULL - 1, 0
+        for _ in range(62):
+            self.code = 2 * self.code + self._bit()
+
+    def _bit(self) -> int:
+        self.pos += 1
+        return self.bits[self.pos - 1] if self.pos <= len(self.bits) else 0
+
+    def get(self, cum: list[int]) -> int:
+        total = cum[-1]
+        r = self.high - self.low + 1
+        t = ((self.code - self.low + 1) * total - 1) // r
+        s = max(i for i in range(len(cum) - 1) if cum[i] <= t)
+        self.high = self.low + cum[s + 1] * r // total - 1
+        self.low = self.low + cum[s] * r // total
+        while self.low >> 61 == self.high >> 61:
+            self.low, self.high = (2 * self.low) % FULL, (2 * self.high) % FULL + 1
+            self.code = (2 * self.code) % FULL + self._bit()
+        while self.low >= QUARTER and self.high < 3 * QUARTER:
+            self.low, self.high = 2 * (self.low - QUARTER), 2 * (self.high - QUARTER) + 1
+            self.code = 2 * (self.code - QUARTER) + self._bit()
+        return s
+
+
+def put_fallback(enc: ArithmeticEncoder, item: int, payload: bytes) -> None:
+    """§5.4: item, length class, low bits, bytes."""
+    put(enc, ITEM_FREQS, item)
+    c = len(payload).bit_length()
+    assert c < LENGTH_CLASSES
+    enc.encode_uniform(c, LENGTH_CLASSES)
+    if c >= 2:
+        enc.encode_uniform(len(payload) - (1 << (c - 1)), 1 << (c - 1))
+    for b in payload:
+        enc.encode_uniform(b, 256)
+
+
+def put_end(enc: ArithmeticEncoder, message_end: bool, crc: int | None) -> bytes:
+    """§5.6: terminator and (exact tier) its check, then termination."""
+    put(enc, ITEM_FREQS, END_MESSAGE if message_end else END_BATCH)
+    if crc is not None:
+        bits = 16 if message_end else 8
+        enc.encode_uniform(crc & ((1 << bits) - 1), 1 << bits)
+    return enc.finish()
+
+
+class Model:
+    """The decoder step of §3.1 driven by the rules of §3.2-3.4."""
+
+    def __init__(self, codec: Codec):
+        self.step = codec.parts.step
+        self.codebooks = np.load(ARTIFACTS / "codebooks.npy")
+        self.token_bytes = codec.parts.tokenizer.token_bytes
+        self.ctx = None         # (state, L) or None
+        self.fresh = 0          # contexts opened
+        self.keyframes = 0      # of which by L + F > KEYFRAME
+
+    def open(self) -> None:
+        if self.ctx is not None and self.ctx[1] + F > KEYFRAME:
+            self.keyframes += 1
+            self.ctx = None
+        if self.ctx is None:
+            self.fresh += 1
+            self.ctx = (self.step.new_state(), 0)
+
+    def latent(self, codes: list[int]) -> np.ndarray | None:
+        if not codes:
+            return None
+        z = np.zeros((1, D), np.float32)
+        for s, c in enumerate(codes):
+            z += self.codebooks[s, c]
+        return z
+
+    def tokens(self, dec: ArithmeticDecoder | None, codes: list[int], count: int,
+               stop_at_eos: bool = False) -> tuple[list[int], bool]:
+        """Exact tier (``dec``): tokens read under the step; semantic (``dec`` None): greedy."""
+        state, length = self.ctx
+        z = self.latent(codes)
+        out = []
+        for j in range(count):
+            cum, kv = self.step.step(state, z, j)
+            if dec is not None:
+                t = get(dec, cum, is_cum=True)
+                if t == EOS_ID:
+                    assert stop_at_eos, "EOS_ID inside a frame of known length"
+                    self.ctx = (state, length)
+                    return out, True
+            else:
+                freqs = np.diff(cum)
+                freqs[EOS_ID] = 0
+                t = int(np.argmax(freqs))
+            self.step.advance(state, t, kv)
+            length += 1
+            out.append(t)
+        self.ctx = (state, length)
+        return out, False
+
+
+class SpecStreamReader:
+    """§5: one stream's batches -> (bytes, message_end, item kinds)."""
+
+    def __init__(self, exact: bool, model: Model | None = None):
+        self.exact, self.model = exact, model
+        self.crc = CHECK_SEED
+
+    def push(self, data: bytes) -> tuple[bytes, bool, list[int]]:
+        assert data, "a frame batch is never empty"
+        dec = ArithmeticDecoder(data)
+        out, kinds = bytearray(), []
+        while True:
+            item = get(dec, ITEM_FREQS)
+            kinds.append(item)
+            if item == RESET:
+                if self.model:
+                    self.model.ctx = None
+                continue
+            if item in (END_BATCH, END_MESSAGE):
+                end = item == END_MESSAGE
+                if self.exact:
+                    bits = 16 if end else 8
+                    assert dec.decode_uniform(1 << bits) == self.crc & ((1 << bits) - 1)
+                if end:
+                    self.crc = CHECK_SEED
+                    if self.model:
+                        self.model.ctx = None
+                return bytes(out), end, kinds
+            if item == MODEL:
+                n = get(dec, COUNT_FREQS) + 1
+                s = get(dec, STAGE_FREQS) if self.exact else dec.decode_uniform(N) + 1
+                codes = [dec.decode_uniform(K) for _ in range(s)]
+                self.model.open()
+                toks, _ = self.model.tokens(dec if self.exact else None, codes, n)
+                frame = self.model.token_bytes(toks)
+            else:
+                c = dec.decode_uniform(LENGTH_CLASSES)
+                length = c if c < 2 else (1 << (c - 1)) + dec.decode_uniform(1 << (c - 1))
+                payload = bytes(dec.decode_uniform(256) for _ in range(length))
+                frame = payload if item == RAW else unzstd(payload)
+                if self.model:
+                    self.model.ctx = None
+            self.crc = zlib.crc32(frame, self.crc)
+            out += frame
+
+
+def read_exact_blob(model: Model, blob: bytes) -> str:
+    """§4.1-4.2."""
+    assert blob[0] >> 5 == BLOB_MAGIC and blob[0] & 3 == MODE_EXACT and blob[1] == MODEL_TAG
+    dec = ArithmeticDecoder(blob[2:])
+    tokens: list[int] = []
+    model.ctx = None
+    while True:
+        model.open()
+        n = get(dec, STAGE_FREQS)
+        if n:
+            codes = [dec.decode_uniform(K) for _ in range(n)]
+            v = dec.decode_uniform(2 * F)
+            toks, _ = model.tokens(dec, codes, v % F + 1)
+            tokens += toks
+            if v >= F:
+                break
+        else:
+            toks, eos = model.tokens(dec, [], F, stop_at_eos=True)
+            tokens += toks
+            if eos:
+                break
+    data = model.token_bytes(tokens)
+    assert dec.decode_uniform(4096) == zlib.crc32(data, CHECK_SEED) & 0xFFF
+    return data.decode("utf-8")
+
+
+def read_semantic_blob(model: Model, blob: bytes) -> str:
+    """§4.3."""
+    assert blob[0] & 3 == MODE_SEMANTIC
+    dec = ArithmeticDecoder(blob[2:])
+    n = dec.decode_uniform(N) + 1
+    tokens: list[int] = []
+    model.ctx = None
+    while (k := dec.decode_uniform(F + 1)) != 0:
+        codes = [dec.decode_uniform(K) for _ in range(n)]
+        model.open()
+        tokens += model.tokens(None, codes, k)[0]
+    return model.token_bytes(tokens).decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec.load()
+
+
+# -- §0: the shipped bundle and the constants -----------------------------------------------------
+def test_parameters_match_bundle_and_code(codec):
+    cfg = json.loads((ARTIFACTS / "manifest.json").read_text())["config"]
+    assert (cfg["frame"], cfg["stages"], cfg["codes"], cfg["vocab_size"], cfg["latent_dim"]) == (F, N, K, V, D)
+    assert (codec.parts.frame, codec.parts.stages, codec.parts.codes) == (F, N, K)
+    assert codec.tag == MODEL_TAG == int(codec.model_id[:2], 16)
+    assert entropy.STATE_BITS == 62
+    assert coding.KEYFRAME == KEYFRAME and coding.CHECK_SEED == CHECK_SEED
+    assert (batch_mod.BATCH_CHECK_BITS, batch_mod.MESSAGE_CHECK_BITS, batch_mod.LENGTH_CLASSES) == (8, 16, 28)
+    assert (blob_mod.CHECK_BITS, blob_mod.FALLBACK_CHECK_BITS) == (12, 16)
+    assert blob_mod.VERSION == BLOB_VERSION and set(blob_mod.READABLE_VERSIONS) == {2, 3}
+    assert [int(i) for i in batch_mod.Item] == [MODEL, ZSTD, RAW, RESET, END_BATCH, END_MESSAGE]
+    assert [int(m) for m in blob_mod.Mode] == [MODE_EXACT, MODE_SEMANTIC, MODE_ZSTD, MODE_RAW]
+
+
+def test_tables_match_spec():
+    assert batch_mod._ITEM_TABLE.tolist() == cum_of(ITEM_FREQS) == [0, 4096, 4128, 4160, 4176, 5200, 5456]
+    assert batch_mod._count_table(F).tolist() == cum_of(COUNT_FREQS)
+    assert cum_of(COUNT_FREQS)[-1] == 2 * (F - 1) == 30
+    assert batch_mod._exact_stage_table(N).tolist() == cum_of(STAGE_FREQS)
+    assert blob_mod._stage_table(N).tolist() == cum_of(STAGE_FREQS)
+    assert cum_of(STAGE_FREQS)[-1] == 1024
+
+
+# -- §1: the coder ---------------------------------------------------------------------------------
+def test_coder_matches_spec():
+    rng = random.Random(7)
+    for trial in range(40):
+        enc, spec, syms = ArithmeticEncoder(), SpecEncoder(), []
+        for _ in range(rng.randrange(0, 60)):
+            if rng.random() < 0.3:
+                n = rng.choice([2, 3, 28, 256, 1 << 16, K])
+                cum = list(range(n + 1))
+            else:
+                cum = cum_of(rng.choice([1, 2, 1000, 1 << 24, 1 << 30]) for _ in range(rng.randrange(2, 9)))
+            s = rng.randrange(len(cum) - 1)
+            enc.encode(cum[s], cum[s + 1], cum[-1])
+            spec.put(cum[s], cum[s + 1], cum[-1])
+            syms.append((cum, s))
+        data = enc.finish()
+        assert data == spec.finish()
+        assert data and data[-1] != 0                   # never empty, no trailing zero byte
+        sdec, adec = SpecDecoder(data), ArithmeticDecoder(data)
+        for cum, s in syms:
+            assert sdec.get(cum) == s
+            assert get(adec, cum, is_cum=True) == s
+
+
+def test_termination_zero_bytes_are_dropped():
+    enc = ArithmeticEncoder()
+    for _ in range(5):
+        enc.encode_uniform(0, 256)       # eight 0 bits each
+    assert enc.finish() == b"\x00" * 5 + b"\x80"
+    enc = ArithmeticEncoder()
+    enc.encode_uniform(1, 2)             # a 1 bit, then the terminating 1 bit
+    assert enc.finish() == b"\xc0"
+
+
+def test_freq_tables_follow_spec(codec):
+    exp2 = []
+    for r in range(64):
+        e = entropy._EXP2[r]
+        assert int(e) ** 64 <= 1 << (1536 + r) < (int(e) + 1) ** 64      # floor(2^(24 + r/64))
+        exp2.append(int(e))
+    table = [exp2[(i - 1536) % 64] >> -((i - 1536) // 64) for i in range(1537)]
+    assert entropy.FREQ_TABLE.tolist() == table and table[0] == 1 and table[-1] == 1 << 24
+    step = codec.parts.step
+    state = step.new_state()
+    for j, tok in enumerate([464, 81, 1500]):
+        logits, cum, kv = step.run(state, None, j)
+        y = (logits - logits.max()) * np.float32(64 / np.log(2)) + np.float32(1536)
+        assert y.dtype == np.float32
+        assert cum.tolist() == cum_of(table[int(v)] for v in np.maximum(y, 0).astype(np.int32))
+        step.advance(state, tok, kv)
+
+
+# -- §2: checks ------------------------------------------------------------------------------------
+def test_crc_spec():
+    data = TEXT.encode()
+    assert spec_crc(b"") == CHECK_SEED == zlib.crc32(b"", CHECK_SEED)
+    assert CHECK_SEED ^ 0xFFFFFFFF == 0xFFFFA112
+    assert spec_crc(data) == zlib.crc32(data, CHECK_SEED) == coding.text_check(data, 32)
+    assert spec_crc(data[100:], spec_crc(data[:100])) == spec_crc(data)
+    assert spec_crc(b"\0" * 8) != 0
+
+
+# -- §5: hand-built batches decode with the codec -------------------------------------------------
+def test_hand_built_raw_batch_decodes(codec):
+    text = "héllo, wörld — a RAW frame 🎉"
+    data = text.encode()
+    enc = ArithmeticEncoder()
+    put_fallback(enc, RAW, data)
+    batch = put_end(enc, True, zlib.crc32(data, CHECK_SEED))
+    out = codec.decoder().push(batch)
+    assert (out.text, out.message_end, out.frames, out.fallback_frames) == (text, True, 1, 1)
+    assert SpecStreamReader(exact=True).push(batch) == (data, True, [RAW, END_MESSAGE])
+
+
+def test_hand_built_zstd_batches_with_reset_decode(codec):
+    data = TEXT.encode()
+    cut = data.index("🎉".encode()) + 2                    # inside a 4-byte character
+    first, second = data[:cut], data[cut:]
+    z = zstd_payload(first)
+    assert len(z) < len(first)
+    enc = ArithmeticEncoder()
+    put_fallback(enc, ZSTD, z)
+    crc = zlib.crc32(first, CHECK_SEED)
+    b1 = put_end(enc, False, crc)
+    enc = ArithmeticEncoder()
+    put(enc, ITEM_FREQS, RESET)                            # RESET does not restart the check
+    put_fallback(enc, RAW, second[:40])
+    put_fallback(enc, RAW, second[40:])
+    b2 = put_end(enc, True, zlib.crc32(second, crc))
+    dec = codec.decoder()
+    d1, d2 = dec.push(b1), dec.push(b2)
+    assert d1.text == TEXT[:TEXT.index("🎉")] and not d1.message_end   # the partial character waits
+    assert d1.text + d2.text == TEXT and d2.message_end and d2.frames == 2
+    reader = SpecStreamReader(exact=True)
+    assert reader.push(b1) == (first, False, [ZSTD, END_BATCH])
+    assert reader.push(b2) == (second, True, [RESET, RAW, RAW, END_MESSAGE])
+
+
+def test_hand_built_batch_checks(codec):
+    empty = put_end(ArithmeticEncoder(), True, CHECK_SEED)     # a message end with no frames
+    out = codec.decoder().push(empty)
+    assert (out.text, out.message_end, out.frames) == ("", True, 0)
+    data = b"checked text"
+    enc = ArithmeticEncoder()
+    put_fallback(enc, RAW, data)
+    bad = put_end(enc, False, zlib.crc32(data, CHECK_SEED) ^ 1)
+    dec = codec.decoder()
+    with pytest.raises(IntegrityError):
+        dec.push(bad)
+    with pytest.raises(IntegrityError):                         # the message stays broken
+        dec.push(empty)
+    with pytest.raises(IntegrityError):
+        codec.decoder().push(b"")                               # empty payloads are invalid
+    # the semantic tier has no checks: the terminator is the last symbol
+    enc = ArithmeticEncoder()
+    put_fallback(enc, RAW, data)
+    out = codec.decoder("semantic").push(put_end(enc, True, None))
+    assert (out.text, out.message_end) == ("checked text", True)
+
+
+# -- §5: batches the codec writes read with the spec reader ---------------------------------------
+def test_fallback_only_batches_read_by_spec_reader(codec):
+    enc = codec.encoder()
+    enc.fallback_only = True
+    reader = SpecStreamReader(exact=True)
+    batches, kinds = [], []
+    for piece in (TEXT[:300], TEXT[300:310], TEXT[310:]):
+        enc.push(piece)
+        batches.append(enc.flush())
+    batches.append(enc.end_message())
+    got = bytearray()
+    for i, b in enumerate(batches):
+        data, end, k = reader.push(b.data)
+        got += data
+        kinds += k
+        assert end == (i == len(batches) - 1) == b.message_end
+        assert b.crc == zlib.crc32(bytes(got), CHECK_SEED)
+    assert got.decode() == TEXT
+    assert MODEL not in kinds and ZSTD in kinds and RAW in kinds
+    assert kinds.count(END_BATCH) == 3 and kinds[-1] == END_MESSAGE
+
+
+@pytest.mark.parametrize("stages", [None, 2])
+def test_model_batches_read_by_spec_reader(codec, stages):
+    text = LONG
+    model = Model(codec)
+    reader = SpecStreamReader(exact=True, model=model)
+    enc = codec.encoder(stages=stages)
+    out, kinds = bytearray(), []
+    for i in range(0, len(text), 150):
+        enc.push(text[i:i + 150])
+        if i % 450 == 0 and (b := enc.flush()) is not None:
+            data, end, k = reader.push(b.data)
+            out, kinds = out + data, kinds + k
+    data, end, k = reader.push(enc.end_message().data)
+    out, kinds = out + data, kinds + k
+    assert end and out.decode() == text
+    assert kinds.count(MODEL) > KEYFRAME // F and model.keyframes >= 1
+    assert END_BATCH in kinds
+
+
+def test_resumed_message_starts_with_reset(codec):
+    model = Model(codec)
+    reader = SpecStreamReader(exact=True, model=model)
+    a = codec.encoder()
+    a.push(TEXT[:200])
+    b1 = a.flush()
+    b = codec.encoder()
+    b.resume_message(b1.crc)
+    b.push(TEXT[200:])
+    b2 = b.end_message()
+    d1, end1, k1 = reader.push(b1.data)
+    d2, end2, k2 = reader.push(b2.data)
+    assert not end1 and end2 and (d1 + d2).decode() == TEXT
+    assert k2[0] == RESET and RESET not in k1
+    assert model.fresh >= 2
+    dec = codec.decoder()
+    assert dec.push(b1.data).text + dec.push(b2.data).text == TEXT
+
+
+def test_semantic_batches_read_by_spec_reader(codec):
+    enc = codec.encoder("semantic", stages=3)
+    enc.push(TEXT[:400])
+    b1 = enc.flush()
+    enc.push(TEXT[400:])
+    b2 = enc.end_message()
+    reader = SpecStreamReader(exact=False, model=Model(codec))
+    (r1, e1, k1), (r2, e2, k2) = reader.push(b1.data), reader.push(b2.data)
+    assert not e1 and e2 and k1[-1] == END_BATCH and k2[-1] == END_MESSAGE
+    dec = codec.decoder("semantic")
+    ref = dec.push(b1.data).text + dec.push(b2.data).text
+    assert (r1 + r2).decode("utf-8", errors="replace") == ref
+
+
+# -- §4: blobs -------------------------------------------------------------------------------------
+def test_blob_header_bits(codec):
+    blobs = {
+        MODE_EXACT: codec.compress(TEXT),
+        MODE_SEMANTIC: codec.compress(TEXT, tier="semantic"),
+        MODE_ZSTD: codec.fallback(TEXT),
+        MODE_RAW: codec.fallback("hi"),
+    }
+    for mode, blob in blobs.items():
+        assert blob[0] >> 5 == BLOB_MAGIC
+        assert (blob[0] >> 2) & 0b111 == BLOB_VERSION
+        assert blob[0] & 0b11 == mode
+        assert blob[0] == 0xAC + mode
+        assert blob[1] == MODEL_TAG
+
+
+def test_fallback_blob_check_bytes(codec):
+    short, data = "hi", TEXT.encode()
+    raw = bytes([0xA0 | 3 << 2 | MODE_RAW, MODEL_TAG]) + b"hi" + (spec_crc(b"hi") & 0xFFFF).to_bytes(2, "big")
+    assert codec.fallback(short) == raw
+    zblob = bytes([0xAE, MODEL_TAG]) + zstd_payload(data) + (spec_crc(data) & 0xFFFF).to_bytes(2, "big")
+    assert codec.decompress(zblob) == TEXT
+    got = codec.fallback(TEXT)
+    assert got[:2] == zblob[:2] and got[-2:] == zblob[-2:]
+    assert unzstd(got[2:-2]) == data
+    for blob in (raw, zblob):
+        bad = blob[:-1] + bytes([blob[-1] ^ 0x01])
+        with pytest.raises(IntegrityError):
+            codec.decompress(bad)
+    # version 2: the same bodies without the check
+    assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_RAW, MODEL_TAG]) + b"hi") == short
+    assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data)) == TEXT
+    with pytest.raises(ValueError):
+        codec.decompress(bytes([0xA0 | 4 << 2 | MODE_RAW, MODEL_TAG]) + b"hi")   # unknown version
+
+
+def test_exact_blobs_read_by_spec_reader(codec):
+    model = Model(codec)
+    assert len(codec.parts.tokenizer.encode(LONG[:40])) == F      # a full last frame
+    for text, stages in ((LONG, None), (LONG, 1), (LONG[:40], None)):
+        blob = codec.compress(text, stages=stages)
+        assert blob[0] & 3 == MODE_EXACT
+        keyframes = model.keyframes
+        assert read_exact_blob(model, blob) == text
+        assert model.keyframes > keyframes or text != LONG
+
+
+def test_hand_built_exact_blob_of_empty_message(codec):
+    step = codec.parts.step
+    cum, _ = step.step(step.new_state(), None, 0)      # fresh context, no stages, j = 0
+    enc = ArithmeticEncoder()
+    put(enc, STAGE_FREQS, 0)
+    enc.encode(int(cum[EOS_ID]), int(cum[EOS_ID + 1]), int(cum[-1]))
+    enc.encode_uniform(CHECK_SEED & 0xFFF, 4096)
+    blob = bytes([0xAC, MODEL_TAG]) + enc.finish()
+    assert codec.decompress(blob) == ""
+    assert read_exact_blob(Model(codec), blob) == ""
+
+
+def test_semantic_blob_read_by_spec_reader(codec):
+    blob = codec.compress(TEXT[:300], tier="semantic", stages=2)
+    assert read_semantic_blob(Model(codec), blob) == codec.decompress(blob)
