@@ -9,7 +9,8 @@ of it). The subscriber's frame batches, decoded afterwards, give the flush point
 carry the same text cut at the same points, one gRPC message per flush, through the pass-through
 server (bench/passthrough.py: the same grpc.aio setup, each chunk echoed as ``frames``) and the
 same kind of proxy: raw UTF-8, and zstd -19 with the bundle's dictionary in one streaming context
-per stream flushed at each point. Framing per flush = rvqstream's wire bytes minus its coded
+per stream flushed at each point (a subscriber of the pass-through server receives them one per
+response, in the field a live batch travels in). Framing per flush = rvqstream's wire bytes minus its coded
 batch bytes, over its flushes.
 
 Latency (``fanout``): producers in this process write words at ``rate`` tokens/s (SDK stream
@@ -43,7 +44,7 @@ import zstandard
 from grpc_bytes import CountingProxy
 from load import Server
 
-from rvqstream._proto import channel_pb2, channel_pb2_grpc, codec_pb2, codec_pb2_grpc, frame_pb2
+from rvqstream._proto import channel_pb2, channel_pb2_grpc
 from rvqstream.client import AsyncClient
 from rvqstream.client.calls import CHANNEL_OPTIONS
 from rvqstream.models import Codec
@@ -113,38 +114,53 @@ async def _follow_raw(port: int, channel: str, until_offset: int, out: list, sta
 
 
 def flush_points(codec: Codec, responses: list) -> dict[int, list[tuple[bytes, str]]]:
-    """Per streamed message: its batches with the text each one decoded to."""
+    """Per streamed message: its batches with the text each one decoded to (the subscription's
+    offset rule as in docs/formats.md §6.3)."""
     out: dict[int, list[tuple[bytes, str]]] = {}
-    decoders, about = {}, None
+    decoders, about, ended, tier = {}, None, False, 0
     for resp in responses:
         if resp.HasField("message"):
             m = resp.message
-            about = m.offset
-            if (m.streamed or m.state == channel_pb2.MESSAGE_STATE_STREAMING) and m.offset not in decoders:
-                decoders[m.offset] = codec.decoder(tier_from_pb(m.tier))
-                out[m.offset] = []
+            about, ended = m.offset, m.state != channel_pb2.MESSAGE_STATE_STREAMING
+            if m.streamed or m.state == channel_pb2.MESSAGE_STATE_STREAMING:
+                tier = m.tier
             batches = list(m.frame_batches)
         else:
-            about += resp.offset_delta
+            about = (about + 1 if ended else about) + resp.offset_delta
             batches = [resp.frames]
+        if batches and about not in decoders:
+            decoders[about] = codec.decoder(tier_from_pb(tier))
+            out[about] = []
         for b in batches:
-            out[about].append((b, decoders[about].push(b).text))
+            decoded = decoders[about].push(b)
+            out[about].append((b, decoded.text))
+            ended = decoded.message_end
+        if resp.HasField("message"):
+            ended = resp.message.state != channel_pb2.MESSAGE_STATE_STREAMING
     return out
 
 
-async def _echo_count(port: int, segments: list[bytes]) -> int:
-    """Server-to-client bytes of one pass-through stream echoing ``segments`` one at a time."""
+async def _anchor_count(port: int, name: str, segments: list[bytes]) -> int:
+    """Bytes from the pass-through server to a subscriber of its own connection (SDK channel
+    settings) carrying ``segments`` one per response, as a live rvqstream subscriber carries
+    batches: counted from after the subscription's first response to the last segment."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = channel_pb2_grpc.ChannelServiceStub(ch)
+        requests = [channel_pb2.PublishRequest(config=channel_pb2.PublishConfig(channel=name))]
+        requests += [channel_pb2.PublishRequest(message=channel_pb2.PublishMessage(text_utf8=seg))
+                     for seg in [b"channel opened", *segments]]
+        async for _ in stub.Publish(iter(requests)):
+            pass
     proxy = CountingProxy(port)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{await proxy.start()}", options=CHANNEL_OPTIONS) as ch:
-        call = codec_pb2_grpc.CodecServiceStub(ch).EncodeStream()
-        await call.write(codec_pb2.EncodeStreamRequest(config=codec_pb2.EncodeConfig()))
+        call = channel_pb2_grpc.ChannelServiceStub(ch).Subscribe(channel_pb2.SubscribeRequest(channel=name))
         await call.read()
+        await asyncio.sleep(0.1)
         start = proxy.down
-        for seg in segments:
-            await call.write(codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=seg)))
+        for _ in segments:
             await call.read()
         used = proxy.down - start
-        await call.done_writing()
+        call.cancel()
     await proxy.stop()
     return used
 
@@ -203,8 +219,8 @@ async def wire_point(codec: Codec, texts: list[list[str]], rate: float, budget_m
     passthrough = Server(budget_ms, workers=1, passthrough=True)
     try:
         await passthrough.ready()
-        raw_wire = sum([await _echo_count(passthrough.port, s) for s in raw_segs])
-        zstd_wire = sum([await _echo_count(passthrough.port, s) for s in zstd_segs])
+        raw_wire = sum([await _anchor_count(passthrough.port, f"raw-{p}", s) for p, s in enumerate(raw_segs)])
+        zstd_wire = sum([await _anchor_count(passthrough.port, f"zstd-{p}", s) for p, s in enumerate(zstd_segs)])
     finally:
         passthrough.stop()
     # each count ends with the channel's closing marker (a published message): not part of the stream

@@ -37,7 +37,8 @@ FULL, HALF, QUARTER = 1 << 62, 1 << 61, 1 << 60
 
 # §5.1: items and their frequencies
 MODEL, ZSTD, RAW, RESET, END_BATCH, END_MESSAGE = range(6)
-ITEM_FREQS = [4096, 32, 32, 16, 1024, 256]
+ITEM_FREQS = [4096, 32, 32, 16, 256, 64]
+TERMINATOR_FREQS = [7, 1]     # §5.1: after a MODEL frame of fewer than F tokens: END_BATCH, END_MESSAGE
 # §5.2 / §4.2
 COUNT_FREQS = [1] * (F - 1) + [F - 1]
 STAGE_FREQS = [960] + [8] * N
@@ -252,8 +253,10 @@ class SpecStreamReader:
         assert data, "a frame batch is never empty"
         dec = ArithmeticDecoder(data)
         out, kinds = bytearray(), []
+        short = False            # the last item was a MODEL frame of fewer than F tokens
         while True:
-            item = get(dec, ITEM_FREQS)
+            item = (END_BATCH, END_MESSAGE)[get(dec, TERMINATOR_FREQS)] if short else get(dec, ITEM_FREQS)
+            short = False
             kinds.append(item)
             if item == RESET:
                 if self.model:
@@ -271,6 +274,7 @@ class SpecStreamReader:
                 return bytes(out), end, kinds
             if item == MODEL:
                 n = get(dec, COUNT_FREQS) + 1
+                short = n < F
                 s = get(dec, STAGE_FREQS) if self.exact else dec.decode_uniform(N) + 1
                 codes = [dec.decode_uniform(K) for _ in range(s)]
                 self.model.open()
@@ -348,7 +352,7 @@ def test_parameters_match_bundle_and_code(codec):
 
 
 def test_tables_match_spec():
-    assert batch_mod._ITEM_TABLE.tolist() == cum_of(ITEM_FREQS) == [0, 4096, 4128, 4160, 4176, 5200, 5456]
+    assert batch_mod._ITEM_TABLE.tolist() == cum_of(ITEM_FREQS) == [0, 4096, 4128, 4160, 4176, 4432, 4496]
     assert batch_mod._count_table(F).tolist() == cum_of(COUNT_FREQS)
     assert cum_of(COUNT_FREQS)[-1] == 2 * (F - 1) == 30
     assert batch_mod._exact_stage_table(N).tolist() == cum_of(STAGE_FREQS)

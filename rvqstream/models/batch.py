@@ -12,7 +12,8 @@ or less for the common case. Items, in order, until a terminator:
 - ``ZSTD`` / ``RAW`` frame (fallback, no model step): payload length, then its bytes;
 - ``RESET``: the decoder starts a fresh language-model context before the next frame;
 - ``END_BATCH``: the message goes on in a later batch; exact tier: an 8-bit check of the
-  message's text so far;
+  message's text so far (a MODEL frame of fewer than F tokens is always a batch's last frame:
+  after one, the terminator is coded from a two-symbol table);
 - ``END_MESSAGE``: the message ends here; exact tier: a 16-bit check of the whole message.
 
 This module is the syntax only (``BatchWriter``/``BatchReader``); the codec drives it
@@ -45,8 +46,11 @@ class Item(enum.IntEnum):
     END_MESSAGE = 5
 
 
-# frequencies: model frames are the common case; one END_BATCH per batch
-_ITEM_TABLE = cumulative(np.array([4096, 32, 32, 16, 1024, 256], np.int64))
+# frequencies: model frames are the common case. A frame of fewer than F tokens is always the
+# last of its batch (flushes cut frames short only at their end), so after one the terminator
+# comes from its own two-symbol table, and the main table keeps little mass for terminators.
+_ITEM_TABLE = cumulative(np.array([4096, 32, 32, 16, 256, 64], np.int64))
+_TERMINATOR_TABLE = cumulative(np.array([7, 1], np.int64))     # END_BATCH, END_MESSAGE
 
 
 def _count_table(frame: int) -> np.ndarray:
@@ -88,9 +92,16 @@ class BatchWriter:
         self._frame, self._stages, self._codes = frame, stages, codes
         self._counts = _count_table(frame)
         self._stage_table = _exact_stage_table(stages)
+        self._after_short = False       # the last item was a MODEL frame of fewer than F tokens
 
     def item(self, item: Item) -> None:
-        self._enc.encode_symbol(_ITEM_TABLE, int(item))
+        if self._after_short:
+            if item not in (Item.END_BATCH, Item.END_MESSAGE):
+                raise ValueError("a frame of fewer than F tokens must be the last of its batch")
+            self._enc.encode_symbol(_TERMINATOR_TABLE, int(item == Item.END_MESSAGE))
+        else:
+            self._enc.encode_symbol(_ITEM_TABLE, int(item))
+        self._after_short = False
 
     def model_frame(self, n_tokens: int, codes: list[int], exact: bool,
                     symbols: list[tuple[int, int, int]]) -> None:
@@ -106,6 +117,7 @@ class BatchWriter:
             self._enc.encode_uniform(int(c), self._codes)
         for low, high, total in symbols:
             self._enc.encode(low, high, total)
+        self._after_short = n_tokens < self._frame
 
     def fallback_frame(self, item: Item, payload: bytes) -> None:
         """A ZSTD or RAW item: the payload's length (Elias-gamma style), then its bytes."""
@@ -143,8 +155,12 @@ class BatchReader:
         self._stage_table = _exact_stage_table(stages)
         self.token_limit = TOKENS_PER_BIT * 8 * len(data) + 256
         self._tokens = 0
+        self._after_short = False
 
     def item(self) -> Item:
+        if self._after_short:
+            self._after_short = False
+            return Item.END_MESSAGE if self.dec.decode_symbol(_TERMINATOR_TABLE) else Item.END_BATCH
         return Item(self.dec.decode_symbol(_ITEM_TABLE))
 
     def model_frame_header(self, exact: bool) -> tuple[int, list[int]]:
@@ -154,6 +170,7 @@ class BatchReader:
         if self._tokens > self.token_limit:
             raise ValueError("corrupt frame batch: more tokens than its size allows")
         k = self.dec.decode_symbol(self._stage_table) if exact else self.dec.decode_uniform(self._stages) + 1
+        self._after_short = n < self._frame
         return n, [self.dec.decode_uniform(self._codes) for _ in range(k)]
 
     def fallback_payload(self) -> bytes:
