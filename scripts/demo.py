@@ -7,6 +7,7 @@ Usage: python scripts/demo.py [TEXT_FILE]
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -16,9 +17,15 @@ from pathlib import Path
 
 import zstandard
 
-from rvqstream.client import Client, RvqstreamError
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from grpc_bytes import CountingProxy
+
+from rvqstream.client import AsyncClient, Client, RvqstreamError
 
 SAMPLE = Path(__file__).with_name("demo_sample.txt")
+RATE_TOKENS_PER_S = 50.0
+BUDGET_MS = 200
+FRAMING_BYTES = 9 + 5 + 2    # HTTP/2 DATA frame header, gRPC prefix, protobuf tag and length
 
 
 def free_port() -> int:
@@ -44,6 +51,75 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
 
 def bpb(compressed: int, raw: int) -> str:
     return f"{8 * compressed / raw:5.2f}"
+
+
+async def live(target: str, cache_dir: Path, lines: list[str]) -> None:
+    """A producer streams ``lines`` (one message each) word by word; followers A and B print the
+    text as it arrives; then the bytes on the wire against raw text and a zstd stream."""
+    port = int(target.rsplit(":", 1)[1])
+    async with AsyncClient(target, cache_dir=cache_dir) as producer:
+        codec = await producer.model("")
+        await producer.publish("live", ["(the channel opens)"])
+        proxies = {name: CountingProxy(port) for name in "AB"}
+        targets = {name: f"127.0.0.1:{await px.start()}" for name, px in proxies.items()}
+        written: dict[tuple[int, int], float] = {}      # (message, characters so far) -> moment written
+        got: dict[str, list[tuple[int, str, float]]] = {"A": [], "B": []}
+        t0 = time.monotonic()
+        print(f"\na producer streams {len(lines)} messages word by word at {RATE_TOKENS_PER_S:.0f} tokens/s "
+              f"(latency budget {BUDGET_MS} ms); followers A and B decode them live:\n")
+        print(f"{'time':>6} {'who':>3} {'msg':>3} {'delay':>6}   text as it arrives")
+
+        async def follow(name: str) -> None:
+            async with AsyncClient(targets[name], cache_dir=cache_dir) as client:
+                chars: dict[int, int] = {}
+                async for d in client.follow("live", 1):
+                    now = time.monotonic()
+                    chars[d.offset] = chars.get(d.offset, 0) + len(d.text)
+                    got[name].append((d.offset, d.text, now))
+                    if d.text:
+                        first = min((t for (o, c), t in written.items() if o == d.offset
+                                     and c > chars[d.offset] - len(d.text)), default=now)
+                        print(f"{now - t0:5.2f}s {name:>3} {d.offset:>3} {1000 * (now - first):4.0f}ms   "
+                              f"{d.text!r}", flush=True)
+                    if d.done and d.offset == len(lines):
+                        return
+
+        followers = [asyncio.create_task(follow(name)) for name in "AB"]
+        await asyncio.sleep(0.5)
+        starts = {name: px.down for name, px in proxies.items()}
+        async with producer.open_stream("live", max_delay_ms=BUDGET_MS) as w:
+            for offset, line in enumerate(lines, 1):
+                sent, next_t = 0, time.monotonic()
+                for i, word in enumerate(line.split(" ")):
+                    chunk = word if i == 0 else " " + word
+                    await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+                    await w.write(chunk)
+                    sent += len(chunk)
+                    written[(offset, sent)] = time.monotonic()
+                    next_t += len(codec.parts.tokenizer.encode(chunk)) / RATE_TOKENS_PER_S
+                await w.end_message()
+        await asyncio.wait_for(asyncio.gather(*followers), 60)
+        used = {name: px.down - starts[name] for name, px in proxies.items()}
+        for px in proxies.values():
+            await px.stop()
+    for name in "AB":
+        texts = ["".join(t for o, t, _ in got[name] if o == k) for k in range(1, len(lines) + 1)]
+        if texts != lines:
+            sys.exit(f"follower {name} decoded text that differs from what was written")
+    segments = [t.encode() for _, t, _ in got["A"] if t]
+    flushes = len(got["A"])
+    zdict = zstandard.ZstdCompressionDict(codec.parts.zdict)
+    cobj = zstandard.ZstdCompressor(level=19, dict_data=zdict).compressobj()
+    zstd = sum(len(cobj.compress(s) + cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)) for s in segments)
+    raw = sum(len(s) for s in segments)
+    print(f"\nbytes on the wire for {raw} B of text in {flushes} flushes (one message per line):")
+    for name in "AB":
+        print(f"  rvqstream live frames, follower {name}'s TCP connection (counted):  {used[name]:6d} B  "
+              f"({bpb(used[name], raw)} bits/byte)")
+    for label, payload in (("raw text", raw), ("zstd -19 + dictionary, one streaming context", zstd)):
+        total = payload + FRAMING_BYTES * flushes
+        print(f"  {label}, same flush points and gRPC framing: {total:6d} B  ({bpb(total, raw)} bits/byte)")
+    print("every message decoded byte-exact by both followers, each on its own connection")
 
 
 def main() -> None:
@@ -75,21 +151,7 @@ def main() -> None:
                       f"({bpb(totals[2], totals[0])}), zstd -19 {totals[3]} B ({bpb(totals[3], totals[0])}); "
                       "every message decoded byte-exact")
 
-                words = [w + " " for w in text.replace("\n", " ").split(" ") if w]
-                frames = list(client.encode_stream(words, max_delay_ms=200))
-                decoder = client.decoder(frames[0].model_id, frames[0].tier)
-                decoded = "".join(decoder.push(f.frame) for f in frames)
-                sent = "".join(words)
-                payload = sum(len(f.frame.payload) for f in frames)
-                wire = sum(f.wire_bytes for f in frames)
-                z = len(zstd.compress(sent.encode()))
-                raw = len(sent.encode())
-                print(f"\nEncodeStream, {len(words)} chunks, {len(frames)} frames: payload {payload} B "
-                      f"({bpb(payload, raw)} bits/byte), gRPC wire {wire} B ({bpb(wire, raw)}); "
-                      f"zstd -19 of the whole text {z} B ({bpb(z, raw)}); "
-                      f"decoded {'byte-exact' if decoded == sent else 'WITH DIFFERENCES'}")
-                if decoded != sent:
-                    sys.exit(1)
+            asyncio.run(live(f"127.0.0.1:{port}", tmp_dir / "cache", lines))
         finally:
             server.terminate()
             server.wait(30)
