@@ -4,7 +4,8 @@ Writes ``<out>/results.json`` (every figure, the machine, the commit, the model,
 and the seconds each part took), ``<out>/REPORT.md`` and its PNG plots (bench/report.py).
 Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes.py), semantic fidelity (bench/fidelity.py), speed
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
-concurrent streams (bench/service.py), determinism across ONNX Runtime settings
+concurrent streams (bench/service.py), live code streams on channels: wire bytes against the
+budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
 (bench/determinism.py).
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
@@ -35,6 +36,7 @@ from codec_bench import load, train_dict
 from determinism import determinism
 from fidelity import embedder, semantic_curve
 from grpc_bytes import measured_wire, wire_bytes
+from live import live
 from rate import anchor_bpb, combine, exact_rates
 from report import write_report
 from service import service_curve
@@ -180,6 +182,10 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
                                    plan.service_seconds, plan.service_budget_ms, cores(),
                                    plan.service_warmup_s, plan.service_verify)
     t.done("service")
+
+    t.part("live")
+    res["live"] = live(quick=plan is QUICK)
+    t.done("live")
     res["seconds"] = {**t.seconds, "total": time.perf_counter() - t0}
     return res
 

@@ -1,5 +1,6 @@
 """The scoreboard's rate-against-budget simulation (bench/budget.py) makes a stream that decodes
-back to its text, and a tighter budget forces shorter frames. Skipped without the ``bench`` extra."""
+back to its text, an idle stream's first word goes out alone, and a tighter budget flushes more
+often. Skipped without the ``bench`` extra."""
 
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from rvqstream.models import Codec
 
 pytest.importorskip("brotli", reason="bench extra not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from budget import CHUNK, stream_frames
+from budget import CHUNK, rate_vs_budget, stream_batches
 
 TEXTS = ["The quick brown fox jumps over the lazy dog,\n\tthen naps in the afternoon sun.",
          "Two spaces  and a tab\there; trailing space "]
@@ -28,14 +29,17 @@ def test_chunks_keep_every_byte():
 
 @pytest.mark.parametrize("budget_s", [0.05, 0.4, float("inf")])
 def test_stream_decodes_to_the_text(codec, budget_s):
-    frames = stream_frames(codec, TEXTS, rate=30.0, budget_s=budget_s)
+    got = stream_batches(codec, TEXTS, rate=30.0, budget_s=budget_s)
     dec = codec.decoder()
-    assert "".join(dec.push(f) for f in frames) == "".join(TEXTS)
-    assert sum(f.message_end for f in frames) == len(TEXTS)
+    decoded = [dec.push(b.data) for b, _ in got]
+    assert "".join(d.text for d in decoded) == "".join(TEXTS) == "".join(t for _, t in got)
+    assert [d.text for d in decoded] == [t for _, t in got]
+    assert sum(d.message_end for d in decoded) == len(TEXTS)
+    assert got[0][1] == "The"                  # the idle stream's first word goes at once
 
 
-def test_tighter_budget_gives_shorter_frames(codec):
-    def tokens_per_frame(budget_s):
-        fr = [f for f in stream_frames(codec, TEXTS, rate=30.0, budget_s=budget_s) if f.n_tokens]
-        return sum(f.n_tokens for f in fr) / len(fr)
-    assert tokens_per_frame(0.05) < tokens_per_frame(float("inf"))
+def test_tighter_budget_flushes_more_often(codec):
+    rows = rate_vs_budget(codec, TEXTS, [30.0], [50, 400, None])
+    flushes = [r["flushes"] for r in rows]
+    assert flushes[0] > flushes[1] > flushes[2] >= len(TEXTS)
+    assert all(r["ratio_to_zstd_stream"] < 1 for r in rows)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rvqstream.models.coding import exact_stage_table
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 
 BATCH_CHECK_BITS = 8
@@ -57,10 +58,6 @@ def _count_table(frame: int) -> np.ndarray:
     """Token count 1..F of a model frame: a full frame (F) has half the mass."""
     return cumulative(np.array([1] * (frame - 1) + [frame - 1], np.int64))
 
-
-def _exact_stage_table(stages: int) -> np.ndarray:
-    """Stage count 0..N in the exact tier: stages rarely pay for themselves, P(0) = 0.94."""
-    return cumulative(np.array([960] + [8] * stages, np.int64))
 
 
 def message_check(crc: int, data: bytes) -> int:
@@ -91,7 +88,7 @@ class BatchWriter:
         self._enc = ArithmeticEncoder()
         self._frame, self._stages, self._codes = frame, stages, codes
         self._counts = _count_table(frame)
-        self._stage_table = _exact_stage_table(stages)
+        self._stage_table = exact_stage_table(stages)
         self._after_short = False       # the last item was a MODEL frame of fewer than F tokens
 
     def item(self, item: Item) -> None:
@@ -152,7 +149,7 @@ class BatchReader:
         self._size = len(data)
         self._frame, self._stages, self._codes = frame, stages, codes
         self._counts = _count_table(frame)
-        self._stage_table = _exact_stage_table(stages)
+        self._stage_table = exact_stage_table(stages)
         self.token_limit = TOKENS_PER_BIT * 8 * len(data) + 256
         self._tokens = 0
         self._after_short = False

@@ -25,11 +25,12 @@ from rvqstream.models.coding import (
     choose_plan,
     decode_tokens,
     encode_plan,
+    exact_stage_table,
     generate_tokens,
     start_context,
     text_check,
 )
-from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
+from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import IntegrityError, Tier
 from rvqstream.models.tokenizer import EOS_ID
@@ -77,10 +78,6 @@ def parse_header_version(blob: bytes) -> tuple[Mode, int, int]:
     return Mode(blob[0] & 0x03), blob[1], version
 
 
-def _stage_table(stages: int) -> np.ndarray:
-    """P(n = 0) = 0.94, the rest shared evenly: frames rarely pay for stages in the exact tier."""
-    return cumulative(np.array([960] + [8] * stages, np.int64))
-
 
 def _max_tokens(payload: bytes) -> int:
     return TOKENS_PER_BIT * 8 * len(payload) + 256
@@ -90,7 +87,7 @@ class BlobCoder:
     def __init__(self, parts: Parts, model_id: str):
         self.parts, self.model_id = parts, model_id
         self.fallback_coder = Fallback(parts.zdict)
-        self._stage_cum = _stage_table(parts.stages)
+        self._stage_cum = exact_stage_table(parts.stages)
         self._tag = model_tag(model_id)
 
     # -- encoding -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
+from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
@@ -50,6 +50,12 @@ class FramePlan:
     tables: list[np.ndarray]   # one cumulative table per coded symbol (tokens, and EOS if any)
     state: LMState
     token_bits: float
+
+
+def exact_stage_table(stages: int) -> np.ndarray:
+    """Cumulative table of a frame's stage count 0..N in the exact tier (blobs and batches):
+    P(0) = 0.94, the rest shared evenly, since frames rarely pay for stages there."""
+    return cumulative(np.array([960] + [8] * stages, np.int64))
 
 
 def start_context(parts: Parts, state: LMState | None, frame_capacity: int) -> LMState:
