@@ -105,10 +105,10 @@ async def _follow_raw(port: int, channel: str, until_offset: int, out: list, sta
         call = channel_pb2_grpc.ChannelServiceStub(ch).Subscribe(
             channel_pb2.SubscribeRequest(channel=channel, from_offset=0))
         async for resp in call:
+            out.append(resp)
             if not started.is_set():
                 started.set()
                 continue
-            out.append(resp)
             if resp.HasField("message") and resp.message.offset > until_offset:
                 return
 
@@ -184,6 +184,7 @@ async def wire_point(codec: Codec, texts: list[list[str]], rate: float, budget_m
                 await asyncio.wait_for(e.wait(), 30)
             await asyncio.sleep(0.2)
             starts = [px.down for px in proxies]
+            types_at_start = sum((px.by_type for px in proxies), Counter())
 
             async def produce(p: int) -> None:
                 async with client.open_stream(f"wire-{p}", max_delay_ms=budget_ms) as w:
@@ -194,7 +195,7 @@ async def wire_point(codec: Codec, texts: list[list[str]], rate: float, budget_m
             await asyncio.gather(*(produce(p) for p in range(len(texts))))
             await asyncio.wait_for(asyncio.gather(*followers), 60)
             counts = [px.down - s for px, s in zip(proxies, starts)]
-            by_type = sum((px.by_type for px in proxies), Counter())
+            by_type = sum((px.by_type for px in proxies), Counter()) - types_at_start
             for px in proxies:
                 await px.stop()
     finally:

@@ -249,8 +249,8 @@ class Scheduler:
                 continue
             if job.forces_frames:
                 self.wait.add(time.monotonic() - job.queued_at)
-            # frames are held until their flush: a push that cannot finish by the deadline is as late
-            if job.deadline is not None and time.monotonic() + cost + self.lag.value > job.deadline:
+            if (job.deadline is not None and job.forces_frames
+                    and time.monotonic() + cost + self.lag.value > job.deadline):
                 job.degraded = True
             self._settle(job.future, run_ops, job)
             self.costs.update(job)

@@ -27,7 +27,7 @@ class Subscription:
         self.from_part = from_part          # for the message at from_offset only
         self.open: dict[int, int] = {}      # streamed messages followed: offset -> next part to send
         self._model: str | None = None      # model and tier of the last message announced
-        self._tier: int | None = None
+        self._tier = frame_pb2.TIER_EXACT
         self._about: int | None = None      # offset the previous response was about ...
         self._ended = False                 # ... and whether that response ended it
 
@@ -57,13 +57,15 @@ class Subscription:
             first = self.from_part if e.offset == self.next_offset and self.from_part else 0
             self.from_part = 0
             batches, state = await self.store.read_parts(self.channel, e.offset, first, self.page_bytes)
-            if (state == MessageState.STREAMING and first == 0 and batches and self._about is not None
+            if (state != MessageState.ABORTED and first == 0 and batches and self._about is not None
                     and self._ended and e.offset == self._about + 1
                     and (e.model_id, e.tier) == (self._model, self._tier)):
                 # the message after one that ended, like it: its first batch announces it
                 self.open[e.offset] = 0
                 async for response in self._send(e.offset, batches, state):
                     yield response
+                if state == MessageState.COMPLETE:
+                    del self.open[e.offset]
                 return
         model = "" if e.model_id == self._model else e.model_id
         self._model, self._about, self._ended = e.model_id, e.offset, True
