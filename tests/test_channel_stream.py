@@ -96,7 +96,8 @@ def test_streamed_and_published_messages_share_one_log(shared):
 
 def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(shared):
     _, client = shared
-    followers, seen = 6, threading.Event()
+    followers = 6
+    seen = [threading.Event() for _ in range(followers)]
     results: list[list[tuple[float, Delta]]] = [[] for _ in range(followers)]
 
     def follow(k: int) -> None:
@@ -104,7 +105,7 @@ def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(sha
             for d in c.follow("live", 0):
                 results[k].append((time.monotonic(), d))
                 if d.text:
-                    seen.set()
+                    seen[k].set()
                 if d.done:
                     return
 
@@ -114,11 +115,12 @@ def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(sha
         threads = [threading.Thread(target=follow, args=(k,)) for k in range(followers)]
         for t in threads:
             t.start()
+        for k in range(followers):     # every follower has the message's first text, live
+            assert seen[k].wait(60), f"follower {k} saw no text while the message was open"
         words = ANSWER.split(" ")
         for word in words[:10]:
             w.write(word + " ")
-            time.sleep(0.02)
-        assert seen.wait(30), "no follower saw any text while the message was open"
+            time.sleep(0.03)
         ended_at = time.monotonic()
         for word in words[10:]:
             w.write(word + " ")
@@ -130,7 +132,7 @@ def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(sha
     for got in results:
         assert "".join(d.text for _, d in got) == expected
         assert got[-1][1].done and not got[-1][1].aborted
-        assert any(at < ended_at and d.text for at, d in got)
+        assert len([d for at, d in got if at < ended_at and d.text]) >= 2   # more text arrived live
 
 
 def test_a_follower_cut_off_mid_message_resumes_without_repeating_or_missing_text(shared):
@@ -316,3 +318,33 @@ async def test_async_client_streams_and_follows(server, cache_dir):
 
         deltas = await asyncio.wait_for(first_message(), 30)
         assert "".join(d.text for d in deltas) == "async stream"
+
+
+def test_live_batches_travel_as_bare_frames_responses(server, cache_dir):
+    """On the wire a live streamed message after an ended one costs its batches' own responses
+    only: no announcement, offset_delta 0, 2 bytes of protobuf around each batch."""
+    with Client(server.target, cache_dir=cache_dir) as client:
+        client.publish("wire", ["opening"])
+        with grpc.insecure_channel(server.target) as ch:
+            call = channel_pb2_grpc.ChannelServiceStub(ch).Subscribe(channel_pb2.SubscribeRequest(channel="wire"))
+            responses = [next(call)]
+            with client.open_stream("wire", max_delay_ms=20) as w:
+                for text in ("first streamed message", "second one"):
+                    w.write(text)
+                    w.end_message()
+            codec = client.model()
+            decoder, texts, current = codec.decoder(), [], ""
+            while len(texts) < 2:
+                resp = next(call)
+                responses.append(resp)
+                d = decoder.push(resp.frames)
+                current += d.text
+                if d.message_end:
+                    texts.append(current)
+                    current = ""
+            call.cancel()
+    assert responses[0].message.offset == 0 and responses[0].message.blob
+    assert texts == ["first streamed message", "second one"]
+    for resp in responses[1:]:
+        assert not resp.HasField("message") and resp.offset_delta == 0
+        assert resp.ByteSize() == len(resp.frames) + 2
