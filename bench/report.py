@@ -346,9 +346,9 @@ def determinism_section(r: dict) -> str:
     d = r["determinism"]
     rows = [[x["threads"], x["optimization"], x["integrity_check_failures"], x["silent_mismatches"]]
             for x in d["runs"]]
-    batches = f"in {d['batches']} frame batches, " if "batches" in d else ""
+    batches = f" in {d['batches']} frame batches" if "batches" in d else ""
     return (f"## Determinism across ONNX Runtime settings\n\n{d['messages']} test messages, {d['frames']} "
-            f"exact-tier frames {batches}({d['model_frames']} coded by the model), encoded once with the default "
+            f"exact-tier frames{batches} ({d['model_frames']} coded by the model), encoded once with the default "
             "settings (1 thread, all optimizations), decoded under each setting below. Mismatches count "
             "messages.\n\n" + table(["intra-op threads", "graph optimization", "integrity-check failures",
                                      "silent mismatches"], rows))
