@@ -250,6 +250,8 @@ BAD_STREAMS = [
     ("unknown tier", [config(tier=9)], grpc.StatusCode.INVALID_ARGUMENT, "unknown tier"),
     ("budget too long", [config(max_delay_ms=10**6)], grpc.StatusCode.INVALID_ARGUMENT, "max_delay_ms"),
     ("sequence too large", [config(sequence=1 << 63)], grpc.StatusCode.INVALID_ARGUMENT, "sequence"),
+    ("message too long", [config(), chunk(b"x" * (40 << 10)), chunk(b"y" * (40 << 10))],
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "holds at most"),
 ]
 
 
@@ -348,3 +350,26 @@ def test_live_batches_travel_as_bare_frames_responses(server, cache_dir):
     for resp in responses[1:]:
         assert not resp.HasField("message") and resp.offset_delta == 0
         assert resp.ByteSize() == len(resp.frames) + 2
+
+
+async def test_only_the_last_writer_of_a_message_leaving_starts_its_abort_timer(tmp_path):
+    from rvqstream.server.logstore import MessageState, Part, StreamKey
+    from rvqstream.server.publish_stream import OpenStreams
+    from rvqstream.server.sqlite_store import SQLiteLogStore
+
+    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+    try:
+        await store.append_part("c", StreamKey("p", 0, "ab" * 32, 1), Part(0, b"x", 1, 1, False))
+        streams = OpenStreams(store, timeout_s=0.2)
+        old, new = object(), object()
+        streams.claim("c", 0, old)
+        streams.claim("c", 0, new)            # the producer came back on another connection
+        streams.release("c", 0, old)          # ... and then its old call ended
+        await asyncio.sleep(0.4)
+        assert (await store.read("c", 0, 1))[0].state == MessageState.STREAMING
+        streams.release("c", 0, new)          # now the producer is gone
+        await asyncio.sleep(0.4)
+        assert (await store.read("c", 0, 1))[0].state == MessageState.ABORTED
+        await streams.close()
+    finally:
+        await store.close()

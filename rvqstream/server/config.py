@@ -27,7 +27,7 @@ class ServerConfig:
     max_batch: int = field(default=64, metadata={"help": "most stream work items in one batch"})
     workers: int = field(default=2, metadata={"help": "threads that run model work"})
     max_message_bytes: int = field(default=1 << 20, metadata={
-        "help": "largest message, text chunk or blob a request may carry"})
+        "help": "largest message (a streamed one in all), text chunk or blob a request may carry"})
     stream_buffer_bytes: int = field(default=1 << 16, metadata={
         "help": "text an encode stream buffers before it stops reading (backpressure)"})
     stream_queue_frames: int = field(default=256, metadata={

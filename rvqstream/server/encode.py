@@ -33,9 +33,9 @@ SLACK_S, SLACK_FRACTION = 0.005, 0.05   # flush margin for timer and loop jitter
 
 @dataclass(frozen=True)
 class StreamLimits:
-    """``default_delay_ms``: budget when a stream names none; ``max_chunk_bytes``: largest chunk;
-    ``buffer_bytes``: text buffered before reading stops; ``queue_frames``: responses queued for
-    a slow reader."""
+    """``default_delay_ms``: budget when a stream names none; ``max_chunk_bytes``: largest chunk
+    and, in UTF-8 bytes, largest message of a stream; ``buffer_bytes``: text buffered before
+    reading stops; ``queue_frames``: responses queued for a slow reader."""
 
     default_delay_ms: int
     max_chunk_bytes: int
@@ -83,6 +83,7 @@ class EncodeSession:
         self._last_emit: float | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._bytes_read = 0
+        self.message_bytes = 0                  # UTF-8 bytes of the current message so far
         self._input_done = False
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -123,6 +124,11 @@ class EncodeSession:
             if size > self.limits.max_chunk_bytes:
                 raise invalid(f"chunk.text_utf8 is {size} bytes; at most {self.limits.max_chunk_bytes}",
                               "chunk.text_utf8")
+            self.message_bytes += size
+            if self.message_bytes > self.limits.max_chunk_bytes:
+                raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"a message of a stream holds at most {self.limits.max_chunk_bytes} bytes "
+                                   "of text: end it and start another", "chunk.text_utf8")
             text = self._decode(chunk.text_utf8, final=chunk.end_message)
             self._bytes_read += size
             self.metrics.bytes_in.add(size)
@@ -138,6 +144,7 @@ class EncodeSession:
                     self._ops.append(("flush",))
             if chunk.end_message:
                 self._ops.append(("end",))
+                self.message_bytes = 0
             elif chunk.flush:
                 self._ops.append(("flush",))
             self._wake.set()

@@ -31,28 +31,40 @@ MAX_SEQUENCE = (1 << 63) - 1
 
 class OpenStreams:
     """Streamed messages no producer is writing: each is closed as aborted ``timeout_s`` after its
-    producer left (or after the server started), unless a producer continues it first."""
+    producer left (or after the server started), unless a producer continues it first. A message
+    has at most one writer: the call that claimed it last; an earlier writer's leaving changes
+    nothing."""
 
     def __init__(self, store: LogStore, timeout_s: float):
         self.store, self.timeout_s = store, timeout_s
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
+        self._writers: dict[tuple[str, int], object] = {}
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         for channel, offset in await self.store.open_streams():
-            self.release(channel, offset)
+            self._schedule((channel, offset))
 
-    def claim(self, channel: str, offset: int) -> None:
-        """A producer writes the message: no abort."""
+    def claim(self, channel: str, offset: int, writer: object) -> None:
+        """``writer`` writes the message: no abort."""
         timer = self._timers.pop((channel, offset), None)
         if timer is not None:
             timer.cancel()
+        self._writers[(channel, offset)] = writer
 
-    def release(self, channel: str, offset: int) -> None:
-        """Its producer left: abort it after the timeout."""
-        self.claim(channel, offset)
+    def release(self, channel: str, offset: int, writer: object) -> None:
+        """``writer`` left the message: abort it after the timeout, unless another writer has it."""
+        if self._writers.get((channel, offset)) is writer:
+            del self._writers[(channel, offset)]
+            self._schedule((channel, offset))
+
+    def done(self, channel: str, offset: int) -> None:
+        """The message ended."""
+        self._writers.pop((channel, offset), None)
+
+    def _schedule(self, key: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
-        self._timers[(channel, offset)] = loop.call_later(self.timeout_s, self._abort, channel, offset)
+        self._timers[key] = loop.call_later(self.timeout_s, self._abort, *key)
 
     def _abort(self, channel: str, offset: int) -> None:
         self._timers.pop((channel, offset), None)
@@ -112,9 +124,10 @@ class ProducerStream:
                                "it with the settings it was started with", "config.tier")
         resume = ack(info, self.sequence)
         if info.state == MessageState.STREAMING:
-            self.streams.claim(self.channel, info.offset)
+            self.streams.claim(self.channel, info.offset, self)
             self.offset, self.part = info.offset, info.parts
             self.session.encoder.resume_message(info.crc)
+            self.session.message_bytes = info.text_bytes
         else:
             self.sequence += 1
         return resume
@@ -128,7 +141,7 @@ class ProducerStream:
                 yield item
         finally:
             if self.offset is not None:      # left inside a message: abort it unless continued
-                self.streams.release(self.channel, self.offset)
+                self.streams.release(self.channel, self.offset, self)
 
     async def _emit(self, batch: Batch) -> None:
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
@@ -138,10 +151,11 @@ class ProducerStream:
         except PartConflict as e:
             raise ServiceError(grpc.StatusCode.ABORTED, f"message ({self.producer}, {self.sequence}): {e}") from None
         if self.offset is None:
-            self.streams.claim(self.channel, info.offset)
+            self.streams.claim(self.channel, info.offset, self)
         self.offset, self.part = info.offset, self.part + 1
         response = channel_pb2.PublishStreamResponse(ack=ack(info, self.sequence))
         if batch.message_end:
+            self.streams.done(self.channel, info.offset)
             self.offset, self.part = None, 0
             self.sequence += 1
         await self.out.put(response)
