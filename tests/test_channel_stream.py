@@ -324,7 +324,8 @@ async def test_async_client_streams_and_follows(server, cache_dir):
 
 def test_live_batches_travel_as_bare_frames_responses(server, cache_dir):
     """On the wire a live streamed message after an ended one costs its batches' own responses
-    only: no announcement, offset_delta 0, 2 bytes of protobuf around each batch."""
+    only: no announcement, offset_delta 0, 2 bytes of protobuf around each batch. (A message
+    already closed when the server reads it is announced.)"""
     with Client(server.target, cache_dir=cache_dir) as client:
         client.publish("wire", ["opening"])
         with grpc.insecure_channel(server.target) as ch:
@@ -332,7 +333,10 @@ def test_live_batches_travel_as_bare_frames_responses(server, cache_dir):
             responses = [next(call)]
             with client.open_stream("wire", max_delay_ms=20) as w:
                 for text in ("first streamed message", "second one"):
-                    w.write(text)
+                    first, rest = text.split(" ", 1)
+                    w.write(first)
+                    time.sleep(0.3)                  # the subscriber reads the message while it streams
+                    w.write(" " + rest)
                     w.end_message()
             codec = client.model()
             decoder, texts, current = codec.decoder(), [], ""
@@ -373,3 +377,62 @@ async def test_only_the_last_writer_of_a_message_leaving_starts_its_abort_timer(
         await streams.close()
     finally:
         await store.close()
+
+
+def test_closing_a_writer_ends_its_message_once_its_text_is_durable(shared):
+    _, client = shared
+    w = client.open_stream("closing", max_delay_ms=20)
+    w.write("acknowledged before the close")
+    wait_for_offset(w)                     # every byte durable: the writer holds none of it
+    done = threading.Event()
+    threading.Thread(target=lambda: (w.close(), done.set()), daemon=True).start()
+    assert done.wait(30), "close() did not return"
+    (msg,) = [m for _, m in zip(range(1), client.subscribe("closing"))]
+    assert msg.text == "acknowledged before the close" and not msg.aborted
+
+
+def test_interleaved_messages_survive_a_flaky_follower_link(shared):
+    """Two producers stream into one channel at once; a follower whose link drops again and again
+    resumes inside open messages and past finished ones, and ends with every text exactly once."""
+    srv, client = shared
+    proxy = Proxy(srv.target)
+    texts = {name: [f"{name}{k}: " + " ".join(ANSWER.split(" ")[k:k + 12]) for k in range(3)] for name in "ab"}
+    got: dict[int, str] = {}
+    done: set[int] = set()
+
+    def produce(name: str, offsets: list) -> None:
+        with Client(srv.target, cache_dir=client._aio._cache.root) as c, \
+                c.open_stream("inter", max_delay_ms=30) as w:
+            for text in texts[name]:
+                for word in text.split(" "):
+                    w.write(word + " ")
+                    time.sleep(0.01)
+                offsets.append(w.end_message())
+
+    def follow() -> None:
+        with Client(proxy.target, cache_dir=client._aio._cache.root, reconnect_timeout_s=30) as c:
+            for d in c.follow("inter", 0):
+                got[d.offset] = got.get(d.offset, "") + d.text
+                if d.done:
+                    assert d.offset not in done, f"message {d.offset} ended twice"
+                    done.add(d.offset)
+                if len(done) == 7:
+                    return
+
+    try:
+        client.publish("inter", ["opening"])
+        offsets: dict[str, list] = {"a": [], "b": []}
+        follower = threading.Thread(target=follow)
+        follower.start()
+        producers = [threading.Thread(target=produce, args=(n, offsets[n])) for n in "ab"]
+        for t in producers:
+            t.start()
+        while any(t.is_alive() for t in producers):
+            time.sleep(0.15)
+            proxy.drop()
+        follower.join(60)
+    finally:
+        proxy.close()
+    assert proxy.drops >= 3 and not follower.is_alive()
+    for name in "ab":
+        assert [got[o] for o in offsets[name]] == [t + " " for t in texts[name]]

@@ -89,6 +89,8 @@ class Follower:
                 s.next_part = 0
             if head is not None:
                 head.next_part = head.parts
+            # a call starts with an announcement that sets these again, as the server's side does
+            self._model, self._tier, self._about, self._ended = "", 0, None, False
             try:
                 async for resp in call:
                     wire = resp.ByteSize() + GRPC_PREFIX_BYTES

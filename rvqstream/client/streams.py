@@ -121,8 +121,13 @@ class AsyncStreamWriter:
     async def close(self) -> None:
         """Ends an open message that holds text, waits until everything written is durable, and
         closes the stream."""
-        if self._messages and not self._messages[-1].ended and self._messages[-1].buf:
-            await self.end_message()
+        last = self._messages[-1] if self._messages else None
+        if last is not None and not last.ended:
+            if last.buf or last.base:
+                await self.end_message()
+            else:                     # opened by an empty write: nothing to send
+                self._messages.pop()
+                last.done.cancel()
         for msg in list(self._messages):
             await msg.done
         await self.stop()
@@ -158,6 +163,11 @@ class AsyncStreamWriter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        stopped = RvqstreamError("FAILED_PRECONDITION", "the stream was stopped")
+        for msg in self._messages:
+            if not msg.done.done():
+                msg.done.set_exception(stopped)
+        self._room.set()
 
     def _fail(self, error: RvqstreamError) -> None:
         self._error = error
@@ -180,9 +190,13 @@ class AsyncStreamWriter:
                     raise RvqstreamError("INTERNAL", "PublishStream did not start with a header")
                 self.header = header.header.stream
                 self._resume(header.header.resume if header.header.HasField("resume") else None)
+                if self._error is not None:
+                    return
                 sender = asyncio.create_task(self._send(call))
                 while (resp := await call.read()) is not grpc.aio.EOF:
                     self._acknowledge(resp.ack)
+                    if self._error is not None:
+                        return
                     backoff.progress()
                 await backoff.retry(None)       # the server ended the call: reconnect
             except grpc.RpcError as e:
@@ -225,14 +239,14 @@ class AsyncStreamWriter:
             return
         del msg.buf[:drop]
         msg.base, msg.sent, msg.offset = ack.durable_bytes, max(0, msg.sent - drop), ack.offset
-        if ack.state != _STREAMING:
+        if ack.state == _COMPLETE:
             self._messages.remove(msg)
-            if ack.state == _COMPLETE:
-                msg.done.set_result(ack.offset)
-            else:
-                msg.done.set_exception(RvqstreamError(
-                    "ABORTED", f"message {ack.offset} of channel {self.channel!r} was closed as aborted "
-                    "before its end (the producer was away longer than the server's stream timeout)"))
+            msg.done.set_result(ack.offset)
+        elif ack.state != _STREAMING:     # aborted while this producer was away: it cannot go on
+            self._fail(RvqstreamError(
+                "ABORTED", f"message {ack.offset} of channel {self.channel!r} was closed as aborted before "
+                "its end (the producer was away longer than the server's stream timeout); open a new stream"))
+            return
         self._room.set()
 
     async def _send(self, call) -> None:

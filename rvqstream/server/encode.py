@@ -142,6 +142,7 @@ class EncodeSession:
                 self._ops_bytes += size
                 if idle and not chunk.end_message:   # Nagle: an idle stream's first text goes at once
                     self._ops.append(("flush",))
+                    self._last_emit = now            # text right behind it waits for company
             if chunk.end_message:
                 self._ops.append(("end",))
                 self.message_bytes = 0

@@ -58,6 +58,13 @@ class OpenStreams:
             del self._writers[(channel, offset)]
             self._schedule((channel, offset))
 
+    def orphaned(self, channel: str, offset: int) -> None:
+        """A message whose writer went away before it could claim it: abort it after the timeout,
+        unless a writer has it or its timer runs already."""
+        key = (channel, offset)
+        if key not in self._writers and key not in self._timers:
+            self._schedule(key)
+
     def done(self, channel: str, offset: int) -> None:
         """The message ended."""
         self._writers.pop((channel, offset), None)
@@ -133,10 +140,10 @@ class ProducerStream:
         return resume
 
     async def responses(self, requests: AsyncIterator) -> AsyncIterator[channel_pb2.PublishStreamResponse]:
-        resume = await self._resume()
-        yield channel_pb2.PublishStreamResponse(header=channel_pb2.PublishStreamHeader(
-            stream=self.session.header(), resume=resume))
         try:
+            resume = await self._resume()
+            yield channel_pb2.PublishStreamResponse(header=channel_pb2.PublishStreamHeader(
+                stream=self.session.header(), resume=resume))
             async for item in drain(self.session.run(requests), self.out):
                 yield item
         finally:
@@ -146,8 +153,12 @@ class ProducerStream:
     async def _emit(self, batch: Batch) -> None:
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
         part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end)
+        append = asyncio.ensure_future(self.store.append_part(self.channel, key, part))
         try:
-            info = await self.store.append_part(self.channel, key, part)
+            info = await asyncio.shield(append)   # the write goes on if this call is cancelled ...
+        except asyncio.CancelledError:
+            append.add_done_callback(self._left_during_append)
+            raise
         except PartConflict as e:
             raise ServiceError(grpc.StatusCode.ABORTED, f"message ({self.producer}, {self.sequence}): {e}") from None
         if self.offset is None:
@@ -159,3 +170,12 @@ class ProducerStream:
             self.offset, self.part = None, 0
             self.sequence += 1
         await self.out.put(response)
+
+    def _left_during_append(self, append: asyncio.Future) -> None:
+        """... and when it made a message that is still open, its abort timer starts: the call
+        that wrote it is gone."""
+        if append.cancelled() or append.exception() is not None:
+            return
+        info = append.result()
+        if info.state == MessageState.STREAMING:
+            self.streams.orphaned(self.channel, info.offset)

@@ -24,8 +24,9 @@ class Subscription:
                  page: int, page_bytes: int):
         self.store, self.channel, self.page, self.page_bytes = store, channel, page, page_bytes
         self.next_offset = from_offset
-        self.from_part = from_part          # for the message at from_offset only
+        self.from_offset, self.from_part = from_offset, from_part   # from_part: for from_offset only
         self.open: dict[int, int] = {}      # streamed messages followed: offset -> next part to send
+        self._tiers: dict[int, int] = {}    # their tiers
         self._model: str | None = None      # model and tier of the last message announced
         self._tier = frame_pb2.TIER_EXACT
         self._about: int | None = None      # offset the previous response was about ...
@@ -54,18 +55,19 @@ class Subscription:
 
     async def _announce(self, e: Entry) -> AsyncIterator[channel_pb2.SubscribeResponse]:
         if e.streamed:
-            first = self.from_part if e.offset == self.next_offset and self.from_part else 0
-            self.from_part = 0
+            first = self.from_part if e.offset == self.from_offset else 0
             batches, state = await self.store.read_parts(self.channel, e.offset, first, self.page_bytes)
-            if (state != MessageState.ABORTED and first == 0 and batches and self._about is not None
+            if (e.state == MessageState.STREAMING and first == 0 and batches and self._about is not None
                     and self._ended and e.offset == self._about + 1
                     and (e.model_id, e.tier) == (self._model, self._tier)):
-                # the message after one that ended, like it: its first batch announces it
-                self.open[e.offset] = 0
+                # a live message after one that ended, like it: its first batch announces it (never
+                # a closed one: a subscriber that resumed may have finished it, and could not tell
+                # which of its batches ends it)
+                self.open[e.offset], self._tiers[e.offset] = 0, e.tier
                 async for response in self._send(e.offset, batches, state):
                     yield response
                 if state == MessageState.COMPLETE:
-                    del self.open[e.offset]
+                    self._close(e.offset)
                 return
         model = "" if e.model_id == self._model else e.model_id
         self._model, self._about, self._ended = e.model_id, e.offset, True
@@ -80,7 +82,7 @@ class Subscription:
             msg.state = int(state)
             self._ended = state != MessageState.STREAMING
             if state == MessageState.STREAMING:
-                self.open[e.offset] = first + len(batches)
+                self.open[e.offset], self._tiers[e.offset] = first + len(batches), e.tier
         yield channel_pb2.SubscribeResponse(message=msg)
 
     async def _send(self, offset: int, batches: list[bytes],
@@ -98,8 +100,13 @@ class Subscription:
         async for response in self._send(offset, batches, state):
             yield response
         if state != MessageState.STREAMING:
-            parts = self.open.pop(offset)
-            if state == MessageState.ABORTED:
-                self._about, self._ended = offset, True
+            parts, tier = self.open[offset], self._tiers[offset]
+            self._close(offset)
+            if state == MessageState.ABORTED:     # announced again, with its tier as any announcement
+                self._about, self._ended, self._tier = offset, True, tier
                 yield channel_pb2.SubscribeResponse(message=channel_pb2.ChannelMessage(
-                    offset=offset, streamed=True, state=int(state), first_part=parts))
+                    offset=offset, streamed=True, state=int(state), first_part=parts,
+                    tier=0 if tier == frame_pb2.TIER_EXACT else tier))
+
+    def _close(self, offset: int) -> None:
+        del self.open[offset], self._tiers[offset]
