@@ -10,6 +10,7 @@ or digit, so that access rules can match them by prefix or pattern.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -63,7 +64,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         return end
 
     @rpc_errors
-    async def Publish(self, requests, context):
+    async def Publish(self, requests: AsyncIterator[channel_pb2.PublishRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.PublishResponse]:
         first = await first_request(requests)
         if first is None:
             return
@@ -125,7 +127,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             await inbox.put(e)
 
     @rpc_errors
-    async def PublishStream(self, requests, context):
+    async def PublishStream(self, requests: AsyncIterator[channel_pb2.PublishStreamRequest],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.PublishStreamResponse]:
         first = await first_request(requests)
         if first is None:
             return
@@ -138,7 +141,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             yield response
 
     @rpc_errors
-    async def Subscribe(self, request, context):
+    async def Subscribe(self, request: channel_pb2.SubscribeRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.SubscribeResponse]:
         channel = check_channel(request.channel)
         end = await self._end(channel)
         if request.from_offset > end:
@@ -154,7 +158,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             yield response
 
     @rpc_errors
-    async def FetchMessage(self, request, context):
+    async def FetchMessage(self, request: channel_pb2.FetchMessageRequest,
+                           context: grpc.aio.ServicerContext) -> channel_pb2.FetchMessageResponse:
         channel = check_channel(request.channel)
         end = await self._end(channel)
         if request.offset >= end:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from rvqstream._proto import codec_pb2, codec_pb2_grpc
@@ -48,7 +50,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             raise invalid(f"{field} is {len(data)} bytes; at most {self.limits.max_chunk_bytes}", field)
 
     @rpc_errors
-    async def EncodeStream(self, requests, context):
+    async def EncodeStream(self, requests: AsyncIterator[codec_pb2.EncodeStreamRequest],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.EncodeStreamResponse]:
         first = await first_request(requests)
         if first is None:
             return
@@ -60,7 +63,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             yield response
 
     @rpc_errors
-    async def DecodeStream(self, requests, context):
+    async def DecodeStream(self, requests: AsyncIterator[codec_pb2.DecodeStreamRequest],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.DecodeStreamResponse]:
         first = await first_request(requests)
         if first is None:
             return
@@ -85,7 +89,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             yield codec_pb2.DecodeStreamResponse(text=decoded.text, message_end=decoded.message_end)
 
     @rpc_errors
-    async def Compress(self, request, context):
+    async def Compress(self, request: codec_pb2.CompressRequest,
+                       context: grpc.aio.ServicerContext) -> codec_pb2.CompressResponse:
         self._check_size(request.text_utf8, "text_utf8")
         text = decode_utf8(request.text_utf8, "text_utf8")
         codec = self.registry.get(request.model_id)
@@ -98,7 +103,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         return codec_pb2.CompressResponse(blob=blob, model_id=codec.model_id)
 
     @rpc_errors
-    async def Decompress(self, request, context):
+    async def Decompress(self, request: codec_pb2.DecompressRequest,
+                         context: grpc.aio.ServicerContext) -> codec_pb2.DecompressResponse:
         self._check_size(request.blob, "blob")
         error = None
         for codec in self.registry.for_blob(request.blob):
@@ -111,7 +117,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         raise decode_error(error, "blob")
 
     @rpc_errors
-    async def GetModel(self, request, context):
+    async def GetModel(self, request: codec_pb2.GetModelRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.GetModelResponse]:
         model_id = self.registry.get(request.model_id).model_id
         files = self.registry.files(model_id)
         yield codec_pb2.GetModelResponse(manifest=codec_pb2.ModelManifest(
@@ -124,7 +131,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
                     name=name, offset_bytes=off, data=data[off:off + MODEL_CHUNK_BYTES]))
 
     @rpc_errors
-    async def ListModels(self, request, context):
+    async def ListModels(self, request: codec_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> codec_pb2.ListModelsResponse:
         default = self.registry.default.model_id
         return codec_pb2.ListModelsResponse(models=[
             codec_pb2.ModelInfo(model_id=mid, size_bytes=sum(s for _, s, _ in self.registry.manifest(mid)),
