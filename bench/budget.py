@@ -18,14 +18,13 @@ import math
 import re
 
 import zstandard
-from grpc_bytes import grpc_message_bytes
+from grpc_bytes import HTTP2_FRAME_HEADER, grpc_message_bytes
 
 from rvqstream._proto import codec_pb2
 from rvqstream.models import Batch, Codec
 from rvqstream.server.encode import SLACK_FRACTION, SLACK_S
 
 CHUNK = re.compile(r"\s*\S+|\s+")
-HTTP2_FRAME_HEADER = 9
 
 
 def stream_batches(codec: Codec, texts: list[str], rate: float, budget_s: float) -> list[tuple[Batch, str]]:

@@ -25,6 +25,7 @@ from rvqstream._proto import codec_pb2, codec_pb2_grpc, frame_pb2
 from rvqstream.models import Codec
 
 GRPC_PREFIX_BYTES = 5     # compressed flag + 4-byte length
+HTTP2_FRAME_HEADER = 9    # of the DATA frame each gRPC message travels in
 H2_FRAME_TYPES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
                   6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
 

@@ -13,7 +13,6 @@ from rvqstream.models import Codec
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "scripts" / "demo_sample.txt"
-GRPC_AND_HTTP2_FRAMING = 5 + 9     # gRPC length prefix + HTTP/2 DATA frame header
 
 
 def sample_texts(n: int, min_bytes: int = 400) -> list[str]:

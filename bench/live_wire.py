@@ -20,7 +20,7 @@ from collections import Counter
 
 import grpc
 import zstandard
-from grpc_bytes import CountingProxy
+from grpc_bytes import GRPC_PREFIX_BYTES, HTTP2_FRAME_HEADER, CountingProxy
 from live_streams import sample_texts, words_of, write_message
 from load import Server
 
@@ -29,9 +29,6 @@ from rvqstream.client import AsyncClient
 from rvqstream.client.calls import CHANNEL_OPTIONS
 from rvqstream.models import Codec
 from rvqstream.wire import tier_from_pb
-
-GRPC_AND_HTTP2_FRAMING = 5 + 9     # gRPC length prefix + HTTP/2 DATA frame header
-
 
 
 async def _follow_raw(port: int, channel: str, until_offset: int, out: list, started: asyncio.Event) -> None:
@@ -162,7 +159,7 @@ async def wire_point(codec: Codec, texts: list[list[str]], rate: float, budget_m
     finally:
         passthrough.stop()
     # each count ends with the channel's closing marker (a published message): not part of the stream
-    rvq_wire = sum(counts) - sum(r[-1].ByteSize() + GRPC_AND_HTTP2_FRAMING for r in responses)
+    rvq_wire = sum(counts) - sum(r[-1].ByteSize() + GRPC_PREFIX_BYTES + HTTP2_FRAME_HEADER for r in responses)
     messages = sum(len(t) for t in texts)
     row = {"budget_ms": budget_ms, "producers": len(texts), "messages": messages, "text_bytes": nbytes,
            "flushes": flushes, "text_bytes_per_flush": nbytes / flushes, "decoded_exact": exact,

@@ -18,14 +18,14 @@ from pathlib import Path
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from grpc_bytes import CountingProxy
+from grpc_bytes import GRPC_PREFIX_BYTES, HTTP2_FRAME_HEADER, CountingProxy
 
 from rvqstream.client import AsyncClient, Client, RvqstreamError
 
 SAMPLE = Path(__file__).with_name("demo_sample.txt")
 RATE_TOKENS_PER_S = 50.0
 BUDGET_MS = 200
-FRAMING_BYTES = 9 + 5 + 2    # HTTP/2 DATA frame header, gRPC prefix, protobuf tag and length
+FRAMING_BYTES = HTTP2_FRAME_HEADER + GRPC_PREFIX_BYTES + 2    # and the protobuf field's tag and length
 
 
 def free_port() -> int:

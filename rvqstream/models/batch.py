@@ -29,13 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvqstream.models.coding import exact_stage_table
+from rvqstream.models.coding import exact_stage_table, max_tokens
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 
 BATCH_CHECK_BITS = 8
 MESSAGE_CHECK_BITS = 16
 LENGTH_CLASSES = 28            # fallback payloads are shorter than 2**27 bytes
-TOKENS_PER_BIT = 16            # a reader gives up past 16 tokens per payload bit (+ slack): no hangs
 
 
 class Item(enum.IntEnum):
@@ -150,7 +149,7 @@ class BatchReader:
         self._frame, self._stages, self._codes = frame, stages, codes
         self._counts = _count_table(frame)
         self._stage_table = exact_stage_table(stages)
-        self.token_limit = TOKENS_PER_BIT * 8 * len(data) + 256
+        self.token_limit = max_tokens(len(data))
         self._tokens = 0
         self._after_short = False
 

@@ -27,6 +27,7 @@ from rvqstream.models.coding import (
     encode_plan,
     exact_stage_table,
     generate_tokens,
+    max_tokens,
     start_context,
     text_check,
 )
@@ -41,7 +42,6 @@ READABLE_VERSIONS = (2, 3)
 HEADER_BYTES = 2
 CHECK_BITS = 12
 FALLBACK_CHECK_BITS = 16
-TOKENS_PER_BIT = 16       # a decoder gives up past 16 tokens per payload bit (+ slack): no hangs
 
 
 class Mode(enum.IntEnum):
@@ -78,9 +78,6 @@ def parse_header_version(blob: bytes) -> tuple[Mode, int, int]:
     return Mode(blob[0] & 0x03), blob[1], version
 
 
-
-def _max_tokens(payload: bytes) -> int:
-    return TOKENS_PER_BIT * 8 * len(payload) + 256
 
 
 class BlobCoder:
@@ -145,7 +142,7 @@ class BlobCoder:
                     break
         enc.encode_uniform(text_check(text.encode("utf-8"), CHECK_BITS), 1 << CHECK_BITS)
         payload = enc.finish()
-        return payload if len(tokens) <= _max_tokens(payload) else None
+        return payload if len(tokens) <= max_tokens(len(payload)) else None
 
     def _semantic(self, text: str, stages: int) -> bytes:
         p = self.parts
@@ -194,7 +191,7 @@ class BlobCoder:
             raise EOFError("exact-tier blob has no payload: it was cut after the header")
         p, F = self.parts, self.parts.frame
         dec = ArithmeticDecoder(payload)
-        limit = _max_tokens(payload)
+        limit = max_tokens(len(payload))
         tokens: list[int] = []
         state = None
         while True:

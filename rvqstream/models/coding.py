@@ -20,6 +20,7 @@ from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
 KEYFRAME = 240              # tokens per context at most (the model's context is 256 positions)
 CHECK_SEED = 0x5EED
+TOKENS_PER_BIT = 16          # decoders give up past 16 tokens per payload bit (+ slack): no hangs
 SEARCH_THRESHOLD_BITS = 150  # only frames dearer than this under the plain LM try RVQ stages (see MODEL_CARD.md)
 
 
@@ -50,6 +51,11 @@ class FramePlan:
     tables: list[np.ndarray]   # one cumulative table per coded symbol (tokens, and EOS if any)
     state: LMState
     token_bits: float
+
+
+def max_tokens(payload_bytes: int) -> int:
+    """Most tokens a decoder accepts from a payload of ``payload_bytes`` (blobs and batches)."""
+    return TOKENS_PER_BIT * 8 * payload_bytes + 256
 
 
 def exact_stage_table(stages: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
-from rvqstream.server.codec_service import decode_error, first_message_error, first_request
+from rvqstream.server.codec_service import decode_error, first_config
 from rvqstream.server.encode import StreamLimits
 from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
 from rvqstream.server.logstore import LogStore, MessageState, Record
@@ -66,12 +66,9 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
     @rpc_errors
     async def Publish(self, requests: AsyncIterator[channel_pb2.PublishRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.PublishResponse]:
-        first = await first_request(requests)
-        if first is None:
+        config = await first_config(requests, "Publish")
+        if config is None:
             return
-        if first.WhichOneof("kind") != "config":
-            raise first_message_error("Publish", "config", first.WhichOneof("kind"))
-        config = first.config
         channel = check_channel(config.channel, "config.channel")
         try:
             tier = tier_from_pb(config.tier)
@@ -129,13 +126,11 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
     @rpc_errors
     async def PublishStream(self, requests: AsyncIterator[channel_pb2.PublishStreamRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.PublishStreamResponse]:
-        first = await first_request(requests)
-        if first is None:
+        config = await first_config(requests, "PublishStream")
+        if config is None:
             return
-        if first.WhichOneof("kind") != "config":
-            raise first_message_error("PublishStream", "config", first.WhichOneof("kind"))
-        channel = check_channel(first.config.channel, "config.channel")
-        stream = ProducerStream(self.store, self.streams, channel, first.config, self.registry.default,
+        channel = check_channel(config.channel, "config.channel")
+        stream = ProducerStream(self.store, self.streams, channel, config, self.registry.default,
                                 self.scheduler, self.metrics, self.limits.stream)
         async for response in stream.responses(requests):
             yield response

@@ -24,10 +24,13 @@ def first_message_error(rpc: str, expected: str, got: str | None) -> ServiceErro
                         expected)
 
 
-async def first_request(requests):
-    """The first request of a client stream, or None when the client sent none."""
+async def first_config(requests, rpc: str):
+    """The ``config`` of a client stream's first request; None when the client sent nothing;
+    FAILED_PRECONDITION when the first request carries something else."""
     async for req in requests:
-        return req
+        if req.WhichOneof("kind") != "config":
+            raise first_message_error(rpc, "config", req.WhichOneof("kind"))
+        return req.config
     return None
 
 
@@ -52,27 +55,23 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     @rpc_errors
     async def EncodeStream(self, requests: AsyncIterator[codec_pb2.EncodeStreamRequest],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.EncodeStreamResponse]:
-        first = await first_request(requests)
-        if first is None:
+        config = await first_config(requests, "EncodeStream")
+        if config is None:
             return
-        if first.WhichOneof("kind") != "config":
-            raise first_message_error("EncodeStream", "config", first.WhichOneof("kind"))
-        codec = self.registry.get(first.config.model_id, "config.model_id")
-        session = EncodeStreamSession(codec, first.config, self.scheduler, self.metrics, self.limits)
+        codec = self.registry.get(config.model_id, "config.model_id")
+        session = EncodeStreamSession(codec, config, self.scheduler, self.metrics, self.limits)
         async for response in session.responses(requests):
             yield response
 
     @rpc_errors
     async def DecodeStream(self, requests: AsyncIterator[codec_pb2.DecodeStreamRequest],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.DecodeStreamResponse]:
-        first = await first_request(requests)
-        if first is None:
+        config = await first_config(requests, "DecodeStream")
+        if config is None:
             return
-        if first.WhichOneof("kind") != "config":
-            raise first_message_error("DecodeStream", "config", first.WhichOneof("kind"))
-        codec = self.registry.get(first.config.model_id, "config.model_id")
+        codec = self.registry.get(config.model_id, "config.model_id")
         try:
-            decoder = codec.decoder(tier_from_pb(first.config.tier))
+            decoder = codec.decoder(tier_from_pb(config.tier))
         except ValueError as e:
             raise invalid(f"config.tier: {e}", "config.tier") from None
         batch = 0

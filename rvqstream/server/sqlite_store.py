@@ -3,8 +3,8 @@
 All writes, from every channel, go through one writer thread that group-commits them (one fsync
 per group); each write runs in its own savepoint, so a bad one fails alone and the rest of its
 group commits. After each commit the writer itself wakes the channels' live readers and hands
-the new batches to a small in-memory cache of recent parts, from which live followers read
-without a query. Reads run on a small reader pool beside the writer.
+the new batches to a small in-memory cache of recent parts; it also notes each channel's end
+offset, so that live followers learn of new batches, and find no new message, without a query. Reads run on a small reader pool beside the writer.
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ class _Tx:
             self.model_ids[model_id] = mid
         return mid
 
+    def end(self, name: str) -> int:
+        """The channel's next offset, inside the transaction."""
+        return self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (self.channel(name),)).fetchone()[0]
+
     def take_offset(self, cid: int) -> int:
         (offset,) = self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (cid,)).fetchone()
         self.conn.execute("UPDATE channels SET next_offset = ? WHERE id = ?", (offset + 1, cid))
@@ -125,6 +129,8 @@ class SQLiteLogStore(LogStore):
         self._versions: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._recent: OrderedDict[tuple[str, int, int], tuple[bytes, bool]] = OrderedDict()
+        # end offsets of the channels written since this store opened, set by the writer thread
+        self._ends: dict[str, int] = {}
         self._closed = False
 
     # -- writing ------------------------------------------------------------------------------
@@ -172,6 +178,7 @@ class SQLiteLogStore(LogStore):
         and wakes the channels they changed."""
         results: list[tuple] = []
         changes: dict[str, list[tuple[int, int, bytes, bool]]] = {}
+        ends: dict[str, int] = {}
         conn = tx.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -191,6 +198,11 @@ class SQLiteLogStore(LogStore):
                 parts = changes.setdefault(channel, [])
                 if fn == self._part_tx:
                     parts.append((result.offset, result.parts - 1, args[2].batch, args[2].end))
+                if fn != self._abort_tx:
+                    ends[channel] = tx.end(channel)
+            # before the commit: a reader may find the end ahead of the log (and then query it),
+            # never behind it
+            self._ends.update(ends)
             conn.execute("COMMIT")
         except Exception as e:  # noqa: BLE001 - the commit failed: every write of the group fails
             if conn.in_transaction:
@@ -339,6 +351,8 @@ class SQLiteLogStore(LogStore):
         return None if row is None else row[0]
 
     async def read(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
+        if from_offset >= self._ends.get(channel, from_offset + 1):   # this writer knows: nothing new
+            return []
         return await self._query(self._read_sync, channel, from_offset, limit)
 
     async def read_parts(self, channel: str, offset: int, from_part: int,
