@@ -1,6 +1,7 @@
 """The ``rvqstream`` command: ``serve`` runs the server (extra ``server``); ``compress``,
 ``decompress``, ``publish`` (``--stream``: text streamed as it arrives), ``subscribe``, ``follow``
-and ``models`` are clients of a running one."""
+and ``models`` are clients of a running one (``--tls*``, ``--token``); ``token`` makes a bearer
+token and its access-file entry."""
 
 from __future__ import annotations
 
@@ -40,9 +41,21 @@ def _read_input(path: str) -> bytes:
 
 
 def _client(args: argparse.Namespace):
-    from rvqstream.client import Client
+    from rvqstream.client import Client, TLSConfig
 
-    return Client(args.target, cache_dir=args.cache_dir)
+    tls = (TLSConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
+           if args.tls or args.tls_ca or args.tls_cert else False)
+    return Client(args.target, tls=tls, token=args.token or None, cache_dir=args.cache_dir)
+
+
+def _token(args: argparse.Namespace) -> None:
+    """Prints a new token and, on stderr, the access-file entry that holds its hash."""
+    from rvqstream.server.access import new_token, token_entry
+
+    token = new_token()
+    sys.stderr.write("# add this entry to the access file (--auth-tokens); the token itself is not kept:\n")
+    sys.stderr.write(token_entry(args.name, token, args.publish, args.subscribe, args.admin))
+    print(token)
 
 
 def _compress(args: argparse.Namespace) -> None:
@@ -145,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--target", default=os.environ.get("RVQSTREAM_TARGET", "127.0.0.1:50051"),
                        help="server HOST:PORT (env RVQSTREAM_TARGET)")
         p.add_argument("--cache-dir", default=None, help="model cache (env RVQSTREAM_CACHE_DIR)")
+        p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --tls-ca)")
+        p.add_argument("--tls-ca", default=None, help="PEM roots that sign the server's certificate")
+        p.add_argument("--tls-cert", default=None, help="PEM client certificate chain (mTLS)")
+        p.add_argument("--tls-key", default=None, help="PEM key of --tls-cert")
+        p.add_argument("--tls-server-name", default=None,
+                       help="the name the server's certificate carries, when not the target's host")
+        p.add_argument("--token", default=os.environ.get("RVQSTREAM_TOKEN"),
+                       help="bearer token (env RVQSTREAM_TOKEN)")
         p.set_defaults(run=run)
         return p
 
@@ -173,12 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("channel")
     p.add_argument("--from-offset", type=int, default=0)
     client_command("models", _models, "list the server's models")
+    p = sub.add_parser("token", help="make a bearer token: the token on stdout, its access-file entry "
+                                     "(which keeps only its hash) on stderr")
+    p.add_argument("name", help="who the token is for (logs name it)")
+    p.add_argument("--publish", action="append", default=[], metavar="PATTERN",
+                   help="channel-name pattern it may publish to (repeatable; * matches anything)")
+    p.add_argument("--subscribe", action="append", default=[], metavar="PATTERN",
+                   help="channel-name pattern it may subscribe to (repeatable)")
+    p.add_argument("--admin", action="store_true", help="every channel and server operations")
+    p.set_defaults(run=_token)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command != "serve":
+    if args.command not in ("serve", "token"):
         from rvqstream.client import RvqstreamError
 
         try:

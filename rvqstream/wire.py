@@ -10,6 +10,9 @@ from rvqstream.models import Tier
 # 1-128 characters of [A-Za-z0-9._/-], starting with a letter or digit: names an access rule can match
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 CHANNEL_NAME_RULE = "1-128 characters of [A-Za-z0-9._/-], starting with a letter or digit"
+PRODUCER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+PRODUCER_ID_RULE = "1-64 characters of [A-Za-z0-9._-]"
+MAX_SEQUENCE = (1 << 63) - 1      # producer sequence numbers are signed 64-bit in the log
 
 _TIER_TO_PB = {Tier.EXACT: frame_pb2.TIER_EXACT, Tier.SEMANTIC: frame_pb2.TIER_SEMANTIC}
 _TIER_FROM_PB = {v: k for k, v in _TIER_TO_PB.items()}

@@ -42,6 +42,7 @@ from rvqstream.client.calls import (
     check_utf8,
     tier_pb,
 )
+from rvqstream.client.credentials import TLSConfig, open_channel
 from rvqstream.client.errors import RvqstreamError
 from rvqstream.client.follow import Follower
 from rvqstream.client.streams import AsyncStreamWriter
@@ -54,13 +55,16 @@ PUBLISH_WINDOW = 256          # messages in flight without an ack
 
 
 class AsyncClient:
-    """Async client of an rvqstream server; ``reconnect_timeout_s`` bounds each outage it rides out."""
+    """Async client of an rvqstream server: ``tls`` True (system roots) or a ``TLSConfig`` (own
+    roots, client certificate), ``token`` a bearer token sent with every call (never in plaintext
+    off loopback); ``reconnect_timeout_s`` bounds each outage it rides out."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, cache_dir: Path | str | None = None,
+    def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
+                 token: str | None = None, cache_dir: Path | str | None = None,
                  reconnect_timeout_s: float = 30.0):
         self.target = target
         self.reconnect_timeout_s = reconnect_timeout_s
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(target, tls, token, CHANNEL_OPTIONS)
         self._codec_stub = codec_pb2_grpc.CodecServiceStub(self._channel)
         self._channel_stub = channel_pb2_grpc.ChannelServiceStub(self._channel)
         self._cache = ModelCache(cache_dir)

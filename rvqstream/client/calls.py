@@ -18,8 +18,27 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
 CORE_WRITE_FAILURE = "Internal error from Core"
 
 
+RETRY_AFTER_KEY = "rvqstream-retry-after-ms"   # a passing condition: the server says when to retry
+
+
+def retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds the server asked the client to wait before it tries again (a full disk, a busy
+    server), or None."""
+    try:
+        trailers = error.trailing_metadata() or ()
+    except AttributeError:
+        return None
+    for key, value in trailers:
+        if key == RETRY_AFTER_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
+
+
 def retryable(error: grpc.RpcError) -> bool:
-    return error.code() in RETRYABLE or (
+    return error.code() in RETRYABLE or retry_after(error) is not None or (
         error.code() == grpc.StatusCode.INTERNAL and (error.details() or "") == CORE_WRITE_FAILURE)
 
 
@@ -57,7 +76,8 @@ class Backoff:
             if error is None:
                 raise RvqstreamError("UNAVAILABLE", f"stream kept ending for {self.timeout_s:.0f} s")
             raise RvqstreamError.from_rpc(error) from None
-        await asyncio.sleep(self.delay)
+        wait = retry_after(error) if error is not None else None
+        await asyncio.sleep(max(self.delay, wait or 0.0))
         self.delay = min(self.delay * 2, 2.0)
 
 

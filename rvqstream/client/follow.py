@@ -135,6 +135,9 @@ class Follower:
             self._tier = m.tier
         if self._finished(m.offset):
             return
+        if m.offset > self.next_offset and not self._open:
+            self.next_offset = m.offset      # offsets below it are gone: retention removed them
+            self._finished_above = {o for o in self._finished_above if o > m.offset}
         if not streamed:
             msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
             self._finish(m.offset)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Self
 
 from rvqstream.client.aio import AsyncClient
+from rvqstream.client.credentials import TLSConfig
 from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
@@ -36,7 +37,8 @@ async def _from_blocking(items: Iterable):
 class Client:
     """Blocking client of an rvqstream server (see ``AsyncClient`` for the arguments)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, cache_dir: Path | str | None = None,
+    def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
+                 token: str | None = None, cache_dir: Path | str | None = None,
                  reconnect_timeout_s: float = 30.0):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rvqstream-client",
@@ -44,7 +46,8 @@ class Client:
         self._thread.start()
 
         async def make():
-            return AsyncClient(target, cache_dir=cache_dir, reconnect_timeout_s=reconnect_timeout_s)
+            return AsyncClient(target, tls=tls, token=token, cache_dir=cache_dir,
+                               reconnect_timeout_s=reconnect_timeout_s)
 
         self._aio = self._run(make())
 

@@ -1,4 +1,6 @@
-"""Assembles the server: services, health, reflection, telemetry, keepalive, graceful shutdown.
+"""Assembles the server: transport security, the gate (authentication, authorization, per-client
+limits), services, health, optional reflection, telemetry, keepalive and connection limits,
+graceful shutdown.
 
     server, port = create_server("127.0.0.1:0", ServerConfig(data_dir=tmp))
     await server.start(); ...; await server.stop()
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,16 +19,22 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc, codec_pb2, codec_pb2_grpc
+from rvqstream.server.access import AccessRules
 from rvqstream.server.channels import ChannelLimits, ChannelService
 from rvqstream.server.codec_service import CodecService
 from rvqstream.server.config import ServerConfig
+from rvqstream.server.disk import FreeSpace
 from rvqstream.server.encode import StreamLimits
-from rvqstream.server.logstore import LogStore
+from rvqstream.server.gate import Gate
+from rvqstream.server.logstore import LogStore, Retention
 from rvqstream.server.publish_stream import OpenStreams
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.sqlite_retention import MAX_REMOVED
 from rvqstream.server.sqlite_store import SQLiteLogStore
 from rvqstream.server.telemetry import Telemetry
+from rvqstream.server.tls import check_listen, server_credentials
+from rvqstream.server.work_pool import WorkPool
 
 log = logging.getLogger("rvqstream.server")
 
@@ -34,10 +43,12 @@ SERVICE_NAMES = (
     channel_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
 )
 LOG_FILE = "channels.sqlite3"
+RETENTION_EVERY_S = 30.0
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
-    """Keepalive for long-lived streams and message size limits (with room for framing)."""
+    """Keepalive for long-lived streams, message size limits (with room for framing), HTTP/2
+    streams per connection, and connection idle and age limits."""
     limit = config.max_message_bytes + (64 << 10)
     return [
         ("grpc.keepalive_time_ms", 30_000),
@@ -47,6 +58,10 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
+        ("grpc.max_connection_idle_ms", int(config.connection_idle_s * 1000)),
+        ("grpc.max_connection_age_ms", int(config.connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(config.connection_age_grace_s * 1000)),
     ]
 
 
@@ -56,29 +71,41 @@ class RvqServer:
     def __init__(self, config: ServerConfig, registry: ModelRegistry, store: LogStore,
                  telemetry: Telemetry):
         self.config, self.registry, self.store, self.telemetry = config, registry, store, telemetry
-        self.grpc = grpc.aio.server(interceptors=telemetry.interceptors(), options=grpc_options(config))
+        rules_path = Path(config.auth_tokens) if config.auth_tokens else None
+        self.gate = Gate(AccessRules.load(rules_path) if rules_path else None, rules_path,
+                         mtls=bool(config.tls_client_ca), max_calls_per_client=config.max_calls_per_client)
+        self.grpc = grpc.aio.server(interceptors=[self.gate, *telemetry.interceptors()],
+                                    options=grpc_options(config),
+                                    maximum_concurrent_rpcs=config.max_concurrent_rpcs)
         self.scheduler = Scheduler(telemetry.metrics, config.workers, config.max_queue_delay_ms,
                                    config.max_batch, registry.default.parts.frame)
+        self.pool = WorkPool(config.unary_workers, config.unary_queue, config.max_call_s)
         limits = StreamLimits(config.max_delay_ms, config.max_message_bytes, config.stream_buffer_bytes,
                               config.stream_queue_frames)
         codec_pb2_grpc.add_CodecServiceServicer_to_server(
-            CodecService(registry, self.scheduler, telemetry.metrics, limits), self.grpc)
+            CodecService(registry, self.scheduler, self.pool, telemetry.metrics, limits), self.grpc)
         self.streams = OpenStreams(store, config.stream_timeout_s)
         channel_pb2_grpc.add_ChannelServiceServicer_to_server(
-            ChannelService(store, registry, self.scheduler, telemetry.metrics,
+            ChannelService(store, registry, self.scheduler, self.pool, telemetry.metrics,
                            ChannelLimits(config.max_message_bytes, config.subscribe_page,
-                                         config.subscribe_page_bytes, limits), self.streams), self.grpc)
+                                         config.subscribe_page_bytes, limits), self.streams,
+                           FreeSpace(config.data_dir, config.min_free_bytes)), self.grpc)
+        self.retention = Retention(config.retention_age_s, config.retention_bytes)
+        self._retainer: asyncio.Task | None = None
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), self.grpc)
+        if config.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME), self.grpc)
         self._stopped = False
 
     async def start(self) -> None:
         self.scheduler.start()
         await self.scheduler.warm_up(self.registry.default)
         await self.streams.start()
+        if self.retention.enabled:
+            self._retainer = asyncio.create_task(self._retain(), name="rvqstream-retention")
         await self.grpc.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -90,10 +117,26 @@ class RvqServer:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_s if grace is None else grace)
+        if self._retainer is not None:
+            self._retainer.cancel()
+            await asyncio.gather(self._retainer, return_exceptions=True)
         await self.scheduler.close()
+        self.pool.close()
         await self.streams.close()
         await self.store.close()
         self.telemetry.shutdown()
+
+    async def _retain(self) -> None:
+        """Applies the retention settings every ``RETENTION_EVERY_S`` (sooner while it removes)."""
+        while True:
+            try:
+                removed = await self.store.retain(self.retention)
+            except Exception:
+                log.exception("retention failed")
+                removed = 0
+            if removed:
+                log.info("retention removed %d messages", removed)
+            await asyncio.sleep(0 if removed >= MAX_REMOVED else RETENTION_EVERY_S)
 
     async def wait_for_termination(self) -> None:
         await self.grpc.wait_for_termination()
@@ -105,26 +148,35 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
     config = config or ServerConfig.from_env()
     registry = registry or ModelRegistry.load(config.model_dirs())
     telemetry = telemetry or Telemetry(config.telemetry)
-    store = SQLiteLogStore(config.data_dir / LOG_FILE)
+    credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+    check_listen(address, credentials, config.insecure)
+    store = SQLiteLogStore(config.data_dir / LOG_FILE, config.max_log_bytes)
     server = RvqServer(config, registry, store, telemetry)
-    port = server.grpc.add_insecure_port(address)
+    port = (server.grpc.add_secure_port(address, credentials) if credentials is not None
+            else server.grpc.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return server, port
 
 
 async def serve(config: ServerConfig) -> None:
-    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
-    server, port = create_server(config.listen, config)
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads the access file."""
+    try:
+        server, port = create_server(config.listen, config)
+    except ValueError as e:     # the listen address, TLS files or access file
+        raise SystemExit(f"rvqstream serve: {e}") from None
     await server.start()
     host = config.listen.rsplit(":", 1)[0]
-    log.info("rvqstream serving on %s:%d (data in %s, model %s)", host, port, config.data_dir,
-             server.registry.default.model_id[:12])
+    log.info("rvqstream serving on %s:%d (%s, %s; data in %s, model %s)", host, port,
+             "mTLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext",
+             f"{len(server.gate.rules)} identities" if server.gate.rules is not None else "no access file",
+             config.data_dir, server.registry.default.model_id[:12])
     print(f"rvqstream: serving on {host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.gate.reload)
     await stop.wait()
     log.info("shutting down")
     await server.stop()

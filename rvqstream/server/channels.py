@@ -16,15 +16,18 @@ from dataclasses import dataclass
 import grpc
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
-from rvqstream.server.codec_service import decode_error, first_config
+from rvqstream.models.errors import Cancel, CodecError
+from rvqstream.server.codec_service import first_config
+from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import StreamLimits
-from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
-from rvqstream.server.logstore import LogStore, MessageState, Record
-from rvqstream.server.publish_stream import OpenStreams, ProducerStream
+from rvqstream.server.errors import ServiceError, codec_error, decode_utf8, invalid, quoted, rpc_errors
+from rvqstream.server.logstore import LogFull, LogStore, MessageState, Record
+from rvqstream.server.publish_stream import OpenStreams, ProducerStream, check_producer, check_sequence
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.subscription import Subscription
 from rvqstream.server.telemetry import Metrics
+from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
 PUBLISH_BATCH = 64       # messages compressed and committed together at most
@@ -45,16 +48,16 @@ class ChannelLimits:
 
 def check_channel(name: str, field: str = "channel") -> str:
     if not CHANNEL_NAME.fullmatch(name):
-        raise invalid(f"channel name {name!r} is invalid: {CHANNEL_NAME_RULE}", field)
+        raise invalid(f"channel name {quoted(name)} is invalid: {CHANNEL_NAME_RULE}", field)
     return name
 
 
 class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
-    def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler,
-                 metrics: Metrics, limits: ChannelLimits, streams: OpenStreams):
-        self.store, self.registry, self.scheduler, self.metrics, self.limits = (
-            store, registry, scheduler, metrics, limits)
-        self.streams = streams
+    def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler, pool: WorkPool,
+                 metrics: Metrics, limits: ChannelLimits, streams: OpenStreams, space: FreeSpace):
+        self.store, self.registry, self.scheduler, self.pool, self.metrics, self.limits = (
+            store, registry, scheduler, pool, metrics, limits)
+        self.streams, self.space = streams, space
 
     async def _end(self, channel: str) -> int:
         end = await self.store.end_offset(channel)
@@ -70,6 +73,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         if config is None:
             return
         channel = check_channel(config.channel, "config.channel")
+        check_producer(config.producer_id, allow_empty=True)
         try:
             tier = tier_from_pb(config.tier)
         except ValueError as e:
@@ -86,10 +90,15 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 tail = batch[-1]
                 messages = [m for m in batch if isinstance(m, tuple)]
                 if messages:
-                    blobs = await self.scheduler.call(_compress_all, codec, tier, [m[0] for m in messages])
+                    blobs = await self.pool.run(_compress_all, codec, tier, [m[0] for m in messages],
+                                                context=context, wait=True)
                     records = [Record(blob, codec.model_id, config.producer_id, seq)
                                for blob, (_, seq, _) in zip(blobs, messages)]
-                    appended = await self.store.append(channel, records)
+                    self.space.check()
+                    try:
+                        appended = await self.store.append(channel, records)
+                    except LogFull as e:
+                        raise full_error(str(e)) from None
                     for blob, (_, seq, size), ack in zip(blobs, messages, appended):
                         self.metrics.bytes_in.add(size)
                         self.metrics.bytes_out.add(len(blob))
@@ -113,6 +122,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                     raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                        "config may be sent only once, as the first request", "config")
                 data = req.message.text_utf8
+                check_sequence(req.message.sequence, "message.sequence")
                 if len(data) > self.limits.max_message_bytes:
                     raise invalid(f"message.text_utf8 is {len(data)} bytes; at most "
                                   f"{self.limits.max_message_bytes}", "message.text_utf8")
@@ -131,7 +141,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             return
         channel = check_channel(config.channel, "config.channel")
         stream = ProducerStream(self.store, self.streams, channel, config, self.registry.default,
-                                self.scheduler, self.metrics, self.limits.stream)
+                                self.scheduler, self.metrics, self.limits.stream, self.space)
         async for response in stream.responses(requests):
             yield response
 
@@ -147,6 +157,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         if request.from_part and request.from_offset == end:
             raise invalid(f"from_part {request.from_part} names no message: channel {channel!r} has no "
                           f"offset {request.from_offset} yet", "from_part")
+        # below the first offset retention kept, it starts there: its messages say where
         sub = Subscription(self.store, channel, request.from_offset, request.from_part,
                            self.limits.subscribe_page, self.limits.subscribe_page_bytes)
         async for response in sub.responses():
@@ -162,18 +173,23 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
                                f"offset {request.offset} is past the end of channel {channel!r} "
                                f"(it holds {held})", "offset")
-        (entry,) = await self.store.read(channel, request.offset, 1)
+        first = await self.store.first_offset(channel)
+        if request.offset < first:
+            raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
+                               f"offset {request.offset} of channel {channel!r} was removed by retention "
+                               f"(the first it holds is {first})", "offset")
+        (entry,) = await self.store.read(channel, request.offset, 1, self.limits.max_message_bytes)
         codec = self.registry.get(entry.model_id)
         try:
             if entry.streamed:
                 batches, state = await self._all_parts(channel, entry.offset)
-                text = await self.scheduler.call(_decode_batches, codec, entry.tier, batches)
+                text = await self.pool.run(_decode_batches, codec, entry.tier, batches, context=context, wait=True)
             else:
                 state = MessageState.COMPLETE
-                text = await self.scheduler.call(codec.decompress, entry.blob)
-        except (ValueError, EOFError) as e:
-            raise decode_error(e, f"stored message {request.offset}") from None
-        blob = await self.scheduler.call(codec.fallback, text)
+                text = await self.pool.run(codec.decompress, entry.blob, context=context, wait=True)
+        except CodecError as e:
+            raise codec_error(e, f"stored message {request.offset}") from None
+        blob = await self.pool.run(_fallback, codec, text, context=context, wait=True)
         return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
                                                 fallback_blob=blob, state=int(state))
 
@@ -187,10 +203,14 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         return out[:parts], state
 
 
-def _decode_batches(codec, tier_pb: int, batches: list[bytes]) -> str:
+def _decode_batches(codec, tier_pb: int, batches: list[bytes], cancel: Cancel) -> str:
     decoder = codec.decoder(tier_from_pb(tier_pb))
-    return "".join(decoder.push(b).text for b in batches)
+    return "".join(decoder.push(b, cancel=cancel).text for b in batches)
 
 
-def _compress_all(codec, tier, texts: list[str]) -> list[bytes]:
-    return [codec.compress(text, tier) for text in texts]
+def _compress_all(codec, tier, texts: list[str], cancel: Cancel) -> list[bytes]:
+    return [codec.compress(text, tier, cancel=cancel) for text in texts]
+
+
+def _fallback(codec, text: str, cancel: Cancel) -> bytes:
+    return codec.fallback(text)

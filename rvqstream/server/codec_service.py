@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 from rvqstream._proto import codec_pb2, codec_pb2_grpc
-from rvqstream.models import IntegrityError
+from rvqstream.models.errors import CodecError, TooLargeError
 from rvqstream.server.encode import EncodeStreamSession, StreamLimits, stream_settings
-from rvqstream.server.errors import ServiceError, decode_utf8, invalid, rpc_errors
+from rvqstream.server.errors import ServiceError, codec_error, decode_utf8, invalid, rpc_errors
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
+from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import tier_from_pb
 
 MODEL_CHUNK_BYTES = 64 << 10
@@ -34,19 +35,14 @@ async def first_config(requests, rpc: str):
     return None
 
 
-def decode_error(e: Exception, what: str) -> ServiceError:
-    """Maps the codec's decoding exceptions to statuses."""
-    if isinstance(e, IntegrityError):
-        return ServiceError(grpc.StatusCode.DATA_LOSS, f"{what} failed its integrity check: {e}")
-    if isinstance(e, EOFError):
-        return invalid(f"{what} is truncated: {e}", what)
-    return invalid(f"{what} is malformed: {e}", what)
-
-
 class CodecService(codec_pb2_grpc.CodecServiceServicer):
-    def __init__(self, registry: ModelRegistry, scheduler: Scheduler, metrics: Metrics,
+    """Encode streams run on the scheduler; whole-message work (Compress, Decompress, the
+    batches of a DecodeStream) on the message work pool."""
+
+    def __init__(self, registry: ModelRegistry, scheduler: Scheduler, pool: WorkPool, metrics: Metrics,
                  limits: StreamLimits):
-        self.registry, self.scheduler, self.metrics, self.limits = registry, scheduler, metrics, limits
+        self.registry, self.scheduler, self.pool = registry, scheduler, pool
+        self.metrics, self.limits = metrics, limits
 
     def _check_size(self, data: bytes, field: str) -> None:
         if len(data) > self.limits.max_chunk_bytes:
@@ -81,9 +77,10 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
                                    "config may be sent only once, as the first request", "config")
             self._check_size(req.frames, "frames")
             try:
-                decoded = await self.scheduler.call(decoder.push, req.frames)
-            except (ValueError, EOFError) as e:
-                raise decode_error(e, f"frame batch {batch}") from None
+                decoded = await self.pool.run(decoder.push, req.frames, context=context, wait=True,
+                                              max_bytes=self.limits.max_chunk_bytes)
+            except CodecError as e:
+                raise codec_error(e, f"frame batch {batch}", "frames") from None
             batch += 1
             yield codec_pb2.DecodeStreamResponse(text=decoded.text, message_end=decoded.message_end)
 
@@ -94,7 +91,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         text = decode_utf8(request.text_utf8, "text_utf8")
         codec = self.registry.get(request.model_id)
         tier, stages = stream_settings(codec, request.tier, request.stage_count, "request")
-        blob = await self.scheduler.call(codec.compress, text, tier, stages)
+        blob = await self.pool.run(codec.compress, text, tier, stages, context=context)
         self.metrics.bytes_in.add(len(request.text_utf8))
         self.metrics.bytes_out.add(len(blob))
         if request.text_utf8:
@@ -108,12 +105,15 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         error = None
         for codec in self.registry.for_blob(request.blob):
             try:
-                text = await self.scheduler.call(codec.decompress, request.blob)
-            except (ValueError, EOFError) as e:
+                text = await self.pool.run(codec.decompress, request.blob, context=context,
+                                           max_bytes=self.limits.max_chunk_bytes)
+            except TooLargeError as e:
+                raise codec_error(e, "blob", "blob") from None
+            except CodecError as e:   # models may share a tag: the blob's check tells which made it
                 error = error or e
                 continue
             return codec_pb2.DecompressResponse(text=text, model_id=codec.model_id)
-        raise decode_error(error, "blob")
+        raise codec_error(error, "blob", "blob")
 
     @rpc_errors
     async def GetModel(self, request: codec_pb2.GetModelRequest,

@@ -35,10 +35,47 @@ class ServerConfig:
     subscribe_page: int = field(default=64, metadata={
         "help": "log entries a subscriber reads at once (bounds its memory)"})
     subscribe_page_bytes: int = field(default=1 << 20, metadata={
-        "help": "bytes of a streamed message's frame batches a subscriber reads at once"})
+        "help": "bytes of blobs or frame batches a subscriber reads at once (bounds its memory)"})
     stream_timeout_s: float = field(default=60.0, metadata={
         "help": "seconds a streamed message waits for its producer to come back before it is "
                 "closed as aborted"})
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate chain: serve TLS"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    tls_client_ca: str = field(default="", metadata={
+        "help": "PEM CA certificates: require client certificates they signed (mTLS)"})
+    insecure: bool = field(default=False, metadata={
+        "help": "allow plaintext on a non-loopback listen address"})
+    auth_tokens: str = field(default="", metadata={
+        "help": "access file (TOML) of hashed tokens, client subjects and their permissions; "
+                "reloaded on SIGHUP (unset: no authentication)"})
+    reflection: bool = field(default=False, metadata={
+        "help": "serve gRPC reflection (admin only when an access file is set)"})
+    max_concurrent_rpcs: int = field(default=4096, metadata={
+        "help": "calls the server runs at once, all clients together"})
+    max_calls_per_client: int = field(default=1024, metadata={
+        "help": "calls one client (an identity, or an address without one) may have open"})
+    max_streams_per_connection: int = field(default=1024, metadata={
+        "help": "HTTP/2 streams one connection may open at once"})
+    connection_idle_s: float = field(default=900.0, metadata={
+        "help": "seconds a connection with no call open stays up"})
+    connection_age_s: float = field(default=3600.0, metadata={
+        "help": "seconds after which a connection is asked to go away (clients reconnect and resume)"})
+    connection_age_grace_s: float = field(default=60.0, metadata={
+        "help": "seconds the calls of an aged connection get to finish"})
+    unary_workers: int = field(default=1, metadata={
+        "help": "threads that run unary Compress/Decompress (apart from the stream workers)"})
+    unary_queue: int = field(default=32, metadata={
+        "help": "unary calls that may wait for a unary worker; more are refused"})
+    max_call_s: float = field(default=30.0, metadata={
+        "help": "longest model work of one unary call, in seconds, whatever its deadline"})
+    retention_age_s: float = field(default=0.0, metadata={
+        "help": "channel messages older than this are removed (0: kept)"})
+    retention_bytes: int = field(default=0, metadata={
+        "help": "a channel keeps at most this many bytes of messages, oldest removed first (0: all)"})
+    max_log_bytes: int = field(default=0, metadata={
+        "help": "largest the channel log file may grow (0: as the disk allows)"})
+    min_free_bytes: int = field(default=256 << 20, metadata={
+        "help": "publishing is refused while the data directory's disk has less free space"})
     grace_s: float = field(default=5.0, metadata={"help": "seconds in-flight RPCs get at shutdown"})
     telemetry: bool = field(default=False, metadata={
         "help": "OpenTelemetry traces and metrics, exporters from the OTEL_* variables"})

@@ -1,7 +1,8 @@
 """Channel logs: the interface the channel service needs (its engines: sqlite_store.py).
 
 A channel is an append-only log of messages. Offsets are per channel, dense (0, 1, 2, ...) and
-never reused. A message is either published whole (one blob) or streamed: a producer appends
+never reused; retention removes messages from a channel's head only (``first_offset`` moves up).
+A message is either published whole (one blob) or streamed: a producer appends
 frame batches ("parts") to it as it writes, and it ends complete or aborted. Writes return only
 once they are durable, and every durable change wakes the channel's live readers (the engine
 wakes them itself, so a change whose writer went away still wakes them). A distributed engine
@@ -97,12 +98,31 @@ class PartConflict(Exception):
     """A part was appended at an index the message has already passed, or to a closed message."""
 
 
+class LogFull(Exception):
+    """The log cannot take the write: its disk or its size limit is full."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Per-channel retention: messages older than ``max_age_s`` seconds, and the oldest beyond
+    ``max_bytes`` of stored bytes, are removed (0: no limit). A streaming message is never removed,
+    and so neither is any message after it until it closes."""
+
+    max_age_s: float = 0.0
+    max_bytes: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age_s > 0 or self.max_bytes > 0
+
+
 class LogStore(abc.ABC):
     """Append-only per-channel logs with durable writes and live waiting."""
 
     @abc.abstractmethod
     async def append(self, channel: str, records: list[Record]) -> list[Appended]:
-        """Appends whole messages in order (creating the channel); returns once all are durable."""
+        """Appends whole messages in order (creating the channel); returns once all are durable.
+        ``LogFull`` when the log cannot grow."""
 
     @abc.abstractmethod
     async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
@@ -123,8 +143,17 @@ class LogStore(abc.ABC):
         """(channel, offset) of every message still streaming."""
 
     @abc.abstractmethod
-    async def read(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
-        """Up to ``limit`` entries from ``from_offset`` on, in offset order."""
+    async def read(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
+        """Entries from ``from_offset`` on, in offset order: at least one when there is one, then
+        as many as fit in ``limit`` entries and ``limit_bytes`` bytes of blobs."""
+
+    @abc.abstractmethod
+    async def first_offset(self, channel: str) -> int:
+        """The channel's lowest offset that retention has not removed (0 when it removed none)."""
+
+    @abc.abstractmethod
+    async def retain(self, retention: Retention) -> int:
+        """Applies ``retention`` to every channel -> the number of messages removed."""
 
     @abc.abstractmethod
     async def read_parts(self, channel: str, offset: int, from_part: int,

@@ -11,22 +11,27 @@ carried on, so the message's check still covers all of it.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 
 import grpc
 
 from rvqstream._proto import channel_pb2
 from rvqstream.models import Batch, Codec
+from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
-from rvqstream.server.errors import ServiceError, invalid
-from rvqstream.server.logstore import LogStore, MessageState, Part, PartConflict, StreamInfo, StreamKey
+from rvqstream.server.errors import ServiceError, invalid, quoted
+from rvqstream.server.logstore import (
+    LogFull,
+    LogStore,
+    MessageState,
+    Part,
+    PartConflict,
+    StreamInfo,
+    StreamKey,
+)
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
-from rvqstream.wire import tier_from_pb, tier_to_pb
-
-PRODUCER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MAX_SEQUENCE = (1 << 63) - 1
+from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
 
 
 class OpenStreams:
@@ -86,11 +91,20 @@ class OpenStreams:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def check_producer(producer_id: str) -> str:
-    if not PRODUCER_ID.fullmatch(producer_id):
-        raise invalid(f"config.producer_id {producer_id[:80]!r} is invalid: 1-64 characters of "
-                      "[A-Za-z0-9._-]", "config.producer_id")
+def check_producer(producer_id: str, allow_empty: bool = False) -> str:
+    """``producer_id`` when it follows PRODUCER_ID_RULE (or is empty and ``allow_empty``)."""
+    if not (allow_empty and not producer_id) and not PRODUCER_ID.fullmatch(producer_id):
+        raise invalid(f"config.producer_id {quoted(producer_id)} is invalid: {PRODUCER_ID_RULE}",
+                      "config.producer_id")
     return producer_id
+
+
+def check_sequence(sequence: int, field: str) -> int:
+    """``sequence`` when the log can store it (below 2^63)."""
+    if sequence > MAX_SEQUENCE:
+        raise ServiceError(grpc.StatusCode.OUT_OF_RANGE, f"{field} is {sequence}; at most {MAX_SEQUENCE}",
+                           field)
+    return sequence
 
 
 def ack(info: StreamInfo, sequence: int) -> channel_pb2.StreamAck:
@@ -102,15 +116,15 @@ class ProducerStream:
     """One PublishStream call: its encode session, the message it writes and its acks."""
 
     def __init__(self, store: LogStore, streams: OpenStreams, channel: str, config,
-                 codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits):
+                 codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits, space: FreeSpace):
         check_delay(config.max_delay_ms, "config.max_delay_ms")
         try:
             self.tier = tier_from_pb(config.tier)
         except ValueError as e:
             raise invalid(f"config.tier: {e}", "config.tier") from None
-        if config.sequence > MAX_SEQUENCE:
-            raise invalid(f"config.sequence is {config.sequence}; at most {MAX_SEQUENCE}", "config.sequence")
+        check_sequence(config.sequence, "config.sequence")
         self.store, self.streams, self.channel, self.codec = store, streams, channel, codec
+        self.space = space
         self.producer = check_producer(config.producer_id)
         self.sequence = config.sequence
         self.part = 0                       # next part number of the current message
@@ -151,6 +165,8 @@ class ProducerStream:
                 self.streams.release(self.channel, self.offset, self)
 
     async def _emit(self, batch: Batch) -> None:
+        check_sequence(self.sequence, "the next message's sequence")
+        self.space.check()
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
         part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end)
         append = asyncio.ensure_future(self.store.append_part(self.channel, key, part))
@@ -159,6 +175,8 @@ class ProducerStream:
         except asyncio.CancelledError:
             append.add_done_callback(self._left_during_append)
             raise
+        except LogFull as e:
+            raise full_error(str(e)) from None
         except PartConflict as e:
             raise ServiceError(grpc.StatusCode.ABORTED, f"message ({self.producer}, {self.sequence}): {e}") from None
         if self.offset is None:

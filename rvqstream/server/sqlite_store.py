@@ -4,7 +4,9 @@ All writes, from every channel, go through one writer thread that group-commits 
 per group); each write runs in its own savepoint, so a bad one fails alone and the rest of its
 group commits. After each commit the writer itself wakes the channels' live readers and hands
 the new batches to a small in-memory cache of recent parts; it also notes each channel's end
-offset, so that live followers learn of new batches, and find no new message, without a query. Reads run on a small reader pool beside the writer.
+offset, so that live followers learn of new batches, and find no new message, without a query.
+Reads run on a small reader pool beside the writer. Schema: sqlite_schema.py; retention:
+sqlite_retention.py.
 """
 
 from __future__ import annotations
@@ -20,46 +22,22 @@ from pathlib import Path
 from rvqstream.server.logstore import (
     Appended,
     Entry,
+    LogFull,
     LogStore,
     MessageState,
     Part,
     PartConflict,
     Record,
+    Retention,
     StreamInfo,
     StreamKey,
 )
+from rvqstream.server.sqlite_retention import VACUUM_PAGES, retain_tx
+from rvqstream.server.sqlite_schema import connect, full, migrate
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS channels (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, next_offset INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, model_id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS entries (
-    channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, model INTEGER NOT NULL,
-    blob BLOB NOT NULL, producer TEXT, sequence INTEGER,
-    PRIMARY KEY (channel, msg_offset)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS entries_producer
-    ON entries (channel, producer, sequence) WHERE producer IS NOT NULL;
-CREATE TABLE IF NOT EXISTS parts (
-    channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, part INTEGER NOT NULL, batch BLOB NOT NULL,
-    PRIMARY KEY (channel, msg_offset, part)) WITHOUT ROWID;
-"""
-# columns of streamed messages, added to logs made before streams existed
-_STREAM_COLUMNS = {
-    "state": "INTEGER NOT NULL DEFAULT 1", "streamed": "INTEGER NOT NULL DEFAULT 0",
-    "tier": "INTEGER NOT NULL DEFAULT 0", "parts": "INTEGER NOT NULL DEFAULT 0",
-    "text_bytes": "INTEGER NOT NULL DEFAULT 0", "crc": "INTEGER NOT NULL DEFAULT 0",
-    "stored_bytes": "INTEGER NOT NULL DEFAULT 0",
-}
 _STREAM_SELECT = ("SELECT e.msg_offset, e.state, e.parts, e.text_bytes, e.crc, m.model_id, e.tier,"
                   " e.stored_bytes FROM entries e JOIN models m ON e.model = m.id")
 RECENT_PARTS = 4096      # batches kept in memory for live followers, over all channels
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the ack goes out
-    return conn
 
 
 def _stream_info(row) -> StreamInfo:
@@ -110,16 +88,11 @@ class SQLiteLogStore(LogStore):
 
     MAX_GROUP = 512  # write requests committed in one transaction
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
+    def __init__(self, path: Path | str, max_bytes: int = 0):
+        """``max_bytes``: the most the log file may grow to (0: the disk's size)."""
+        self.path, self.max_bytes = Path(path), max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        setup = _connect(self.path)
-        setup.executescript(_SCHEMA)
-        have = {row[1] for row in setup.execute("PRAGMA table_info(entries)")}
-        for name, decl in _STREAM_COLUMNS.items():
-            if name not in have:
-                setup.execute(f"ALTER TABLE entries ADD COLUMN {name} {decl}")
-        setup.close()
+        migrate(self.path)
         self._requests: queue.Queue = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="logstore-writer", daemon=True)
         self._writer.start()
@@ -152,8 +125,13 @@ class SQLiteLogStore(LogStore):
     async def abort(self, channel: str, offset: int) -> bool:
         return await self._write(self._abort_tx, channel, offset)
 
+    async def retain(self, retention: Retention) -> int:
+        if not retention.enabled:
+            return 0
+        return await self._write(retain_tx, retention)
+
     def _write_loop(self) -> None:
-        tx = _Tx(_connect(self.path))
+        tx = _Tx(connect(self.path, self.max_bytes))
         while True:
             first = self._requests.get()
             if first is None:
@@ -169,6 +147,8 @@ class SQLiteLogStore(LogStore):
                     break
                 group.append(item)
             self._commit(tx, group)
+            if any(item[0] is retain_tx for item in group):
+                tx.conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
             if stop:
                 break
         tx.conn.close()
@@ -186,7 +166,9 @@ class SQLiteLogStore(LogStore):
                 conn.execute("SAVEPOINT w")
                 try:
                     result = fn(tx, *args)
-                except Exception as e:  # noqa: BLE001 - this write fails alone
+                except Exception as e:  # this write fails alone
+                    if full(e):
+                        raise        # SQLite may have rolled the whole transaction back
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     tx.forget()
@@ -194,6 +176,8 @@ class SQLiteLogStore(LogStore):
                     continue
                 conn.execute("RELEASE w")
                 results.append((result, None))
+                if fn is retain_tx:
+                    continue
                 channel = args[0]
                 parts = changes.setdefault(channel, [])
                 if fn == self._part_tx:
@@ -208,6 +192,8 @@ class SQLiteLogStore(LogStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             tx.forget()
+            if full(e):
+                e = LogFull(f"the channel log is full ({e})")
             results, changes = [(None, e)] * len(group), {}
         for (_, _, loop, fut), (result, error) in zip(group, results):
             loop.call_soon_threadsafe(_settle, fut, result, error)
@@ -228,8 +214,8 @@ class SQLiteLogStore(LogStore):
                     continue
             offset = tx.take_offset(cid)
             tx.conn.execute(
-                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
                 (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
                  rec.sequence if rec.producer_id else None, len(rec.blob)))
             out.append(Appended(offset, False))
@@ -244,7 +230,7 @@ class SQLiteLogStore(LogStore):
             offset = tx.take_offset(cid)
             tx.conn.execute(
                 "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, state, streamed,"
-                " tier) VALUES (?, ?, ?, x'', ?, ?, ?, 1, ?)",
+                " tier, created_at) VALUES (?, ?, ?, x'', ?, ?, ?, 1, ?, CAST(strftime('%s', 'now') AS INTEGER))",
                 (cid, offset, tx.model(key.model_id), key.producer_id, key.sequence,
                  int(MessageState.STREAMING), key.tier))
             info = StreamInfo(offset, MessageState.STREAMING, 0, 0, 0, key.model_id, key.tier)
@@ -289,20 +275,31 @@ class SQLiteLogStore(LogStore):
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _connect(self.path)
+            conn = self._local.conn = connect(self.path)
             self._reader_conns.append(conn)
         return conn
 
     async def _query(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
-    def _read_sync(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
+    def _read_sync(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
         rows = self._reader().execute(
             "SELECT e.msg_offset, m.model_id, e.blob, e.state, e.streamed, e.tier, e.parts FROM entries e"
             " JOIN channels c ON e.channel = c.id JOIN models m ON e.model = m.id"
             " WHERE c.name = ? AND e.msg_offset >= ? ORDER BY e.msg_offset LIMIT ?",
-            (channel, from_offset, limit)).fetchall()
-        return [Entry(o, m, b, MessageState(s), bool(st), t, p) for o, m, b, s, st, t, p in rows]
+            (channel, from_offset, limit))
+        out, size = [], 0
+        for o, m, b, s, st, t, p in rows:      # rows are fetched as the loop goes
+            if out and size + len(b) > limit_bytes:
+                break
+            out.append(Entry(o, m, b, MessageState(s), bool(st), t, p))
+            size += len(b)
+        rows.close()
+        return out
+
+    def _first_sync(self, channel: str) -> int:
+        row = self._reader().execute("SELECT first_offset FROM channels WHERE name = ?", (channel,)).fetchone()
+        return 0 if row is None else row[0]
 
     def _parts_sync(self, channel: str, offset: int, from_part: int,
                     limit_bytes: int) -> tuple[list[bytes], MessageState]:
@@ -350,10 +347,13 @@ class SQLiteLogStore(LogStore):
                                      (channel,)).fetchone()
         return None if row is None else row[0]
 
-    async def read(self, channel: str, from_offset: int, limit: int) -> list[Entry]:
+    async def read(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
         if from_offset >= self._ends.get(channel, from_offset + 1):   # this writer knows: nothing new
             return []
-        return await self._query(self._read_sync, channel, from_offset, limit)
+        return await self._query(self._read_sync, channel, from_offset, limit, limit_bytes)
+
+    async def first_offset(self, channel: str) -> int:
+        return await self._query(self._first_sync, channel)
 
     async def read_parts(self, channel: str, offset: int, from_part: int,
                          limit_bytes: int) -> tuple[list[bytes], MessageState]:

@@ -5,8 +5,9 @@ a streamed one with the frame batches it holds so far. Batches appended later to
 message follow one per response (``frames``, with the message named by its offset's difference
 from the previous response's, usually 0 and so free on the wire), as soon as they are durable,
 several streamed messages interleaved when producers write at once. An abort is announced again
-with its new state. Each step reads at most a page of entries and ``page_bytes`` of batches, and
-awaiting each send lets HTTP/2 flow control hold a slow subscriber.
+with its new state. Each step reads at most a page of entries and ``page_bytes`` of blobs or
+batches (one entry or batch at least), and awaiting each send lets HTTP/2 flow control hold a slow
+subscriber. A subscription from an offset retention removed starts at the first one kept.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Subscription:
         while True:
             version = self.store.version(self.channel)
             sent = False
-            for entry in await self.store.read(self.channel, self.next_offset, self.page):
+            for entry in await self.store.read(self.channel, self.next_offset, self.page, self.page_bytes):
                 async for response in self._announce(entry):
                     yield response
                 self.next_offset = entry.offset + 1
