@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from rvqstream.models import Codec, IntegrityError, coding, entropy
+from rvqstream.models import Codec, IntegrityError, MalformedError, TruncatedError, coding, entropy
 from rvqstream.models import batch as batch_mod
 from rvqstream.models import blob as blob_mod
 from rvqstream.models.coding import exact_stage_table
@@ -471,7 +471,7 @@ def test_hand_built_batch_checks(codec):
         dec.push(bad)
     with pytest.raises(IntegrityError):                         # the message stays broken
         dec.push(empty)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(TruncatedError):
         codec.decoder().push(b"")                               # empty payloads are invalid
     # the semantic tier has no checks: the terminator is the last symbol
     enc = ArithmeticEncoder()
@@ -586,7 +586,7 @@ def test_fallback_blob_check_bytes(codec):
     # version 2: the same bodies without the check
     assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_RAW, MODEL_TAG]) + b"hi") == short
     assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data)) == TEXT
-    with pytest.raises(ValueError):
+    with pytest.raises(MalformedError):
         codec.decompress(bytes([0xA0 | 4 << 2 | MODE_RAW, MODEL_TAG]) + b"hi")   # unknown version
 
 

@@ -2,7 +2,9 @@
 
 A bundle is written to a temporary directory, loaded (which recomputes the model id from the
 file contents) and renamed into place only when the id matches; a cached bundle whose files no
-longer hash to its id is removed and fetched again.
+longer hash to its id is removed and fetched again. Model ids come from servers: anything but 64
+lowercase hex digits is refused (``UnknownModelError``) before it names a path, and a path that
+resolves outside the root (a symlink) is never read, written or removed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rvqstream.models import Codec
+from rvqstream.models import Codec, UnknownModelError
+from rvqstream.models.bundle import check_model_id
 
 
 def default_cache_dir() -> Path:
@@ -28,10 +31,17 @@ class ModelCache:
         self.root = Path(root) if root is not None else default_cache_dir()
 
     def path(self, model_id: str) -> Path:
-        return self.root / model_id
+        """The directory of ``model_id``: ``UnknownModelError`` when it is not a model id or the
+        directory resolves to anywhere but itself, right under the root."""
+        root = self.root.resolve()
+        path = root / check_model_id(model_id)
+        if path.resolve() != path:
+            raise UnknownModelError(f"cache entry {path} leads outside the cache root {root}")
+        return path
 
     def load(self, model_id: str) -> Codec | None:
-        """The cached codec of ``model_id``, or None (absent, or failed verification and removed)."""
+        """The cached codec of ``model_id``, or None (absent, or failed verification and removed);
+        ``UnknownModelError`` as ``path``."""
         path = self.path(model_id)
         if not path.is_dir():
             return None
@@ -45,9 +55,11 @@ class ModelCache:
         return codec
 
     def store(self, model_id: str, files: dict[str, bytes]) -> Codec:
-        """Writes and verifies a bundle; ``ValueError`` when its files do not hash to ``model_id``."""
+        """Writes and verifies a bundle; ``ValueError`` when its files do not hash to ``model_id``,
+        ``UnknownModelError`` as ``path``."""
+        dest = self.path(model_id)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model_id[:12]}-", dir=self.root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{model_id[:12]}-", dir=dest.parent))
         try:
             for name, data in files.items():
                 if "/" in name or name.startswith("."):
@@ -56,7 +68,6 @@ class ModelCache:
             codec = Codec.load(tmp)
             if codec.model_id != model_id:
                 raise ValueError(f"bundle files hash to model id {codec.model_id}, not {model_id}")
-            dest = self.path(model_id)
             try:       # the codec holds its files in memory: the move does not affect it
                 tmp.rename(dest)
             except OSError:   # another client cached it meanwhile: keep that copy if it verifies

@@ -3,9 +3,20 @@ arithmetic coding, blobs and stream frames. Needs no torch (training lives in ``
 
 from rvqstream.models.batch import Batch
 from rvqstream.models.codec import Codec
-from rvqstream.models.frames import FrameKind, IntegrityError, Tier
+from rvqstream.models.errors import (
+    Cancel,
+    CancelledError,
+    CodecError,
+    IntegrityError,
+    MalformedError,
+    TooLargeError,
+    TruncatedError,
+    UnknownModelError,
+)
+from rvqstream.models.frames import FrameKind, Tier
 from rvqstream.models.runtime import SessionSettings
 from rvqstream.models.stream import Decoded, Frame, StreamDecoder, StreamEncoder
 
-__all__ = ["Batch", "Codec", "Decoded", "Frame", "FrameKind", "IntegrityError", "SessionSettings", "StreamDecoder",
-           "StreamEncoder", "Tier"]
+__all__ = ["Batch", "Cancel", "CancelledError", "Codec", "CodecError", "Decoded", "Frame", "FrameKind",
+           "IntegrityError", "MalformedError", "SessionSettings", "StreamDecoder", "StreamEncoder", "Tier",
+           "TooLargeError", "TruncatedError", "UnknownModelError"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from rvqstream.models.coding import exact_stage_table, max_tokens
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
+from rvqstream.models.errors import MalformedError, TruncatedError
 
 BATCH_CHECK_BITS = 8
 MESSAGE_CHECK_BITS = 16
@@ -138,12 +139,12 @@ class BatchWriter:
 
 
 class BatchReader:
-    """Reads the items of one batch; ``EOFError`` when the data ends too early, ``ValueError``
-    when it is malformed."""
+    """Reads the items of one batch; ``TruncatedError`` when the data ends too early,
+    ``MalformedError`` when it breaks the format."""
 
     def __init__(self, data: bytes, frame: int, stages: int, codes: int):
         if not data:
-            raise EOFError("a frame batch is never empty")
+            raise TruncatedError("a frame batch is never empty")
         self.dec = ArithmeticDecoder(data)
         self._size = len(data)
         self._frame, self._stages, self._codes = frame, stages, codes
@@ -164,16 +165,17 @@ class BatchReader:
         n = self.dec.decode_symbol(self._counts) + 1
         self._tokens += n
         if self._tokens > self.token_limit:
-            raise ValueError("corrupt frame batch: more tokens than its size allows")
+            raise MalformedError("corrupt frame batch: more tokens than its size allows")
         k = self.dec.decode_symbol(self._stage_table) if exact else self.dec.decode_uniform(self._stages) + 1
         self._after_short = n < self._frame
         return n, [self.dec.decode_uniform(self._codes) for _ in range(k)]
 
     def fallback_payload(self) -> bytes:
+        """The bytes of a ZSTD or RAW item: never more than the batch's own size."""
         nbits = self.dec.decode_uniform(LENGTH_CLASSES)
         n = nbits if nbits <= 1 else (1 << (nbits - 1)) + self.dec.decode_uniform(1 << (nbits - 1))
         if n > self._size:
-            raise ValueError(f"corrupt frame batch: a {n}-byte fallback payload in a smaller batch")
+            raise MalformedError(f"corrupt frame batch: a {n}-byte fallback payload in a smaller batch")
         return bytes(self.dec.decode_uniform(256) for _ in range(n))
 
     def check(self, message_end: bool) -> int:

@@ -21,6 +21,7 @@ import enum
 import numpy as np
 
 from rvqstream.models.coding import (
+    OutputLimit,
     Parts,
     choose_plan,
     decode_tokens,
@@ -32,8 +33,16 @@ from rvqstream.models.coding import (
     text_check,
 )
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
+from rvqstream.models.errors import (
+    Cancel,
+    IntegrityError,
+    MalformedError,
+    TooLargeError,
+    TruncatedError,
+    UnknownModelError,
+)
 from rvqstream.models.fallback import Fallback
-from rvqstream.models.frames import IntegrityError, Tier
+from rvqstream.models.frames import Tier
 from rvqstream.models.tokenizer import EOS_ID
 
 MAGIC = 0b101 << 5
@@ -42,6 +51,7 @@ READABLE_VERSIONS = (2, 3)
 HEADER_BYTES = 2
 CHECK_BITS = 12
 FALLBACK_CHECK_BITS = 16
+SEMANTIC_BATCH_FRAMES = 64     # frames per frame-encoder run of a semantic blob (bounds its memory)
 
 
 class Mode(enum.IntEnum):
@@ -60,7 +70,8 @@ def header(mode: Mode, model_id: str) -> bytes:
 
 
 def parse_header(blob: bytes) -> tuple[Mode, int]:
-    """-> (mode, model tag); ``EOFError`` if too short, ``ValueError`` on a bad magic/version."""
+    """-> (mode, model tag); ``TruncatedError`` if too short, ``MalformedError`` on a bad
+    magic or version."""
     mode, tag, _ = parse_header_version(blob)
     return mode, tag
 
@@ -68,16 +79,14 @@ def parse_header(blob: bytes) -> tuple[Mode, int]:
 def parse_header_version(blob: bytes) -> tuple[Mode, int, int]:
     """-> (mode, model tag, format version); errors as ``parse_header``."""
     if len(blob) < HEADER_BYTES:
-        raise EOFError(f"blob is {len(blob)} bytes: shorter than the {HEADER_BYTES}-byte header")
+        raise TruncatedError(f"blob is {len(blob)} bytes: shorter than the {HEADER_BYTES}-byte header")
     if blob[0] & 0xE0 != MAGIC:
-        raise ValueError("not an rvqstream blob (bad magic)")
+        raise MalformedError("not an rvqstream blob (bad magic)")
     version = (blob[0] >> 2) & 0x07
     if version not in READABLE_VERSIONS:
-        raise ValueError(f"unsupported rvqstream blob format version {version} "
-                         f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+        raise MalformedError(f"unsupported rvqstream blob format version {version} "
+                             f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
     return Mode(blob[0] & 0x03), blob[1], version
-
-
 
 
 class BlobCoder:
@@ -88,11 +97,12 @@ class BlobCoder:
         self._tag = model_tag(model_id)
 
     # -- encoding -------------------------------------------------------------------------------
-    def compress(self, text: str, tier: Tier, stages: int | None) -> bytes:
+    def compress(self, text: str, tier: Tier, stages: int | None, cancel: Cancel) -> bytes:
         if tier == Tier.SEMANTIC:
-            return header(Mode.SEMANTIC, self.model_id) + self._semantic(text, stages or self.parts.stages)
+            return header(Mode.SEMANTIC, self.model_id) + self._semantic(text, stages or self.parts.stages,
+                                                                         cancel)
         best = self.fallback(text)
-        payload = self._exact(text, stages or 0)
+        payload = self._exact(text, stages or 0, cancel)
         if payload is not None and HEADER_BYTES + len(payload) < len(best):
             best = header(Mode.EXACT, self.model_id) + payload
         return best
@@ -105,12 +115,13 @@ class BlobCoder:
             return header(Mode.ZSTD, self.model_id) + z + check
         return header(Mode.RAW, self.model_id) + data + check
 
-    def _exact(self, text: str, min_stages: int) -> bytes | None:
+    def _exact(self, text: str, min_stages: int, cancel: Cancel) -> bytes | None:
         p = self.parts
         tokens = p.tokenizer.encode(text)
         enc = ArithmeticEncoder()
         state, i, F = None, 0, p.frame
         while True:
+            cancel.check()
             chunk = tokens[i:i + F]
             i += len(chunk)
             last = i >= len(tokens)
@@ -144,41 +155,51 @@ class BlobCoder:
         payload = enc.finish()
         return payload if len(tokens) <= max_tokens(len(payload)) else None
 
-    def _semantic(self, text: str, stages: int) -> bytes:
+    def _semantic(self, text: str, stages: int, cancel: Cancel) -> bytes:
+        """The payload, coding ``SEMANTIC_BATCH_FRAMES`` frames per frame-encoder run (each run's
+        codes are written before the next: memory does not grow with the text)."""
         p = self.parts
         if not 1 <= stages <= p.stages:
             raise ValueError(f"semantic tier needs 1..{p.stages} stages, got {stages}")
         tokens = p.tokenizer.encode(text)
-        frames = [tokens[i:i + p.frame] for i in range(0, len(tokens), p.frame)]
-        codes = p.frame_encoder.codes(frames, stages) if frames else np.zeros((0, stages), np.int64)
         enc = ArithmeticEncoder()
         enc.encode_uniform(stages - 1, p.stages)
-        for fr, cs in zip(frames, codes):
-            enc.encode_uniform(len(fr), p.frame + 1)
-            for c in cs:
-                enc.encode_uniform(int(c), p.codes)
+        step = SEMANTIC_BATCH_FRAMES * p.frame
+        for start in range(0, len(tokens), step):
+            cancel.check()
+            frames = [tokens[i:i + p.frame] for i in range(start, min(start + step, len(tokens)), p.frame)]
+            for fr, cs in zip(frames, p.frame_encoder.codes(frames, stages)):
+                enc.encode_uniform(len(fr), p.frame + 1)
+                for c in cs:
+                    enc.encode_uniform(int(c), p.codes)
         enc.encode_uniform(0, p.frame + 1)
         return enc.finish()
 
     # -- decoding -------------------------------------------------------------------------------
-    def decompress(self, blob: bytes) -> str:
+    def decompress(self, blob: bytes, max_bytes: int | None, cancel: Cancel) -> str:
         mode, tag, version = parse_header_version(blob)
         if tag != self._tag:
-            raise ValueError(f"blob is for model tag {tag:#04x}, not this codec's model "
-                             f"{self.model_id[:12]} (tag {self._tag:#04x})")
+            raise UnknownModelError(f"blob is for model tag {tag:#04x}, not this codec's model "
+                                    f"{self.model_id[:12]} (tag {self._tag:#04x})")
         payload = bytes(blob[HEADER_BYTES:])
         if mode in (Mode.RAW, Mode.ZSTD):
-            return self._decode_fallback(mode, payload, checked=version >= 3)
+            cancel.check()
+            return self._decode_fallback(mode, payload, version >= 3, max_bytes)
         if mode == Mode.SEMANTIC:
-            return self._decode_semantic(payload)
-        return self._decode_exact(payload)
+            return self._decode_semantic(payload, max_bytes, cancel)
+        return self._decode_exact(payload, max_bytes, cancel)
 
-    def _decode_fallback(self, mode: Mode, payload: bytes, checked: bool) -> str:
+    def _decode_fallback(self, mode: Mode, payload: bytes, checked: bool, max_bytes: int | None) -> str:
         if checked:
             if len(payload) < 2:
-                raise EOFError("fallback blob is shorter than its check")
+                raise TruncatedError("fallback blob is shorter than its check")
             payload, check = payload[:-2], int.from_bytes(payload[-2:], "big")
-        data = payload if mode == Mode.RAW else self.fallback_coder.decompress(payload)
+        if mode == Mode.ZSTD:
+            data = self.fallback_coder.decompress(payload, max_bytes)
+        elif max_bytes is not None and len(payload) > max_bytes:
+            raise TooLargeError(f"raw blob holds {len(payload)} bytes, more than {max_bytes}")
+        else:
+            data = payload
         if checked and text_check(data, FALLBACK_CHECK_BITS) != check:
             raise IntegrityError("fallback blob failed its integrity check")
         try:
@@ -186,32 +207,30 @@ class BlobCoder:
         except UnicodeDecodeError:
             raise IntegrityError("fallback blob decodes to invalid UTF-8") from None
 
-    def _decode_exact(self, payload: bytes) -> str:
+    def _decode_exact(self, payload: bytes, max_bytes: int | None, cancel: Cancel) -> str:
         if not payload:   # the encoder never chooses the model for a payload of nothing
-            raise EOFError("exact-tier blob has no payload: it was cut after the header")
+            raise TruncatedError("exact-tier blob has no payload: it was cut after the header")
         p, F = self.parts, self.parts.frame
         dec = ArithmeticDecoder(payload)
-        limit = max_tokens(len(payload))
-        tokens: list[int] = []
+        limit = OutputLimit(len(payload), max_bytes)
+        data = bytearray()
         state = None
         while True:
+            cancel.check()
             state = start_context(p, state, F)
             n = dec.decode_symbol(self._stage_cum)
             if n:
                 codes = [dec.decode_uniform(p.codes) for _ in range(n)]
                 v = dec.decode_uniform(2 * F)
                 toks, _ = decode_tokens(p, dec, state, codes, v % F + 1, stop_at_eos=False)
-                tokens += toks
-                if v >= F:
-                    break
+                end = v >= F
             else:
-                toks, eos = decode_tokens(p, dec, state, [], F, stop_at_eos=True)
-                tokens += toks
-                if eos:
-                    break
-            if len(tokens) > limit:
-                raise ValueError("corrupt blob: decodes to more tokens than its size allows")
-        data = p.tokenizer.token_bytes(tokens)
+                toks, end = decode_tokens(p, dec, state, [], F, stop_at_eos=True)
+            frame = p.tokenizer.token_bytes(toks)
+            data += frame
+            limit.add(len(toks), len(frame))
+            if end:
+                break
         if dec.decode_uniform(1 << CHECK_BITS) != text_check(data, CHECK_BITS):
             raise IntegrityError("exact-tier blob failed its integrity check")
         try:
@@ -219,16 +238,20 @@ class BlobCoder:
         except UnicodeDecodeError:
             raise IntegrityError("exact-tier blob decodes to invalid UTF-8") from None
 
-    def _decode_semantic(self, payload: bytes) -> str:
+    def _decode_semantic(self, payload: bytes, max_bytes: int | None, cancel: Cancel) -> str:
         p = self.parts
         dec = ArithmeticDecoder(payload)
+        limit = OutputLimit(len(payload), max_bytes)
         stages = dec.decode_uniform(p.stages) + 1
-        tokens, state = [], None
+        data, state = bytearray(), None
         while True:
+            cancel.check()
             k = dec.decode_uniform(p.frame + 1)
             if k == 0:
                 break
             codes = [dec.decode_uniform(p.codes) for _ in range(stages)]
             state = start_context(p, state, p.frame)
-            tokens += generate_tokens(p, state, codes, k)
-        return p.tokenizer.token_bytes(tokens).decode("utf-8", errors="replace")
+            frame = p.tokenizer.token_bytes(generate_tokens(p, state, codes, k))
+            data += frame
+            limit.add(k, len(frame))
+        return data.decode("utf-8", errors="replace")

@@ -1,18 +1,36 @@
 """The model bundle: the files a codec needs, their manifest, and the model id.
 
 The model id is the sha256 (hex) of the bundle's files, taken in name order as
-``name NUL sha256(content) NL`` lines; the manifest itself is not part of it.
+``name NUL sha256(content) NL`` lines; the manifest itself is not part of it. A model id from
+elsewhere (a request, a server's reply) is checked to be one (``check_model_id``) before it names
+anything, a directory included.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
+
+from rvqstream.models.errors import UnknownModelError
 
 BUNDLE_FILES = ("tokenizer.json", "encoder.onnx", "step.onnx", "codebooks.npy", "fallback.zdict")
 MANIFEST = "manifest.json"
 DEFAULT_DIR = Path(__file__).parent / "artifacts"
+_MODEL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def valid_model_id(s: str) -> bool:
+    """Whether ``s`` is a model id: 64 lowercase hex digits."""
+    return _MODEL_ID.fullmatch(s) is not None
+
+
+def check_model_id(s: str) -> str:
+    """``s`` itself when it is a model id; ``UnknownModelError`` otherwise."""
+    if not valid_model_id(s):
+        raise UnknownModelError(f"{s[:80]!r} is not a model id (64 lowercase hex digits)")
+    return s
 
 
 def model_id_of(files: dict[str, bytes]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from rvqstream.models.blob import BlobCoder, Mode, model_tag, parse_header
 from rvqstream.models.bundle import DEFAULT_DIR, MANIFEST, model_id_of, read_bundle
 from rvqstream.models.coding import Parts
+from rvqstream.models.errors import Cancel
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import Tier
 from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
@@ -62,18 +63,25 @@ class Codec:
         """The 8-bit model tag that blobs carry."""
         return model_tag(self.model_id)
 
-    def compress(self, text: str, tier: str | Tier = "exact", stages: int | None = None) -> bytes:
+    def compress(self, text: str, tier: str | Tier = "exact", stages: int | None = None, *,
+                 cancel: Cancel | None = None) -> bytes:
         """A standalone blob of ``text``. Exact tier: byte-identical round trip; ``stages`` asks
         for at least that many RVQ stages per frame (a searchable layer). Semantic tier:
-        ``stages`` (default all) codes per frame, text close in meaning."""
+        ``stages`` (default all) codes per frame, text close in meaning. ``cancel`` is checked at
+        least once per frame (``CancelledError``). ``TypeError``/``ValueError`` on bad arguments."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        return self._blobs.compress(text, Tier.parse(tier), stages)
+        return self._blobs.compress(text, Tier.parse(tier), stages, cancel or Cancel())
 
-    def decompress(self, data: bytes) -> str:
-        """``ValueError`` on a bad magic, version or model; ``EOFError`` on truncation;
-        ``IntegrityError`` (a ``ValueError``) when the exact text fails its check."""
-        return self._blobs.decompress(bytes(data))
+    def decompress(self, data: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None) -> str:
+        """The text of a blob. Raises a ``CodecError``: ``TruncatedError`` when the blob is cut,
+        ``MalformedError`` on a bad magic or version or data that breaks the format,
+        ``UnknownModelError`` when it names another model's tag, ``IntegrityError`` when the text
+        fails its check (corrupt, or made by another model with the same tag), ``TooLargeError``
+        when the text would pass ``max_bytes`` UTF-8 bytes (decoding stops within a frame of the
+        limit; zstd data never decodes past ``fallback.MAX_FALLBACK_BYTES``), ``CancelledError``
+        when ``cancel`` is set (checked at least once per frame)."""
+        return self._blobs.decompress(bytes(data), max_bytes, cancel or Cancel())
 
     def fallback(self, text: str) -> bytes:
         """The blob of ``text`` in fallback form (zstd with the dictionary, or raw)."""
@@ -83,8 +91,11 @@ class Codec:
     def blob_mode(data: bytes) -> Mode:
         return parse_header(data)[0]
 
-    def encoder(self, tier: str | Tier = "exact", stages: int | None = None) -> StreamEncoder:
-        return StreamEncoder(self.parts, self._fallback, Tier.parse(tier), stages)
+    def encoder(self, tier: str | Tier = "exact", stages: int | None = None, *,
+                cancel: Cancel | None = None) -> StreamEncoder:
+        """A stream encoder; ``cancel`` (also settable later as its ``cancel`` attribute) is
+        checked once per frame of model work."""
+        return StreamEncoder(self.parts, self._fallback, Tier.parse(tier), stages, cancel)
 
     def decoder(self, tier: str | Tier = "exact") -> StreamDecoder:
         return StreamDecoder(self.parts, self._fallback, Tier.parse(tier))

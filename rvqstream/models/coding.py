@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
+from rvqstream.models.errors import MalformedError, TooLargeError
 from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
@@ -56,6 +57,27 @@ class FramePlan:
 def max_tokens(payload_bytes: int) -> int:
     """Most tokens a decoder accepts from a payload of ``payload_bytes`` (blobs and batches)."""
     return TOKENS_PER_BIT * 8 * payload_bytes + 256
+
+
+class OutputLimit:
+    """What a decoder has made of one payload, against its limits: more tokens than
+    ``max_tokens(payload_bytes)`` is malformed data (``MalformedError``), more UTF-8 bytes than
+    the caller's ``max_bytes`` too large (``TooLargeError``). Every token but ``EOS_ID`` stands for
+    at least one byte, so ``max_bytes`` caps the tokens too: decoders stop within a frame of either
+    limit."""
+
+    def __init__(self, payload_bytes: int, max_bytes: int | None):
+        self.max_tokens, self.max_bytes = max_tokens(payload_bytes), max_bytes
+        self.tokens = self.bytes = 0
+
+    def add(self, tokens: int, data_bytes: int) -> None:
+        """Count one frame's ``tokens`` and the ``data_bytes`` they stand for."""
+        self.tokens += tokens
+        self.bytes += data_bytes
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            raise TooLargeError(f"decodes to more than {self.max_bytes} bytes")
+        if self.tokens > self.max_tokens:
+            raise MalformedError("decodes to more tokens than its size allows")
 
 
 def exact_stage_table(stages: int) -> np.ndarray:
@@ -132,7 +154,7 @@ def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: LMState, codes: l
         if t == EOS_ID:
             if stop_at_eos:
                 return out, True
-            raise ValueError("end-of-message symbol inside a frame of known length")
+            raise MalformedError("end-of-message symbol inside a frame of known length")
         parts.step.advance(state, t, kv)
         out.append(t)
     return out, False

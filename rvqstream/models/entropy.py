@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from rvqstream.models.errors import TruncatedError
+
 STATE_BITS = 62
 _FULL = 1 << STATE_BITS
 _MASK = _FULL - 1
@@ -112,7 +114,7 @@ class ArithmeticEncoder:
 class ArithmeticDecoder:
     def __init__(self, data: bytes, limit_bits: int | None = None):
         """``limit_bits`` bounds how far past the data's end the decoder may read (zeros) before
-        it raises ``EOFError``; by default ``STATE_BITS`` + 64."""
+        it raises ``TruncatedError``; by default ``STATE_BITS`` + 64."""
         self._bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8)).tolist()
         self._pos = 0
         self._limit = len(self._bits) + (STATE_BITS + 64 if limit_bits is None else limit_bits)
@@ -126,7 +128,7 @@ class ArithmeticDecoder:
         if pos < len(self._bits):
             return self._bits[pos]
         if pos >= self._limit:
-            raise EOFError("arithmetic-coded data ends before the message does")
+            raise TruncatedError("arithmetic-coded data ends before the message does")
         return 0
 
     def target(self, total: int) -> int:

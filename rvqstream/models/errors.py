@@ -70,6 +70,5 @@ class Cancel:
         """Raises ``CancelledError`` when cancelled or past the deadline."""
         if self._event.is_set():
             raise CancelledError("the caller cancelled the work")
-        if self.deadline is not None:
-            if time.monotonic() > self.deadline:
-                raise CancelledError("the work ran past its deadline")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise CancelledError("the work ran past its deadline")

@@ -1,4 +1,4 @@
-"""Names shared by blobs and streams: frame kinds, tiers, and the integrity error.
+"""Names shared by blobs and streams: frame kinds and tiers.
 
 A frame holds up to F tokens of one message. ``MODEL`` frames are coded by the model (exact tier:
 tokens under the decoder's distribution; semantic tier: RVQ codes only); ``ZSTD`` and ``RAW``
@@ -30,8 +30,3 @@ class Tier(enum.IntEnum):
             return cls[str(tier).upper()]
         except KeyError:
             raise ValueError(f"unknown tier {tier!r}: expected 'exact' or 'semantic'") from None
-
-
-class IntegrityError(ValueError):
-    """Decoded text failed its integrity check (model mismatch or corrupt data): refetch it in
-    fallback form."""

@@ -1,10 +1,12 @@
 """Streaming encoder and decoder: text pushed in pieces becomes frame batches, batches become text.
 
 ``StreamEncoder`` tokenizes incrementally, holding back the last pre-token until more text, a
-flush or the message end; it codes a frame as soon as F tokens are ready (the model work happens
-as text arrives) and holds it, and ``flush()`` / ``end_message()`` write everything held, short
-frames included, as one ``Batch`` (batch.py). A message starts a fresh decoder context and so
-does a keyframe; chunked input gives the same text as one-shot input.
+flush or the message end (a pre-token past ``MAX_HELD_CHARS`` characters is cut, all but its last
+character tokenized: text with no word break costs linear time); it codes a frame as soon as F
+tokens are ready (the model work happens as text arrives) and holds it, and ``flush()`` /
+``end_message()`` write everything held, short frames included, as one ``Batch`` (batch.py). A
+message starts a fresh decoder context and so does a keyframe; chunked input gives the same text
+as one-shot input (token boundaries may differ).
 
     enc, dec = codec.encoder(), codec.decoder()
     enc.push("text as it ")
@@ -34,11 +36,13 @@ from rvqstream.models.coding import (
     generate_tokens,
     start_context,
 )
+from rvqstream.models.errors import Cancel, CodecError, IntegrityError, TooLargeError
 from rvqstream.models.fallback import Fallback
-from rvqstream.models.frames import FrameKind, IntegrityError, Tier
+from rvqstream.models.frames import FrameKind, Tier
 from rvqstream.models.runtime import LMState
 
 FALLBACK_TRY_BITS_PER_BYTE = 4.0   # only frames dearer than this under the model try zstd
+MAX_HELD_CHARS = 1024              # the longest unfinished pre-token an encoder holds back untokenized
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,11 @@ class Decoded:
 
 
 class StreamEncoder:
-    """One stream's encoder (not thread-safe: one stream, one caller at a time)."""
+    """One stream's encoder (not thread-safe: one stream, one caller at a time). ``cancel``, when
+    set, is checked before each frame is coded (``CancelledError``; the frame stays held)."""
 
-    def __init__(self, parts: Parts, fallback: Fallback, tier: Tier, stages: int | None):
+    def __init__(self, parts: Parts, fallback: Fallback, tier: Tier, stages: int | None,
+                 cancel: Cancel | None = None):
         self.parts, self._fallback, self.tier = parts, fallback, tier
         if stages is not None and not 0 <= stages <= parts.stages:
             raise ValueError(f"stages must be in 0..{parts.stages}, got {stages}")
@@ -79,6 +85,7 @@ class StreamEncoder:
         self.min_stages = (stages or 0) if tier == Tier.EXACT else (stages or parts.stages)
         self.stages_cap = parts.stages    # lowered by a scheduler to degrade gracefully
         self.fallback_only = False        # set by a scheduler to shed model work: fallback frames
+        self.cancel = cancel
         self.model_tokens = 0             # tokens put through the model so far
         self._text = ""                  # held-back text (the unfinished last pre-token)
         self._tokens: list[int] = []     # tokenized, not yet in a frame
@@ -90,7 +97,7 @@ class StreamEncoder:
     def push(self, text: str) -> int:
         """Add text; the full frames that became ready are coded now. -> frames held."""
         if text:
-            final, self._text = self.parts.tokenizer.split_final(self._text + text)
+            final, self._text = self.parts.tokenizer.split_final(self._text + text, MAX_HELD_CHARS)
             self._tokens += self.parts.tokenizer.encode(final)
             while len(self._tokens) >= self.parts.frame:
                 self._held.append(self._emit(self.parts.frame))
@@ -156,6 +163,8 @@ class StreamEncoder:
                      sum(f.degraded for f in frames))
 
     def _emit(self, n: int) -> Frame:
+        if self.cancel is not None:
+            self.cancel.check()
         p = self.parts
         tokens, self._tokens = self._tokens[:n], self._tokens[n:]
         data = p.tokenizer.token_bytes(tokens)
@@ -191,9 +200,9 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """One stream's decoder: batches in order -> text. ``IntegrityError`` when a batch fails its
-    check or does not decode; the message's later batches then raise it too (``reset()`` starts
-    over at a message start)."""
+    """One stream's decoder: batches in order -> text. A batch that does not decode raises its
+    ``CodecError`` (``IntegrityError`` when it fails its check); the message's later batches then
+    raise the same kind (``reset()`` starts over at a message start)."""
 
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier):
         self.parts, self._fallback, self.tier = parts, fallback, tier
@@ -205,25 +214,24 @@ class StreamDecoder:
         self._crc = CHECK_SEED
         errors = "strict" if self.tier == Tier.EXACT else "replace"
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)
-        self._broken: str | None = None
+        self._broken: CodecError | None = None
 
-    def push(self, batch: bytes) -> Decoded:
-        """-> the text complete after ``batch`` and whether it ended the message."""
+    def push(self, batch: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None) -> Decoded:
+        """-> the text complete after ``batch`` and whether it ended the message. ``TooLargeError``
+        when the batch decodes to more than ``max_bytes`` UTF-8 bytes (decoding stops within a
+        frame of the limit); ``cancel`` is checked before each frame (``CancelledError``)."""
         if self._broken is not None:
-            raise IntegrityError(f"an earlier batch of this message failed: {self._broken}")
+            raise type(self._broken)(f"an earlier batch of this message failed: {self._broken}")
         try:
-            data, end, frames, fallback = self._decode(bytes(batch))
-            text = self._utf8.decode(data, final=end)
-        except (IntegrityError, UnicodeDecodeError, EOFError, ValueError) as e:
-            self._broken = str(e)
-            if isinstance(e, IntegrityError):
-                raise
-            raise IntegrityError(f"frame batch does not decode: {e}") from None
-        if end:
+            decoded = self._decode(bytes(batch), max_bytes, cancel or Cancel())
+        except CodecError as e:
+            self._broken = e
+            raise
+        if decoded.message_end:
             self.reset()
-        return Decoded(text, end, frames, fallback)
+        return decoded
 
-    def _decode(self, batch: bytes) -> tuple[bytes, bool, int, int]:
+    def _decode(self, batch: bytes, max_bytes: int | None, cancel: Cancel) -> Decoded:
         p, exact = self.parts, self.tier == Tier.EXACT
         r = BatchReader(batch, p.frame, p.stages, p.codes)
         out = bytearray()
@@ -238,7 +246,12 @@ class StreamDecoder:
                 if exact and not check_matches(r.check(end), crc, end):
                     raise IntegrityError("frame batch failed its integrity check")
                 self._crc = crc
-                return bytes(out), end, frames, fallback
+                try:
+                    text = self._utf8.decode(bytes(out), final=end)
+                except UnicodeDecodeError as e:
+                    raise IntegrityError(f"frame batch decodes to invalid UTF-8: {e.reason}") from None
+                return Decoded(text, end, frames, fallback)
+            cancel.check()
             frames += 1
             if item == Item.MODEL:
                 n, codes = r.model_frame_header(exact)
@@ -251,8 +264,14 @@ class StreamDecoder:
                 data = p.tokenizer.token_bytes(tokens)
             else:
                 payload = r.fallback_payload()
-                data = payload if item == Item.RAW else self._fallback.decompress(payload)
+                if item == Item.RAW:
+                    data = payload
+                else:
+                    left = None if max_bytes is None else max_bytes - len(out)
+                    data = self._fallback.decompress(payload, left)
                 self._state = None
                 fallback += 1
             crc = message_check(crc, data)
             out += data
+            if max_bytes is not None and len(out) > max_bytes:
+                raise TooLargeError(f"frame batch decodes to more than {max_bytes} bytes")

@@ -54,13 +54,16 @@ class Tokenizer:
         """Text of a complete id sequence; ``UnicodeDecodeError`` if it is not valid UTF-8."""
         return self.token_bytes(ids).decode("utf-8")
 
-    def split_final(self, text: str) -> tuple[str, str]:
+    def split_final(self, text: str, max_tail: int | None = None) -> tuple[str, str]:
         """Split buffered ``text`` into (final, tail): the tail is the last pre-token, which more
-        text could still change; the final part tokenizes the same whatever follows."""
+        text could still change; the final part tokenizes the same whatever follows. A tail
+        longer than ``max_tail`` characters is cut before its last character (a forced token
+        boundary: the bytes stay the same), so a caller that buffers the tail and calls again
+        with more text pre-tokenizes each character a bounded number of times."""
         pieces = self._tok.pre_tokenizer.pre_tokenize_str(text)
-        if len(pieces) <= 1:
-            return "", text
-        cut = pieces[-1][1][0]     # offsets are in characters of ``text``
+        cut = pieces[-1][1][0] if len(pieces) > 1 else 0     # offsets are in characters of ``text``
+        if max_tail is not None and len(text) - cut > max_tail:
+            cut = len(text) - 1
         return text[:cut], text[cut:]
 
 
