@@ -4,7 +4,7 @@ Batches are encoded once, message by message (``codec.encoder()``, default sessi
 1 thread, all graph optimizations; the message pushed a word at a time, flushed every
 ``FLUSH_WORDS`` words, as a live stream is), then decoded by a fresh model for each intra-op
 thread count and graph-optimization level (several settings at once, in worker processes). A
-mismatch is a message whose decoding raises ``IntegrityError`` (a batch check caught it) or
+mismatch is a message whose decoding raises a ``CodecError`` (a batch check caught it) or
 returns different text (the checks missed it).
 """
 
@@ -16,7 +16,7 @@ from multiprocessing import get_context
 import onnxruntime as ort
 from budget import CHUNK
 
-from rvqstream.models import Codec, IntegrityError, SessionSettings
+from rvqstream.models import Codec, CodecError, SessionSettings
 
 LEVELS = list(ort.GraphOptimizationLevel.__members__.values())
 FLUSH_WORDS = 8
@@ -42,7 +42,7 @@ def decode_all(codec: Codec, texts: list[str], batches: list[list]) -> dict:
         dec = codec.decoder()
         try:
             got = "".join(dec.push(b.data).text for b in bs)
-        except IntegrityError:
+        except CodecError:
             failed += 1
             continue
         silent += got != t

@@ -20,10 +20,10 @@ async def test_offsets_are_dense_per_channel(tmp_path):
         assert [a.offset for a in acks] == [0, 1]
         assert [a.offset for a in await store.append("b", records(b"z"))] == [0]
         assert [a.offset for a in await store.append("a", records(b"w"))] == [2]
-        entries = await store.read("a", 1, 10)
+        entries = await store.read("a", 1, 10, 1 << 20)
         assert [(e.offset, e.blob, e.model_id) for e in entries] == [(1, b"y", MODEL), (2, b"w", MODEL)]
         assert await store.end_offset("a") == 3
-        assert await store.read("a", 3, 10) == []
+        assert await store.read("a", 3, 10, 1 << 20) == []
     finally:
         await store.close()
 
@@ -37,7 +37,7 @@ async def test_appends_survive_reopen_and_offsets_continue(tmp_path):
     try:
         assert await store.end_offset("a") == 5
         assert [a.offset for a in await store.append("a", records(b"n"))] == [5]
-        assert [e.blob for e in await store.read("a", 0, 100)] == [bytes([i]) for i in range(5)] + [b"n"]
+        assert [e.blob for e in await store.read("a", 0, 100, 1 << 20)] == [bytes([i]) for i in range(5)] + [b"n"]
     finally:
         await store.close()
 
@@ -49,7 +49,7 @@ async def test_producer_sequence_is_stored_once(tmp_path):
         again = await store.append("a", records(b"q", b"r", producer="prod", first_seq=1))
         assert [(a.offset, a.duplicate) for a in first] == [(0, False), (1, False)]
         assert [(a.offset, a.duplicate) for a in again] == [(1, True), (2, False)]
-        assert [e.blob for e in await store.read("a", 0, 10)] == [b"p", b"q", b"r"]
+        assert [e.blob for e in await store.read("a", 0, 10, 1 << 20)] == [b"p", b"q", b"r"]
     finally:
         await store.close()
 
@@ -94,7 +94,7 @@ async def test_streamed_message_gets_its_offset_at_its_first_part_and_grows(tmp_
         info = await store.append_part("a", KEY, part(1, b"p11", end=True))
         assert (info.offset, info.state, info.parts, info.text_bytes, info.crc) == (
             1, MessageState.COMPLETE, 2, 5, 1001)
-        entries = await store.read("a", 0, 10)
+        entries = await store.read("a", 0, 10, 1 << 20)
         assert [(e.offset, e.streamed, e.state) for e in entries] == [
             (0, False, MessageState.COMPLETE), (1, True, MessageState.COMPLETE), (2, False, MessageState.COMPLETE)]
         assert await store.read_parts("a", 1, 0, 1 << 20) == ([b"p0", b"p11"], MessageState.COMPLETE)
@@ -137,7 +137,7 @@ async def test_a_stale_or_closed_writer_conflicts_and_the_rest_of_its_group_comm
             raise AssertionError("a part after the abort was stored")
         except PartConflict:
             pass
-        assert (await store.read("a", 0, 1))[0].state == MessageState.ABORTED
+        assert (await store.read("a", 0, 1, 1 << 20))[0].state == MessageState.ABORTED
         assert await store.open_streams() == []
     finally:
         await store.close()
@@ -153,6 +153,6 @@ async def test_a_commit_whose_writer_was_cancelled_still_wakes_live_readers(tmp_
         await asyncio.sleep(0)          # the write is queued for the writer thread ...
         writer.cancel()                 # ... and its caller goes away before the commit
         await asyncio.wait_for(waiter, 5)
-        assert [e.blob for e in await store.read("a", 0, 10)] == [b"0", b"1"]
+        assert [e.blob for e in await store.read("a", 0, 10, 1 << 20)] == [b"0", b"1"]
     finally:
         await store.close()

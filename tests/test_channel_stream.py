@@ -249,7 +249,7 @@ BAD_STREAMS = [
     ("oversize chunk", [config(), chunk(b"x" * (70 << 10))], grpc.StatusCode.INVALID_ARGUMENT, "at most"),
     ("unknown tier", [config(tier=9)], grpc.StatusCode.INVALID_ARGUMENT, "unknown tier"),
     ("budget too long", [config(max_delay_ms=10**6)], grpc.StatusCode.INVALID_ARGUMENT, "max_delay_ms"),
-    ("sequence too large", [config(sequence=1 << 63)], grpc.StatusCode.INVALID_ARGUMENT, "sequence"),
+    ("sequence too large", [config(sequence=1 << 63)], grpc.StatusCode.OUT_OF_RANGE, "sequence"),
     ("message too long", [config(), chunk(b"x" * (40 << 10)), chunk(b"y" * (40 << 10))],
      grpc.StatusCode.RESOURCE_EXHAUSTED, "holds at most"),
 ]
@@ -370,10 +370,10 @@ async def test_only_the_last_writer_of_a_message_leaving_starts_its_abort_timer(
         streams.claim("c", 0, new)            # the producer came back on another connection
         streams.release("c", 0, old)          # ... and then its old call ended
         await asyncio.sleep(0.4)
-        assert (await store.read("c", 0, 1))[0].state == MessageState.STREAMING
+        assert (await store.read("c", 0, 1, 1 << 20))[0].state == MessageState.STREAMING
         streams.release("c", 0, new)          # now the producer is gone
         await asyncio.sleep(0.4)
-        assert (await store.read("c", 0, 1))[0].state == MessageState.ABORTED
+        assert (await store.read("c", 0, 1, 1 << 20))[0].state == MessageState.ABORTED
         await streams.close()
     finally:
         await store.close()

@@ -355,11 +355,11 @@ def _subject_of(srv: ServerThread, pki) -> str:
     return cert.subject.rfc4514_string()
 
 
-def test_plaintext_refused_off_loopback(tmp_path, registry, pki):
+async def test_plaintext_refused_off_loopback(tmp_path, registry, pki):
     config = ServerConfig(data_dir=tmp_path / "data")
     with pytest.raises(ListenError, match="--insecure"):
         create_server("0.0.0.0:0", config, registry)
-    server, port = create_server("0.0.0.0:0", ServerConfig(data_dir=tmp_path / "d2", insecure=True), registry)
+    _, port = create_server("0.0.0.0:0", ServerConfig(data_dir=tmp_path / "d2", insecure=True), registry)
     assert port
     _, port = create_server("0.0.0.0:0", ServerConfig(
         data_dir=tmp_path / "d3", tls_cert=str(pki["server_cert"]), tls_key=str(pki["server_key"])), registry)

@@ -37,9 +37,11 @@ from rvqstream.client.calls import (
     CHANNEL_OPTIONS,
     CHUNK_BYTES,
     GRPC_PREFIX_BYTES,
+    REFETCH_ERRORS,
     Backoff,
     aiter_any,
     check_utf8,
+    decode_fallback,
     tier_pb,
 )
 from rvqstream.client.credentials import TLSConfig, open_channel
@@ -48,6 +50,8 @@ from rvqstream.client.follow import Follower
 from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import END_MESSAGE, FLUSH, Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
+from rvqstream.models.bundle import valid_model_id
+from rvqstream.models.errors import CodecError
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
 _SOURCE_END = object()
@@ -109,6 +113,8 @@ class AsyncClient:
             default = next(m.model_id for m in await self.models() if m.is_default)
             self._codecs[""] = await self.model(default)
             return self._codecs[""]
+        if not valid_model_id(model_id):     # ids come from the server: never let one name a path
+            raise RvqstreamError("DATA_LOSS", f"the server named {model_id[:80]!r}, which is not a model id")
         lock = self._model_locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             if model_id not in self._codecs:
@@ -147,7 +153,7 @@ class AsyncClient:
         try:
             return await asyncio.to_thread(self._cache.store, manifest.model_id,
                                            {n: bytes(b) for n, b in files.items()})
-        except ValueError as e:
+        except (ValueError, CodecError) as e:
             raise RvqstreamError("DATA_LOSS", f"model {manifest.model_id} failed verification: {e}") from None
 
     async def decoder(self, model_id: str, tier: Tier | str = "exact") -> StreamDecoder:
@@ -168,7 +174,7 @@ class AsyncClient:
         codec = await self.model("")
         try:
             return await asyncio.to_thread(codec.decompress, blob)
-        except (ValueError, EOFError):
+        except CodecError:   # another model's blob, or a bad one: the server says which
             resp = await self._unary(self._codec_stub.Decompress, codec_pb2.DecompressRequest(blob=blob))
             return resp.text
 
@@ -356,6 +362,7 @@ class AsyncClient:
         ready: dict[int, Message] = {}
         next_offset = from_offset
         async for e in follower.events():
+            next_offset = max(next_offset, follower.removed_below)
             acc = parts.setdefault(e.offset, [[], 0, 0, False])
             acc[0].append(e.text)
             acc[1] += e.compressed_bytes
@@ -375,7 +382,7 @@ class AsyncClient:
         resp = await self._unary(self._channel_stub.FetchMessage,
                                  channel_pb2.FetchMessageRequest(channel=channel, offset=offset))
         codec = await self.model(resp.model_id)
-        text = await asyncio.to_thread(codec.decompress, resp.fallback_blob)
+        text = await decode_fallback(codec, resp.fallback_blob, f"message {offset} of {channel!r}")
         return Message(resp.offset, text, resp.model_id, len(resp.fallback_blob), True,
                        resp.ByteSize() + GRPC_PREFIX_BYTES)
 
@@ -385,7 +392,7 @@ class AsyncClient:
         codec = await self.model(model_id)
         try:
             text = await asyncio.to_thread(codec.decompress, blob)
-        except (ValueError, EOFError):
+        except REFETCH_ERRORS:
             fallback = await self.fetch(channel, offset)
             return Message(offset, fallback.text, model_id, len(blob), True, wire_bytes + fallback.wire_bytes)
         return Message(offset, text, model_id, len(blob), False, wire_bytes)

@@ -9,7 +9,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 import grpc
 
 from rvqstream.client.errors import RvqstreamError
-from rvqstream.models import Tier
+from rvqstream.models import Codec, Tier
+from rvqstream.models.errors import (
+    CodecError,
+    IntegrityError,
+    MalformedError,
+    TruncatedError,
+    UnknownModelError,
+)
 from rvqstream.wire import tier_to_pb
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
@@ -102,3 +109,16 @@ def tier_pb(tier: Tier | str) -> int:
         return tier_to_pb(tier)
     except ValueError as e:
         raise RvqstreamError("INVALID_ARGUMENT", str(e)) from None
+
+
+# model-coded data that does not decode here (another model, or corrupt): its fallback form fixes
+# that; a limit (too large) or a cancellation does not
+REFETCH_ERRORS = (IntegrityError, UnknownModelError, MalformedError, TruncatedError)
+
+
+async def decode_fallback(codec: Codec, blob: bytes, what: str) -> str:
+    """The text of a fallback-form blob; DATA_LOSS when it does not decode."""
+    try:
+        return await asyncio.to_thread(codec.decompress, blob)
+    except CodecError as e:
+        raise RvqstreamError("DATA_LOSS", f"{what} does not decode in fallback form: {e}") from None

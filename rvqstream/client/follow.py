@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 from rvqstream._proto import channel_pb2
-from rvqstream.client.calls import GRPC_PREFIX_BYTES, Backoff
-from rvqstream.client.errors import RvqstreamError
-from rvqstream.models import IntegrityError, StreamDecoder, Tier
+from rvqstream.client.calls import GRPC_PREFIX_BYTES, REFETCH_ERRORS, Backoff, decode_fallback
+from rvqstream.models import StreamDecoder, Tier
 from rvqstream.wire import tier_from_pb
 
 if TYPE_CHECKING:
@@ -73,6 +72,7 @@ class Follower:
     def __init__(self, client: AsyncClient, channel: str, from_offset: int):
         self.client, self.channel = client, channel
         self.next_offset = from_offset          # lowest offset not finished here
+        self.removed_below = from_offset        # offsets below this were removed by retention
         self._finished_above: set[int] = set()  # finished offsets past next_offset
         self._open: dict[int, _Streamed] = {}
         self._model, self._tier = "", 0        # of the last message announced
@@ -136,7 +136,7 @@ class Follower:
         if self._finished(m.offset):
             return
         if m.offset > self.next_offset and not self._open:
-            self.next_offset = m.offset      # offsets below it are gone: retention removed them
+            self.next_offset = self.removed_below = m.offset   # retention removed the offsets below
             self._finished_above = {o for o in self._finished_above if o > m.offset}
         if not streamed:
             msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
@@ -166,7 +166,7 @@ class Follower:
             s.parts += 1
             try:
                 decoded = await asyncio.to_thread(s.decoder.push, batch)
-            except IntegrityError:
+            except REFETCH_ERRORS:
                 async for event in self._refetch(offset, s):
                     yield event
                 raise _Resync from None   # where this batch ended is unknown here: start over
@@ -192,11 +192,7 @@ class Follower:
                 break
             await asyncio.sleep(BROKEN_POLL_S)
         codec = await self.client.model(resp.model_id)
-        try:
-            text = await asyncio.to_thread(codec.decompress, resp.fallback_blob)
-        except (ValueError, EOFError) as e:
-            raise RvqstreamError("DATA_LOSS", f"message {offset} of {self.channel!r} fails its check "
-                                 f"in fallback form too: {e}") from None
+        text = await decode_fallback(codec, resp.fallback_blob, f"message {offset} of {self.channel!r}")
         self._finish(offset)
         yield Event(offset, text[s.shown:], True, resp.state == _ABORTED, s.model_id,
                     len(resp.fallback_blob), resp.ByteSize() + GRPC_PREFIX_BYTES, True)

@@ -66,6 +66,13 @@ class Cancel:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def within(self, seconds: float) -> Cancel:
+        """A token cancelled with this one, whose deadline is at most ``seconds`` from now."""
+        limit = time.monotonic() + seconds
+        child = Cancel(limit if self.deadline is None else min(self.deadline, limit))
+        child._event = self._event
+        return child
+
     def check(self) -> None:
         """Raises ``CancelledError`` when cancelled or past the deadline."""
         if self._event.is_set():

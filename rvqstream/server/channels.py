@@ -17,7 +17,7 @@ import grpc
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
 from rvqstream.models.errors import Cancel, CodecError
-from rvqstream.server.codec_service import first_config
+from rvqstream.server.codec_service import compress_in_time, first_config
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import StreamLimits
 from rvqstream.server.errors import ServiceError, codec_error, decode_utf8, invalid, quoted, rpc_errors
@@ -91,7 +91,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 messages = [m for m in batch if isinstance(m, tuple)]
                 if messages:
                     blobs = await self.pool.run(_compress_all, codec, tier, [m[0] for m in messages],
-                                                context=context, wait=True)
+                                                self.pool.max_call_s, context=context, wait=True,
+                                                budget_s=self.pool.max_call_s * len(messages))
                     records = [Record(blob, codec.model_id, config.producer_id, seq)
                                for blob, (_, seq, _) in zip(blobs, messages)]
                     self.space.check()
@@ -208,8 +209,9 @@ def _decode_batches(codec, tier_pb: int, batches: list[bytes], cancel: Cancel) -
     return "".join(decoder.push(b, cancel=cancel).text for b in batches)
 
 
-def _compress_all(codec, tier, texts: list[str], cancel: Cancel) -> list[bytes]:
-    return [codec.compress(text, tier, cancel=cancel) for text in texts]
+def _compress_all(codec, tier, texts: list[str], message_s: float, cancel: Cancel) -> list[bytes]:
+    """Each text's blob, each with ``message_s`` of model time at most (then in fallback form)."""
+    return [compress_in_time(codec, text, tier, None, cancel.within(message_s)) for text in texts]
 
 
 def _fallback(codec, text: str, cancel: Cancel) -> bytes:

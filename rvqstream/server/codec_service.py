@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from rvqstream._proto import codec_pb2, codec_pb2_grpc
-from rvqstream.models.errors import CodecError, TooLargeError
+from rvqstream.models import Codec, Tier
+from rvqstream.models.errors import Cancel, CancelledError, CodecError, TooLargeError
 from rvqstream.server.encode import EncodeStreamSession, StreamLimits, stream_settings
 from rvqstream.server.errors import ServiceError, codec_error, decode_utf8, invalid, rpc_errors
 from rvqstream.server.registry import ModelRegistry
@@ -33,6 +34,18 @@ async def first_config(requests, rpc: str):
             raise first_message_error(rpc, "config", req.WhichOneof("kind"))
         return req.config
     return None
+
+
+def compress_in_time(codec: Codec, text: str, tier: Tier, stages: int | None, cancel: Cancel) -> bytes:
+    """``codec.compress``, or the text's fallback form when the model runs past ``cancel``'s
+    deadline (exact tier: the text is never refused for taking long); ``CancelledError`` when the
+    caller went away."""
+    try:
+        return codec.compress(text, tier, stages, cancel=cancel)
+    except CancelledError:
+        if cancel.cancelled or tier != Tier.EXACT:
+            raise
+        return codec.fallback(text)
 
 
 class CodecService(codec_pb2_grpc.CodecServiceServicer):
@@ -91,7 +104,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         text = decode_utf8(request.text_utf8, "text_utf8")
         codec = self.registry.get(request.model_id)
         tier, stages = stream_settings(codec, request.tier, request.stage_count, "request")
-        blob = await self.pool.run(codec.compress, text, tier, stages, context=context)
+        blob = await self.pool.run(compress_in_time, codec, text, tier, stages, context=context)
         self.metrics.bytes_in.add(len(request.text_utf8))
         self.metrics.bytes_out.add(len(blob))
         if request.text_utf8:

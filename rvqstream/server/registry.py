@@ -9,7 +9,8 @@ import grpc
 
 from rvqstream.models import Codec
 from rvqstream.models.blob import parse_header
-from rvqstream.server.errors import ServiceError, invalid
+from rvqstream.models.errors import CodecError
+from rvqstream.server.errors import ServiceError, codec_error
 
 
 class ModelRegistry:
@@ -49,10 +50,8 @@ class ModelRegistry:
         check tells which one made it); INVALID_ARGUMENT / NOT_FOUND otherwise."""
         try:
             _, tag = parse_header(blob)
-        except EOFError as e:
-            raise invalid(f"{field} is truncated: {e}", field) from None
-        except ValueError as e:
-            raise invalid(f"{field} is malformed: {e}", field) from None
+        except CodecError as e:
+            raise codec_error(e, field, field) from None
         codecs = self._by_tag.get(tag)
         if not codecs:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,

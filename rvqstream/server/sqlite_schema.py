@@ -47,9 +47,9 @@ def full(error: Exception) -> bool:
 
 def migrate(path: Path) -> None:
     """Creates the log at ``path`` or brings an older one up to this schema."""
+    if not path.exists():      # a new log gives space back: set before the file takes its first page
+        sqlite3.connect(path).execute("PRAGMA auto_vacuum = INCREMENTAL").connection.close()
     setup = connect(path)
-    if not setup.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        setup.execute("PRAGMA auto_vacuum = INCREMENTAL")    # a new log gives space back
     setup.executescript(_SCHEMA)
     have = {row[1] for row in setup.execute("PRAGMA table_info(entries)")}
     for name, decl in _STREAM_COLUMNS.items():

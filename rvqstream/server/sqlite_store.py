@@ -148,7 +148,7 @@ class SQLiteLogStore(LogStore):
                 group.append(item)
             self._commit(tx, group)
             if any(item[0] is retain_tx for item in group):
-                tx.conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+                tx.conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")   # runs all its steps
             if stop:
                 break
         tx.conn.close()

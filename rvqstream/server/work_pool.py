@@ -33,18 +33,19 @@ class WorkPool:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="rvqstream-message")
 
     async def run(self, fn, *args, context: grpc.aio.ServicerContext | None = None, wait: bool = False,
-                  **kwargs):
+                  budget_s: float | None = None, **kwargs):
         """``fn(*args, cancel=..., **kwargs)`` on a pool thread -> its result.
 
         When the pool is full: RESOURCE_EXHAUSTED, or with ``wait`` a wait for a place.
         DEADLINE_EXCEEDED when the work ran past the call's deadline (``context.time_remaining()``)
-        or ``max_call_s``."""
+        or its budget (``budget_s``, by default ``max_call_s``)."""
         if self._places.locked() and not wait:
             raise exhausted(f"the server is busy: {self.capacity} message calls are running or waiting",
                             retry_after_s=BUSY_RETRY_S)
         await self._places.acquire()
         remaining = context.time_remaining() if context is not None else None
-        budget = min(self.max_call_s, remaining if remaining is not None else math.inf)
+        budget = min(self.max_call_s if budget_s is None else budget_s,
+                     remaining if remaining is not None else math.inf)
         cancel = Cancel(time.monotonic() + budget)
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, functools.partial(fn, *args, cancel=cancel, **kwargs))
