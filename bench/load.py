@@ -48,13 +48,15 @@ class Server:
     """``rvqstream serve`` in a child process, or (``passthrough``) bench/passthrough.py, which
     answers each text chunk with a frame carrying it raw."""
 
-    def __init__(self, budget_ms: int, workers: int, passthrough: bool = False):
+    def __init__(self, budget_ms: int, workers: int, passthrough: bool = False, extra: tuple[str, ...] = (),
+                 data_dir: str | None = None):
         self.tmp = tempfile.TemporaryDirectory(prefix="rvqstream-load-")
+        self.data_dir = data_dir or self.tmp.name
         self.port = free_port()
         listen = f"127.0.0.1:{self.port}"
         argv = ([str(ROOT / "bench" / "passthrough.py"), "--listen", listen] if passthrough else
-                ["-m", "rvqstream.cli", "serve", "--listen", listen, "--data-dir", self.tmp.name,
-                 "--max-delay-ms", str(budget_ms), "--workers", str(workers)])
+                ["-m", "rvqstream.cli", "serve", "--listen", listen, "--data-dir", self.data_dir,
+                 "--max-delay-ms", str(budget_ms), "--workers", str(workers), *extra])
         self.proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -66,10 +68,15 @@ class Server:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def peak_rss_bytes(self) -> int | None:
-        """The server process's peak resident set size so far (VmHWM); None once it has exited."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+    def peak_rss_bytes(self, key: str = "VmHWM") -> int | None:
+        """The server process's peak resident set size so far (VmHWM; ``key`` "VmRSS": the current
+        one); None once it has exited."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
         return None
 

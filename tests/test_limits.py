@@ -323,3 +323,33 @@ async def test_internal_errors_are_generic_with_a_correlation_id(caplog):
         assert any(correlation in r.getMessage() and r.exc_info for r in caplog.records)
     finally:
         await server.stop(0)
+
+
+def test_followers_ride_out_the_connection_age_limit(tmp_path, registry):
+    """The server asks connections to go away after ``connection_age_s``; a follower's calls end
+    with the connection and the SDK resumes where it was."""
+    config = ServerConfig(data_dir=tmp_path / "d", connection_age_s=1.0, connection_age_grace_s=0.5)
+    srv = ServerThread(config, registry).start()
+    try:
+        with Client(srv.target) as producer, Client(srv.target) as follower:
+            got: list[int] = []
+            done = threading.Event()
+
+            def follow() -> None:
+                for d in follower.follow("aged", 0):
+                    if d.done:
+                        got.append(d.offset)
+                    if d.offset == 9 and d.done:
+                        done.set()
+                        return
+
+            producer.publish("aged", ["message 0"])
+            reader = threading.Thread(target=follow, daemon=True)
+            reader.start()
+            for i in range(1, 10):
+                time.sleep(0.4)
+                producer.publish("aged", [f"message {i}"])
+            assert done.wait(30)
+            assert got == list(range(10))
+    finally:
+        srv.close()
