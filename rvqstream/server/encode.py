@@ -22,6 +22,7 @@ import grpc
 
 from rvqstream._proto import codec_pb2, frame_pb2
 from rvqstream.models import Batch, Codec, Tier
+from rvqstream.models.errors import Cancel
 from rvqstream.server.errors import ServiceError, invalid
 from rvqstream.server.scheduler import Scheduler, WorkItem
 from rvqstream.server.telemetry import Metrics
@@ -69,7 +70,8 @@ class EncodeSession:
                  emit: Callable[[Batch], Awaitable[None]]):
         self.codec, self.tier, self.scheduler, self.metrics, self.limits = (
             codec, tier, scheduler, metrics, limits)
-        self.encoder = codec.encoder(tier, stages)
+        self.cancel = Cancel()                  # set when the stream ends: its model work stops
+        self.encoder = codec.encoder(tier, stages, cancel=self.cancel)
         self.stage_count = stages or (codec.parts.stages if tier == Tier.SEMANTIC else 0)
         self.max_delay_ms = max_delay_ms or limits.default_delay_ms
         self.budget = self.max_delay_ms / 1000
@@ -105,6 +107,7 @@ class EncodeSession:
                     raise t.exception()
             await worker
         finally:
+            self.cancel.cancel()        # a frame being coded for a stream that ended stops there
             for t in (reader, worker):
                 t.cancel()
             await asyncio.gather(reader, worker, return_exceptions=True)
