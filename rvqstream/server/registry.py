@@ -10,7 +10,7 @@ import grpc
 from rvqstream.models import Codec
 from rvqstream.models.blob import parse_header
 from rvqstream.models.errors import CodecError
-from rvqstream.server.errors import ServiceError, codec_error
+from rvqstream.server.errors import ServiceError, codec_error, quoted
 
 
 class ModelRegistry:
@@ -41,7 +41,7 @@ class ModelRegistry:
         codec = self._by_id.get(model_id)
         if codec is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"unknown model id {model_id!r}: this server holds {', '.join(self._by_id)}",
+                               f"unknown model id {quoted(model_id)}: this server holds {', '.join(self._by_id)}",
                                field)
         return codec
 
