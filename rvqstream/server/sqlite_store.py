@@ -37,7 +37,8 @@ from rvqstream.server.sqlite_schema import connect, full, migrate
 
 _STREAM_SELECT = ("SELECT e.msg_offset, e.state, e.parts, e.text_bytes, e.crc, m.model_id, e.tier,"
                   " e.stored_bytes FROM entries e JOIN models m ON e.model = m.id")
-RECENT_PARTS = 4096      # batches kept in memory for live followers, over all channels
+RECENT_PARTS = 4096      # batches kept in memory for live followers, over all channels ...
+RECENT_BYTES = 16 << 20  # ... and their bytes at most
 
 
 def _stream_info(row) -> StreamInfo:
@@ -102,6 +103,7 @@ class SQLiteLogStore(LogStore):
         self._versions: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._recent: OrderedDict[tuple[str, int, int], tuple[bytes, bool]] = OrderedDict()
+        self._recent_bytes = 0
         # end offsets of the channels written since this store opened, set by the writer thread
         self._ends: dict[str, int] = {}
         self._closed = False
@@ -263,12 +265,13 @@ class SQLiteLogStore(LogStore):
         for channel, parts in changes.items():
             for offset, index, batch, end in parts:
                 self._recent[(channel, offset, index)] = (batch, end)
+                self._recent_bytes += len(batch)
             self._versions[channel] = self._versions.get(channel, 0) + 1
             event = self._changed.pop(channel, None)
             if event is not None:
                 event.set()
-        while len(self._recent) > RECENT_PARTS:
-            self._recent.popitem(last=False)
+        while len(self._recent) > RECENT_PARTS or self._recent_bytes > RECENT_BYTES:
+            self._recent_bytes -= len(self._recent.popitem(last=False)[1][0])
 
     # -- reading ------------------------------------------------------------------------------
 
