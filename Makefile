@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-server-dev-train
 
-.PHONY: demo test protos venv data tokenizer train train-gpu export bench-codec bench bench-quick
+.PHONY: demo test protos venv data tokenizer train train-gpu export bench-codec bench bench-quick bench-fuzz
 
 venv: $(STAMP)
 
@@ -75,3 +75,9 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/scoreboard.py --quick $(ARGS)
+
+# -- fuzzing: the parsers (45 min on one core), then a real server's gRPC surface (30 min) ----------
+# make bench-fuzz                                        bench/results/fuzz.json; the scoreboard reports it
+# make bench-fuzz ARGS='--minutes 1.5 --grpc-minutes 0.5'   a short run
+bench-fuzz: $(STAMP)
+	$(PY) bench/fuzz.py $(ARGS)

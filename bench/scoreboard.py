@@ -6,7 +6,8 @@ Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
 concurrent streams (bench/service.py), live code streams on channels: wire bytes against the
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
-(bench/determinism.py).
+(bench/determinism.py). REPORT.md ends with the fuzzing section of ``<out>/fuzz.json`` when
+there is one (bench/fuzz.py, ``make bench-fuzz``: a run of its own, not repeated here).
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
 (``make bench``, ``make bench ARGS=--quick``). Needs data/ (``make data``) and the ``bench`` extra.
@@ -35,6 +36,7 @@ from budget import rate_vs_budget
 from codec_bench import load, train_dict
 from determinism import determinism
 from fidelity import embedder, semantic_curve
+from fuzz import report_section
 from grpc_bytes import measured_wire, wire_bytes
 from live import live
 from rate import anchor_bpb, combine, exact_rates
@@ -210,6 +212,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     write_report(results, args.out)
+    if (fuzzed := args.out / "fuzz.json").exists():
+        with open(args.out / "REPORT.md", "a") as f:
+            f.write("\n" + report_section(json.loads(fuzzed.read_text())))
     print(f"wrote {args.out}/results.json and REPORT.md in {results['seconds']['total']:.0f} s")
 
 
