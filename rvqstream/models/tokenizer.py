@@ -56,7 +56,8 @@ class Tokenizer:
 
     def split_final(self, text: str, max_tail: int | None = None) -> tuple[str, str]:
         """Split buffered ``text`` into (final, tail): the tail is the last pre-token, which more
-        text could still change; the final part tokenizes the same whatever follows. A tail
+        text could still change; the final part is text no later text joins (its tokens may
+        differ from those of the whole text at some whitespace runs: the bytes never do). A tail
         longer than ``max_tail`` characters is cut before its last character (a forced token
         boundary: the bytes stay the same), so a caller that buffers the tail and calls again
         with more text pre-tokenizes each character a bounded number of times."""

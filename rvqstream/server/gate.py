@@ -8,7 +8,8 @@ request of a client stream), and counts the call against the caller's limit whil
 
 - no credentials, or credentials no rule knows -> UNAUTHENTICATED;
 - a channel outside the identity's patterns, or an admin method without admin -> PERMISSION_DENIED;
-- more open calls than ``max_calls_per_client`` -> RESOURCE_EXHAUSTED (with a retry delay).
+- more open calls than ``max_calls_per_client`` -> RESOURCE_EXHAUSTED (with a retry delay);
+- request bytes that are not a message of the method -> INVALID_ARGUMENT (the gate parses them).
 
 Neither message names the channel or echoes the request. Health checks pass without credentials
 (probes have none); methods missing from the table need admin.
@@ -64,10 +65,12 @@ METHOD_ACCESS: dict[str, Access] = {
 }
 ADMIN = Access("admin")        # reflection, and anything not in the table
 
-UNAUTHENTICATED = ServiceError(
-    grpc.StatusCode.UNAUTHENTICATED,
-    "missing or unknown credentials: send the metadata 'authorization: Bearer <token>' or a "
-    "client certificate the server knows")
+def _unauthenticated() -> ServiceError:
+    """A fresh error per call (a shared one would keep every call's frames in its traceback)."""
+    return ServiceError(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or unknown credentials: send the metadata 'authorization: Bearer <token>' or a "
+        "client certificate the server knows")
 
 
 def _denied(action: str) -> ServiceError:
@@ -106,10 +109,7 @@ class Gate(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None
-        access = METHOD_ACCESS.get(details.method, ADMIN)
-        if access.action == "open":
-            return handler
-        return _wrap(handler, access, self)
+        return _wrap(handler, METHOD_ACCESS.get(details.method, ADMIN), self)
 
     def identify(self, context: grpc.aio.ServicerContext) -> Identity:
         """The caller's identity; UNAUTHENTICATED when there is none."""
@@ -124,7 +124,7 @@ class Gate(grpc.aio.ServerInterceptor):
         if identity is None and subject is not None:
             identity = self.rules.by_subject(subject)
         if identity is None:
-            raise UNAUTHENTICATED
+            raise _unauthenticated()
         return identity
 
     def admit(self, identity: Identity, context: grpc.aio.ServicerContext, access: Access,
@@ -178,11 +178,33 @@ async def _empty() -> AsyncIterator:
 def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.RpcMethodHandler:
     """``handler`` behind the gate: the same method, checked before it runs."""
 
-    async def enter(context, request) -> str:
+    parse = handler.request_deserializer
+
+    async def enter(context, request) -> str | None:
+        if access.action == "open":
+            return None
         try:
             return gate.admit(gate.identify(context), context, access, request)
         except ServiceError as e:
             await _refuse(context, e)
+
+    def leave(key: str | None) -> None:
+        if key is not None:
+            gate.release(key)
+
+    async def parsed(data: bytes, context):
+        """The request message of ``data``; INVALID_ARGUMENT when the bytes are not one."""
+        if parse is None:
+            return data
+        try:
+            return parse(data)
+        except Exception:  # noqa: BLE001 - any undecodable request is the client's error
+            await _refuse(context, ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                                                "the request is not a valid message of this method"))
+
+    async def messages(requests: AsyncIterator, context) -> AsyncIterator:
+        async for data in requests:
+            yield await parsed(data, context)
 
     async def first_of(requests: AsyncIterator):
         """-> (first request or None, the stream to hand on)."""
@@ -190,50 +212,52 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
             return first, _prepend(first, requests)
         return None, _empty()
 
-    kwargs = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
+    # the gate takes the raw bytes and parses them itself, so that undecodable bytes get a status
+    kwargs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
     if handler.request_streaming and handler.response_streaming:
         behavior = handler.stream_stream
 
         async def stream_stream(requests, context):
+            requests = messages(requests, context)
             first, requests = await first_of(requests) if access.first else (None, requests)
             key = await enter(context, first)
             try:
                 async for response in _responses(behavior, requests, context):
                     yield response
             finally:
-                gate.release(key)
+                leave(key)
         return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
     if handler.request_streaming:
         behavior = handler.stream_unary
 
         async def stream_unary(requests, context):
+            requests = messages(requests, context)
             first, requests = await first_of(requests) if access.first else (None, requests)
             key = await enter(context, first)
             try:
                 return await behavior(requests, context)
             finally:
-                gate.release(key)
+                leave(key)
         return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
     if handler.response_streaming:
         behavior = handler.unary_stream
 
         async def unary_stream(request, context):
-            key = await enter(context, request)
+            key = await enter(context, request := await parsed(request, context))
             try:
                 async for response in _responses(behavior, request, context):
                     yield response
             finally:
-                gate.release(key)
+                leave(key)
         return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
     behavior = handler.unary_unary
 
     async def unary_unary(request, context):
-        key = await enter(context, request)
+        key = await enter(context, request := await parsed(request, context))
         try:
             return await behavior(request, context)
         finally:
-            gate.release(key)
+            leave(key)
     return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
 
 
