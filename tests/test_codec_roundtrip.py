@@ -150,12 +150,12 @@ def test_fallback_is_safe_across_threads(codec):
 
 
 @pytest.mark.parametrize("text", ["a" * 300, "\x00\x01\x7f raw bytes 🎉"], ids=["zstd", "raw"])
-def test_fallback_blobs_carry_a_check_and_format_2_still_decodes(codec, text):
-    from rvqstream.models.blob import HEADER_BYTES, Mode
+def test_fallback_blobs_carry_a_check_and_format_2_decodes_as_legacy(codec, text):
+    from rvqstream.models.blob import Mode
 
     blob = codec.fallback(text)
     assert codec.blob_mode(blob) in (Mode.ZSTD, Mode.RAW) and codec.decompress(blob) == text
-    for i in range(HEADER_BYTES, len(blob)):
+    for i in range(len(blob)):            # the header too: no flip passes it off as unchecked
         bad = bytearray(blob)
         bad[i] ^= 0x04
         try:
@@ -164,4 +164,6 @@ def test_fallback_blobs_carry_a_check_and_format_2_still_decodes(codec, text):
             continue
         assert out == text, f"a flipped bit in byte {i} decoded to other text"
     v2 = bytes([(blob[0] & ~0x1C) | (2 << 2)]) + blob[1:-2]     # format 2: the same without a check
-    assert codec.decompress(v2) == text
+    assert codec.decompress(v2, legacy=True) == text
+    with pytest.raises(MalformedError):
+        codec.decompress(v2)

@@ -583,9 +583,14 @@ def test_fallback_blob_check_bytes(codec):
         bad = blob[:-1] + bytes([blob[-1] ^ 0x01])
         with pytest.raises(IntegrityError):
             codec.decompress(bad)
-    # version 2: the same bodies without the check
-    assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_RAW, MODEL_TAG]) + b"hi") == short
-    assert codec.decompress(bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data)) == TEXT
+    # version 2: the same bodies without the check, read only as legacy data
+    v2_raw = bytes([0xA0 | 2 << 2 | MODE_RAW, MODEL_TAG]) + b"hi"
+    v2_zstd = bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data)
+    assert codec.decompress(v2_raw, legacy=True) == short
+    assert codec.decompress(v2_zstd, legacy=True) == TEXT
+    for blob in (v2_raw, v2_zstd, bytes([raw[0] & ~0x04]) + raw[1:]):   # the last: v3 with a bit flipped
+        with pytest.raises(MalformedError, match="no check"):
+            codec.decompress(blob)
     with pytest.raises(MalformedError):
         codec.decompress(bytes([0xA0 | 4 << 2 | MODE_RAW, MODEL_TAG]) + b"hi")   # unknown version
 

@@ -11,7 +11,8 @@ apart). Two bytes are 0.06 bpb of a 250-byte message. Modes:
 - ``SEMANTIC``: arithmetic-coded: n, then per frame its token count (0 ends) and n codes.
 - ``ZSTD``: the text compressed with the bundle's dictionary (fallback.py). ``RAW``: UTF-8 bytes.
   Both end with a 2-byte check of the text (``FALLBACK_CHECK_BITS``, big-endian), so a corrupt
-  fallback blob fails loudly (format version 3; version-2 blobs, which had none, still decode).
+  fallback blob fails loudly (format version 3; version-2 fallback blobs, which had none, decode
+  only when the caller asks for ``legacy``: unchecked, a header bit flip could pass them off).
 """
 
 from __future__ import annotations
@@ -176,13 +177,16 @@ class BlobCoder:
         return enc.finish()
 
     # -- decoding -------------------------------------------------------------------------------
-    def decompress(self, blob: bytes, max_bytes: int | None, cancel: Cancel) -> str:
+    def decompress(self, blob: bytes, max_bytes: int | None, cancel: Cancel, legacy: bool = False) -> str:
         mode, tag, version = parse_header_version(blob)
         if tag != self._tag:
             raise UnknownModelError(f"blob is for model tag {tag:#04x}, not this codec's model "
                                     f"{self.model_id[:12]} (tag {self._tag:#04x})")
         payload = bytes(blob[HEADER_BYTES:])
         if mode in (Mode.RAW, Mode.ZSTD):
+            if version < 3 and not legacy:
+                raise MalformedError(f"a format-{version} fallback blob has no check: refused unless "
+                                     "read as legacy data")
             cancel.check()
             return self._decode_fallback(mode, payload, version >= 3, max_bytes)
         if mode == Mode.SEMANTIC:

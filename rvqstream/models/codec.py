@@ -73,15 +73,19 @@ class Codec:
             raise TypeError(f"text must be str, not {type(text).__name__}")
         return self._blobs.compress(text, Tier.parse(tier), stages, cancel or Cancel())
 
-    def decompress(self, data: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None) -> str:
+    def decompress(self, data: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None,
+                   legacy: bool = False) -> str:
         """The text of a blob. Raises a ``CodecError``: ``TruncatedError`` when the blob is cut,
         ``MalformedError`` on a bad magic or version or data that breaks the format,
         ``UnknownModelError`` when it names another model's tag, ``IntegrityError`` when the text
         fails its check (corrupt, or made by another model with the same tag), ``TooLargeError``
         when the text would pass ``max_bytes`` UTF-8 bytes (decoding stops within a frame of the
         limit; zstd data never decodes past ``fallback.MAX_FALLBACK_BYTES``), ``CancelledError``
-        when ``cancel`` is set (checked at least once per frame)."""
-        return self._blobs.decompress(bytes(data), max_bytes, cancel or Cancel())
+        when ``cancel`` is set (checked at least once per frame). Format-2 fallback blobs carry no
+        check, so a corrupt one (or another blob whose header a bit flip turned into one) would
+        decode to wrong text: they are ``MalformedError`` unless ``legacy`` (a caller reading its
+        own stored blobs)."""
+        return self._blobs.decompress(bytes(data), max_bytes, cancel or Cancel(), legacy)
 
     def fallback(self, text: str) -> bytes:
         """The blob of ``text`` in fallback form (zstd with the dictionary, or raw)."""

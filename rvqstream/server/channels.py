@@ -187,7 +187,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 text = await self.pool.run(_decode_batches, codec, entry.tier, batches, context=context, wait=True)
             else:
                 state = MessageState.COMPLETE
-                text = await self.pool.run(codec.decompress, entry.blob, context=context, wait=True)
+                text = await self.pool.run(codec.decompress, entry.blob, context=context, wait=True,
+                                           legacy=True)   # its own log: older blobs are read
         except CodecError as e:
             raise codec_error(e, f"stored message {request.offset}") from None
         blob = await self.pool.run(_fallback, codec, text, context=context, wait=True)
