@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-server-dev-train
 
-.PHONY: demo test protos venv data tokenizer train train-gpu export bench-codec bench bench-quick bench-fuzz
+.PHONY: demo test protos venv data tokenizer train train-gpu export bench-codec bench bench-quick bench-fuzz \
+	bench-attacks
 
 venv: $(STAMP)
 
@@ -81,3 +82,7 @@ bench-quick: $(BENCH_STAMP)
 # make bench-fuzz ARGS='--minutes 1.5 --grpc-minutes 0.5'   a short run
 bench-fuzz: $(STAMP)
 	$(PY) bench/fuzz.py $(ARGS)
+
+# -- attacks on the limits against a real server, with their baselines (a few minutes) ------------
+bench-attacks: $(STAMP)
+	$(PY) bench/attacks.py $(ARGS)

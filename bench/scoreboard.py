@@ -6,8 +6,9 @@ Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
 concurrent streams (bench/service.py), live code streams on channels: wire bytes against the
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
-(bench/determinism.py). REPORT.md ends with the fuzzing section of ``<out>/fuzz.json`` when
-there is one (bench/fuzz.py, ``make bench-fuzz``: a run of its own, not repeated here).
+(bench/determinism.py). REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the
+fuzzing section of ``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make
+bench-attacks``; bench/fuzz.py, ``make bench-fuzz``: runs of their own, not repeated here).
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
 (``make bench``, ``make bench ARGS=--quick``). Needs data/ (``make data``) and the ``bench`` extra.
@@ -32,6 +33,7 @@ import brotli
 import numpy as np
 import onnxruntime
 import zstandard
+from attacks import report_section as attacks_section
 from budget import rate_vs_budget
 from codec_bench import load, train_dict
 from determinism import determinism
@@ -212,6 +214,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     write_report(results, args.out)
+    if (attacked := args.out / "attacks.json").exists():
+        with open(args.out / "REPORT.md", "a") as f:
+            f.write("\n" + attacks_section(json.loads(attacked.read_text())))
     if (fuzzed := args.out / "fuzz.json").exists():
         with open(args.out / "REPORT.md", "a") as f:
             f.write("\n" + report_section(json.loads(fuzzed.read_text())))
