@@ -16,8 +16,10 @@ from conftest import ServerProcess
 from rvqstream.models import Codec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from fuzz import SPLIT_CLAIM, ParserFuzz, material
-from fuzz_grpc import SERVE_ARGS, access_file, grpc_fuzz
+from fuzz import material
+from fuzz_grpc import grpc_fuzz
+from fuzz_grpc_server import SERVE_ARGS, access_file
+from fuzz_parsers import SPLIT_CLAIM, ParserFuzz
 
 
 @pytest.fixture(scope="module")
