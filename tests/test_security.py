@@ -372,3 +372,40 @@ def test_cli_refuses_plaintext_off_loopback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rvqstream.cli", "serve", "--listen", "0.0.0.0:0",
                           "--data-dir", str(tmp_path / "d")], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "--insecure" in out.stderr
+
+
+def test_sighup_reloads_the_tls_certificate(tmp_path, registry):
+    """A rotated certificate is used for new connections once the server reloads (SIGHUP calls
+    ``RvqServer.reload``); unreadable files leave the old certificate in use."""
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+
+    def issue(ca: trustme.CA) -> Path:
+        leaf = ca.issue_cert("127.0.0.1")
+        cert.write_bytes(leaf.cert_chain_pems[0].bytes())
+        key.write_bytes(leaf.private_key_pem.bytes())
+        (path := tmp_path / f"ca-{id(ca)}.pem").write_bytes(ca.cert_pem.bytes())
+        return path
+
+    old_roots = issue(old_ca)
+    srv = ServerThread(ServerConfig(data_dir=tmp_path / "d", tls_cert=str(cert), tls_key=str(key)),
+                       registry).start()
+    try:
+        def works(roots: Path) -> bool:
+            with Client(srv.target, tls=TLSConfig(ca=roots), cache_dir=tmp_path / "c",
+                        reconnect_timeout_s=0.5) as client:
+                try:
+                    return bool(client.models())
+                except RvqstreamError:
+                    return False
+
+        assert works(old_roots)
+        new_roots = issue(new_ca)
+        assert not works(new_roots)          # not reloaded yet
+        srv.server.reload()
+        assert works(new_roots) and not works(old_roots)
+        key.write_text("not a key")
+        srv.server.reload()                  # logged, and the new certificate stays in use
+        assert works(new_roots)
+    finally:
+        srv.close()

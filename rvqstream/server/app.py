@@ -33,7 +33,7 @@ from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.sqlite_retention import MAX_REMOVED
 from rvqstream.server.sqlite_store import SQLiteLogStore
 from rvqstream.server.telemetry import Telemetry
-from rvqstream.server.tls import check_listen, server_credentials
+from rvqstream.server.tls import ListenError, ServerTLS, check_listen, server_tls
 from rvqstream.server.work_pool import WorkPool
 
 log = logging.getLogger("rvqstream.server")
@@ -98,6 +98,7 @@ class RvqServer:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME), self.grpc)
+        self.tls: ServerTLS | None = None      # set where the port is added (create_server)
         self._stopped = False
 
     async def start(self) -> None:
@@ -126,6 +127,17 @@ class RvqServer:
         await self.store.close()
         self.telemetry.shutdown()
 
+    def reload(self) -> None:
+        """SIGHUP: the access file and the TLS files are read again; one that does not load leaves
+        what was in force."""
+        self.gate.reload()
+        if self.tls is not None:
+            try:
+                self.tls.reload()
+                log.info("TLS certificate reloaded")
+            except ListenError as e:
+                log.error("TLS files not reloaded, the old ones stay in use: %s", e)
+
     async def _retain(self) -> None:
         """Applies the retention settings every ``RETENTION_EVERY_S`` (sooner while it removes)."""
         while True:
@@ -148,11 +160,12 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
     config = config or ServerConfig.from_env()
     registry = registry or ModelRegistry.load(config.model_dirs())
     telemetry = telemetry or Telemetry(config.telemetry)
-    credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-    check_listen(address, credentials, config.insecure)
+    tls = server_tls(config.tls_cert, config.tls_key, config.tls_client_ca)
+    check_listen(address, tls, config.insecure)
     store = SQLiteLogStore(config.data_dir / LOG_FILE, config.max_log_bytes)
     server = RvqServer(config, registry, store, telemetry)
-    port = (server.grpc.add_secure_port(address, credentials) if credentials is not None
+    server.tls = tls
+    port = (server.grpc.add_secure_port(address, tls.credentials()) if tls is not None
             else server.grpc.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
@@ -160,7 +173,8 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
 
 
 async def serve(config: ServerConfig) -> None:
-    """Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads the access file."""
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads the access file
+    and the TLS files."""
     try:
         server, port = create_server(config.listen, config)
     except ValueError as e:     # the listen address, TLS files or access file
@@ -176,7 +190,7 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.gate.reload)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     await stop.wait()
     log.info("shutting down")
     await server.stop()
