@@ -106,13 +106,13 @@ class StoreFuzz:
 
     async def _example(self, tally: Tally, writes, reads) -> list[str]:
         store, ref = self.store, self.ref
-        calls = [self._write_call(store, w) for w in writes]
+        calls = [self._apply(store, w) for w in writes]
         results = await asyncio.gather(*calls, return_exceptions=True)
         mismatches, touched = [], set()
         for w, got in zip(writes, results):
             if w[0] != "retain":
                 touched.add(w[1])
-            want, value = self._predict(ref, w)
+            want, value = self._apply(ref, w)
             mismatches += self._judge(tally, w, want, value, got)
         for r in reads:
             mismatches += await self._read(tally, r)
@@ -122,28 +122,18 @@ class StoreFuzz:
         return mismatches
 
     @staticmethod
-    def _write_call(store: SQLiteLogStore, w):
+    def _apply(log: SQLiteLogStore | RefLog, w):
+        """Write ``w`` to the store (a coroutine) or to the reference (its prediction): the two
+        take the same calls."""
         if w[0] == "append":
-            return store.append(w[1], [Record(b, m, p, s) for b, m, p, s in w[2]])
+            return log.append(w[1], [Record(b, m, p, s) for b, m, p, s in w[2]])
         if w[0] == "part":
             _, channel, producer, seq, model, tier, index, batch, text_bytes, crc, end = w
-            return store.append_part(channel, StreamKey(producer, seq, model, tier),
-                                     Part(index, batch, text_bytes, crc, end))
-        if w[0] == "abort":
-            return store.abort(w[1], w[2])
-        return store.retain(Retention(max_bytes=w[1]))
-
-    @staticmethod
-    def _predict(ref: RefLog, w):
-        if w[0] == "append":
-            return ref.append(w[1], [Record(b, m, p, s) for b, m, p, s in w[2]])
-        if w[0] == "part":
-            _, channel, producer, seq, model, tier, index, batch, text_bytes, crc, end = w
-            return ref.append_part(channel, StreamKey(producer, seq, model, tier),
+            return log.append_part(channel, StreamKey(producer, seq, model, tier),
                                    Part(index, batch, text_bytes, crc, end))
         if w[0] == "abort":
-            return ref.abort(w[1], w[2])
-        return ref.retain(w[1])
+            return log.abort(w[1], w[2])
+        return log.retain(Retention(max_bytes=w[1]))
 
     @staticmethod
     def _judge(tally: Tally, w, want: str, value, got) -> list[str]:

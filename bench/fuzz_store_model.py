@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rvqstream.server.logstore import MessageState, Part, Record, StreamKey
+from rvqstream.server.logstore import MessageState, Part, Record, Retention, StreamKey
 
 
 def storable(*values) -> bool:
@@ -127,10 +127,11 @@ class RefLog:
         e.state = MessageState.ABORTED
         return "ok", True
 
-    def retain(self, max_bytes: int):
-        """sqlite_retention.py's byte rule: keep the newest messages that fit in ``max_bytes``
-        (none when the newest alone does not), never a streaming one or anything after it."""
-        removed = 0
+    def retain(self, retention: Retention):
+        """sqlite_retention.py's byte rule: keep the newest messages that fit in
+        ``retention.max_bytes`` (none when the newest alone does not), never a streaming one or
+        anything after it."""
+        max_bytes, removed = retention.max_bytes, 0
         for ch in self.channels.values():
             keep, newer = ch.next, 0
             for offset in sorted(ch.entries, reverse=True):

@@ -55,8 +55,8 @@ class Cancel:
     ``cancel()`` from any thread makes the next check raise ``CancelledError``; ``deadline`` (a
     ``time.monotonic()`` value) does the same once passed."""
 
-    def __init__(self, deadline: float | None = None):
-        self._event = threading.Event()
+    def __init__(self, deadline: float | None = None, event: threading.Event | None = None):
+        self._event = event or threading.Event()
         self.deadline = deadline
 
     def cancel(self) -> None:
@@ -69,9 +69,7 @@ class Cancel:
     def within(self, seconds: float) -> Cancel:
         """A token cancelled with this one, whose deadline is at most ``seconds`` from now."""
         limit = time.monotonic() + seconds
-        child = Cancel(limit if self.deadline is None else min(self.deadline, limit))
-        child._event = self._event
-        return child
+        return Cancel(limit if self.deadline is None else min(self.deadline, limit), self._event)
 
     def check(self) -> None:
         """Raises ``CancelledError`` when cancelled or past the deadline."""

@@ -69,8 +69,9 @@ class RvqServer:
     """A grpc.aio server with the rvqstream services and the resources they own."""
 
     def __init__(self, config: ServerConfig, registry: ModelRegistry, store: LogStore,
-                 telemetry: Telemetry):
+                 telemetry: Telemetry, tls: ServerTLS | None = None):
         self.config, self.registry, self.store, self.telemetry = config, registry, store, telemetry
+        self.tls = tls
         rules_path = Path(config.auth_tokens) if config.auth_tokens else None
         self.gate = Gate(AccessRules.load(rules_path) if rules_path else None, rules_path,
                          mtls=bool(config.tls_client_ca), max_calls_per_client=config.max_calls_per_client)
@@ -98,7 +99,6 @@ class RvqServer:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME), self.grpc)
-        self.tls: ServerTLS | None = None      # set where the port is added (create_server)
         self._stopped = False
 
     async def start(self) -> None:
@@ -163,8 +163,7 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
     tls = server_tls(config.tls_cert, config.tls_key, config.tls_client_ca)
     check_listen(address, tls, config.insecure)
     store = SQLiteLogStore(config.data_dir / LOG_FILE, config.max_log_bytes)
-    server = RvqServer(config, registry, store, telemetry)
-    server.tls = tls
+    server = RvqServer(config, registry, store, telemetry, tls)
     port = (server.grpc.add_secure_port(address, tls.credentials()) if tls is not None
             else server.grpc.add_insecure_port(address))
     if port == 0:

@@ -206,11 +206,23 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
         async for data in requests:
             yield await parsed(data, context)
 
-    async def first_of(requests: AsyncIterator):
-        """-> (first request or None, the stream to hand on)."""
-        async for first in requests:
-            return first, _prepend(first, requests)
-        return None, _empty()
+    async def enter_stream(requests: AsyncIterator, context) -> tuple[str | None, AsyncIterator]:
+        """Parses a client stream and admits the call (on its first request when the method
+        names its channel there) -> (the key to release, the requests to hand on)."""
+        requests = messages(requests, context)
+        first = None
+        if access.first:
+            async for first in requests:
+                requests = _prepend(first, requests)
+                break
+            else:
+                requests = _empty()
+        return await enter(context, first), requests
+
+    async def enter_unary(request: bytes, context) -> tuple[str | None, object]:
+        """Parses a request and admits the call -> (the key to release, the request)."""
+        request = await parsed(request, context)
+        return await enter(context, request), request
 
     # the gate takes the raw bytes and parses them itself, so that undecodable bytes get a status
     kwargs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
@@ -218,9 +230,7 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
         behavior = handler.stream_stream
 
         async def stream_stream(requests, context):
-            requests = messages(requests, context)
-            first, requests = await first_of(requests) if access.first else (None, requests)
-            key = await enter(context, first)
+            key, requests = await enter_stream(requests, context)
             try:
                 async for response in _responses(behavior, requests, context):
                     yield response
@@ -231,9 +241,7 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
         behavior = handler.stream_unary
 
         async def stream_unary(requests, context):
-            requests = messages(requests, context)
-            first, requests = await first_of(requests) if access.first else (None, requests)
-            key = await enter(context, first)
+            key, requests = await enter_stream(requests, context)
             try:
                 return await behavior(requests, context)
             finally:
@@ -243,7 +251,7 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
         behavior = handler.unary_stream
 
         async def unary_stream(request, context):
-            key = await enter(context, request := await parsed(request, context))
+            key, request = await enter_unary(request, context)
             try:
                 async for response in _responses(behavior, request, context):
                     yield response
@@ -253,7 +261,7 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
     behavior = handler.unary_unary
 
     async def unary_unary(request, context):
-        key = await enter(context, request := await parsed(request, context))
+        key, request = await enter_unary(request, context)
         try:
             return await behavior(request, context)
         finally:
