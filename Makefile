@@ -40,22 +40,22 @@ LR ?= 1e-3
 GPU_MINUTES ?= 7.3
 CKPT ?= $(if $(wildcard runs/gpu/ckpt.pt),runs/gpu/ckpt.pt,runs/main/ckpt.pt)
 data: $(STAMP)
-	$(PY) -m rvqstream.models.training.corpus --out data
+	$(PY) -m models.corpus --out data
 
 tokenizer: $(STAMP)
-	$(PY) -m rvqstream.models.training.train_tokenizer --data data --out rvqstream/models/artifacts
+	$(PY) -m models.train_tokenizer --data data --out rvqstream/models/artifacts
 
 train: $(STAMP)
-	$(PY) -m rvqstream.models.training.train --data data --out runs/main --minutes $(MINUTES) --lr $(LR) \
+	$(PY) -m models.train --data data --out runs/main --minutes $(MINUTES) --lr $(LR) \
 	  --config '{"n_layers": 3, "enc_layers": 1}' $(if $(RESUME),--resume,)
 
 train-gpu: $(STAMP)
-	$(PY) -m rvqstream.models.training.train --data data --out runs/gpu --minutes $(GPU_MINUTES) --lr 1.5e-3 \
+	$(PY) -m models.train --data data --out runs/gpu --minutes $(GPU_MINUTES) --lr 1.5e-3 \
 	  --init-from runs/main/ckpt.pt --config '{"enc_layers": 2}' --batch-tokens 65536 --buckets 4 \
 	  --workers 12 --source-alpha 1 --ckpt-minutes 1.5 $(if $(RESUME),--resume,)
 
 export: $(STAMP)
-	$(PY) -m rvqstream.models.training.export --ckpt $(CKPT) --data data --out rvqstream/models/artifacts \
+	$(PY) -m models.export --ckpt $(CKPT) --data data --out rvqstream/models/artifacts \
 	  $(if $(wildcard $(dir $(CKPT))card_info.json),--card-info $(dir $(CKPT))card_info.json,)
 
 bench-codec: $(STAMP)

@@ -18,6 +18,8 @@ from rvqstream.models.bundle import DEFAULT_DIR
 from rvqstream.models.entropy import cumulative, freqs_from_logits
 from rvqstream.models.runtime import dequantize
 
+ROOT = Path(__file__).resolve().parents[1]   # `python -m models.X` finds the top-level package from here
+
 TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "enc_layers": 1, "latent_dim": 16,
         "codes": 64, "stages": 4, "cond_hidden": 32}
 
@@ -42,11 +44,11 @@ def trained(tmp_path_factory) -> Path:
     msgs = _messages()
     for split, rows in (("train", msgs), ("valid", msgs[::5])):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cmd = [sys.executable, "-m", "rvqstream.models.training.train", "--data", str(data), "--out", str(root / "run"),
+    cmd = [sys.executable, "-m", "models.train", "--data", str(data), "--out", str(root / "run"),
            "--tokenizer", str(DEFAULT_DIR / "tokenizer.json"), "--minutes", "2", "--batch-tokens", "512",
            "--threads", "1", "--config", json.dumps(TINY)]
-    subprocess.run(cmd + ["--max-steps", "4"], check=True, capture_output=True)
-    subprocess.run(cmd + ["--max-steps", "8", "--resume"], check=True, capture_output=True)
+    subprocess.run(cmd + ["--max-steps", "4"], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(cmd + ["--max-steps", "8", "--resume"], check=True, capture_output=True, cwd=ROOT)
     return root
 
 
@@ -60,13 +62,13 @@ def test_train_resume_and_metrics(trained):
 
 
 def test_export_parity_and_codec(trained):
-    from rvqstream.models.training.model import CodecModel, ModelConfig
+    from models.model import CodecModel, ModelConfig
 
     out = trained / "bundle"
-    subprocess.run([sys.executable, "-m", "rvqstream.models.training.export", "--ckpt",
+    subprocess.run([sys.executable, "-m", "models.export", "--ckpt",
                     str(trained / "run" / "ckpt.pt"), "--data", str(trained / "data"), "--out", str(out),
                     "--tokenizer", str(DEFAULT_DIR / "tokenizer.json"), "--fp32"],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, cwd=ROOT)
     codec = Codec.load(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_id"] == codec.model_id
@@ -100,8 +102,8 @@ def test_init_from_grows_the_encoder_as_identity(trained):
     """A run started from another's weights with one more encoder layer computes the same latents
     at its start, keeps the earlier run's totals as ``prior``, and trains with length buckets,
     worker processes and token-count source shares."""
-    from rvqstream.models.training.model import CodecModel, ModelConfig
-    from rvqstream.models.training.train import init_from_weights
+    from models.model import CodecModel, ModelConfig
+    from models.train import init_from_weights
 
     st = torch.load(trained / "run" / "ckpt.pt", map_location="cpu")
     small = CodecModel(ModelConfig.from_dict(st["config"]))
@@ -114,19 +116,19 @@ def test_init_from_grows_the_encoder_as_identity(trained):
     assert torch.equal(small.encoder(frames, lengths), grown.encoder(frames, lengths))
 
     out = trained / "grown"
-    subprocess.run([sys.executable, "-m", "rvqstream.models.training.train", "--data", str(trained / "data"),
+    subprocess.run([sys.executable, "-m", "models.train", "--data", str(trained / "data"),
                     "--out", str(out), "--tokenizer", str(DEFAULT_DIR / "tokenizer.json"), "--minutes", "2",
                     "--batch-tokens", "1024", "--buckets", "2", "--workers", "1", "--source-alpha", "1",
                     "--threads", "1", "--max-steps", "3", "--init-from", str(trained / "run" / "ckpt.pt"),
                     "--config", json.dumps({"enc_layers": 2})],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, cwd=ROOT)
     ck = torch.load(out / "ckpt.pt", map_location="cpu")
     assert ck["step"] == 3 and ck["prior"]["steps"] == 8 and ck["prior"]["tokens"] == st["tokens"]
     assert ck["config"]["enc_layers"] == 2 and "encoder.blocks.1.ff2.weight" in ck["model"]
 
 
 def test_length_buckets_partition_each_batch():
-    from rvqstream.models.training.data import Mixture
+    from models.data import Mixture
 
     rng = np.random.default_rng(0)
     by_source = {"a": [rng.integers(1, 4096, n).astype(np.int32) for n in rng.integers(1, 300, 200)],

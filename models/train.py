@@ -1,6 +1,6 @@
 """Train the codec model from scratch (or resume), on CPU or GPU, with a time budget.
 
-Run: ``python -m rvqstream.models.training.train --data data --out runs/main --minutes 60``
+Run: ``python -m models.train --data data --out runs/main --minutes 60``
 The learning-rate schedule follows the fraction of the time budget spent, so a run ends on time;
 checkpoints (``ckpt.pt``) are written every ``--ckpt-minutes`` and at the end; ``--resume``
 continues from the last one. ``--init-from`` starts a new run (fresh optimizer and schedule) from
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from models.data import Mixture, batch_loader, load_split, make_batch
+from models.model import CodecModel, ModelConfig, param_count
 from rvqstream.models.tokenizer import Tokenizer
-from rvqstream.models.training.data import Mixture, batch_loader, load_split, make_batch
-from rvqstream.models.training.model import CodecModel, ModelConfig, param_count
 
 KEYFRAME = 240   # tokens per context before a keyframe reset (start symbol + 240 < context 256)
 

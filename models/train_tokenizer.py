@@ -1,6 +1,6 @@
 """Train the byte-level BPE tokenizer on the train split (balanced across sources).
 
-Run: ``python -m rvqstream.models.training.train_tokenizer --data data --out rvqstream/models/artifacts``
+Run: ``python -m models.train_tokenizer --data data --out rvqstream/models/artifacts``
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Sources (DESIGN.md §5): fortunes, KJV bible verses, Python 3.11 reStructuredTex
 (rendered to text), GCIDE and WordNet dictionary entries. Every message is one JSON line
 ``{"text": str, "source": str}``; the split is a function of the message's SHA-256 alone.
 
-Run: ``python -m rvqstream.models.training.corpus --out data`` (installs the packages with apt-get
+Run: ``python -m models.corpus --out data`` (installs the packages with apt-get
 when they are missing and it runs as root).
 """
 

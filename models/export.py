@@ -1,7 +1,7 @@
 """Export a trained checkpoint to the runtime bundle: ONNX graphs (int8 weights), RVQ codebooks,
 the tokenizer, a zstd fallback dictionary and a manifest whose model id is the bundle's sha256.
 
-Run: ``python -m rvqstream.models.training.export --ckpt runs/main/ckpt.pt --out rvqstream/models/artifacts``
+Run: ``python -m models.export --ckpt runs/main/ckpt.pt --out rvqstream/models/artifacts``
 
 Graphs (batch 1 for the step graph; its state is explicit):
   encoder.onnx  frames [M,F] int64, lengths [M] int64 -> latent [M,D] float32
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.model import CodecModel, ModelConfig
 from rvqstream.models.bundle import write_manifest
 from rvqstream.models.entropy import FREQ_OFFSET, FREQ_TABLE, LOG2E_SCALED
-from rvqstream.models.training.model import CodecModel, ModelConfig
 
 OPSET = 20
 
