@@ -1,0 +1,246 @@
+"""The integer language model: parameters, constants and the numpy int64 reference of one step.
+
+This module is the specification of the exact tier's probability model. Everything from token ids
+to the arithmetic coder's cumulative frequency table is integer arithmetic: int8 weights (within
+±64), int32 dot products, requantization by an integer multiply and a division by a power of two,
+a mean-absolute-deviation normalization with integer division, polynomial stand-ins for exp
+(attention) and GELU, and a lookup table from logit gaps to frequencies. Integer sums do not
+depend on their order, so batch size, padding, threads, graph optimizations and the device cannot
+change a table. The ONNX graphs in the bundle (``step.onnx`` for the CPU provider,
+``step_cuda.onnx`` for CUDA) compute exactly ``reference_step``; the tests compare them.
+
+Division is C division (truncation toward zero), as ONNX's integer ``Div``: ``tdiv`` below. Every
+intermediate value fits int32 (the graphs compute in int32; this reference in int64).
+
+Shapes: B rows, S new tokens per row, T cached positions, d width, H heads of dh dims, V vocabulary,
+L layers, FF the feed-forward width. A step takes ``tokens`` [B,S], ``positions`` [B,S], per layer
+the cached keys ``past_k`` [B,H,dh,T] (transposed) and values ``past_v`` [B,H,T,dh], int8, and an
+additive ``bias`` [B,1,S,T+S] (0 = may attend, ``MASKED`` = may not), and returns the logit gaps
+[B,S,V] int32 (how far each logit is below the row's best, clipped to the frequency table) and
+the new keys [B,H,dh,S] and values [B,H,S,dh]. ``cumulative_tables`` turns gaps into the coder's
+tables.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+NORM_SCALE = 16            # a normalized activation of one mean absolute deviation = 16
+ACT_MAX = 127              # int8 activations (the A operand of every integer matmul)
+WEIGHT_MAX = 64            # int8 weights, keys and values (the B operand): u8 x s8 pairs never saturate int16
+RESIDUAL_MAX = 1 << 20     # the residual stream is clipped to ±2**20 units (int32 sums never overflow)
+MASKED = -(1 << 24)        # attention bias of a position that must not be attended
+GAP_MAX = 1 << 20          # score gaps are clipped to this before they are rescaled
+KERNEL_C = 45              # attention weight of a rescaled gap g: max(0, KERNEL_C - g) ** 4 (<= 2**22)
+PROB_MAX = 127             # attention probabilities, 127 = all the mass
+GELU_C = 32                # hard GELU: g = h * clip(h + GELU_C, 0, 2 * GELU_C) / (2 * GELU_C)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Integer rescaling of an int32 accumulator: ``tdiv(acc * mult, 2**shift)`` per channel."""
+
+    mult: np.ndarray        # [N] int64, positive
+    shift: int
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        return tdiv(acc.astype(np.int64) * self.mult, 1 << self.shift)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``acc = x @ weight + bias`` (int8 x int8 -> int32), then ``requant``."""
+
+    weight: np.ndarray      # [K,N] int8 within ±WEIGHT_MAX
+    bias: np.ndarray        # [N] int32
+    requant: Requant
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        acc = x.astype(np.int64) @ self.weight.astype(np.int64) + self.bias
+        return self.requant(acc)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One transformer block: normalization, attention, normalization, feed-forward."""
+
+    qkv: Linear             # d -> 3d: q within ±ACT_MAX, k and v within ±WEIGHT_MAX (clip bounds below)
+    qkv_lo: np.ndarray      # [3d] int64
+    qkv_hi: np.ndarray      # [3d] int64
+    score: Requant          # [H] (max score - score) -> exp-table index
+    attn_out: Requant       # [1] attention output (probabilities x values) -> int8
+    proj: Linear            # d -> d, residual units
+    ff1: Linear             # d -> FF, hard-GELU input (clipped to ±ACT_MAX)
+    ff2: Linear             # FF -> d, residual units
+
+
+@dataclass(frozen=True)
+class IntLM:
+    """Every integer parameter of the model (see the module docstring for the step)."""
+
+    heads: int
+    embed: np.ndarray       # [V,d] int32: token embeddings in residual units
+    pos: np.ndarray         # [C,d] int32: position embeddings in residual units
+    layers: tuple[Layer, ...]
+    head: Linear            # d -> V: int32 logits (its requant is unused: one scale for all)
+    freq_by_step: np.ndarray  # [n] int64: frequency of a symbol k logit units below the best, k < n
+
+    @property
+    def vocab(self) -> int:
+        return self.embed.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.embed.shape[1]
+
+    @property
+    def context(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def to_bytes(self) -> bytes:
+        """The parameters as an ``.npz`` file (``lm.npz`` in the bundle)."""
+        arrays = {"heads": np.array(self.heads), "embed": self.embed, "pos": self.pos,
+                  "layers": np.array(len(self.layers)), "freq_by_step": self.freq_by_step}
+        _put_linear(arrays, "head", self.head)
+        for i, layer in enumerate(self.layers):
+            for f in fields(Layer):
+                v = getattr(layer, f.name)
+                key = f"l{i}.{f.name}"
+                if isinstance(v, Linear):
+                    _put_linear(arrays, key, v)
+                elif isinstance(v, Requant):
+                    _put_requant(arrays, key, v)
+                else:
+                    arrays[key] = v
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IntLM:
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+        layers = []
+        for i in range(int(z["layers"])):
+            kw = {}
+            for f in fields(Layer):
+                key = f"l{i}.{f.name}"
+                if f.type == "Linear":
+                    kw[f.name] = _get_linear(z, key)
+                elif f.type == "Requant":
+                    kw[f.name] = _get_requant(z, key)
+                else:
+                    kw[f.name] = z[key]
+            layers.append(Layer(**kw))
+        return cls(int(z["heads"]), z["embed"], z["pos"], tuple(layers), _get_linear(z, "head"),
+                   z["freq_by_step"])
+
+
+def _put_requant(arrays: dict, key: str, r: Requant) -> None:
+    arrays[f"{key}.mult"] = r.mult
+    arrays[f"{key}.shift"] = np.array(r.shift)
+
+
+def _get_requant(z, key: str) -> Requant:
+    return Requant(z[f"{key}.mult"], int(z[f"{key}.shift"]))
+
+
+def _put_linear(arrays: dict, key: str, lin: Linear) -> None:
+    arrays[f"{key}.weight"] = lin.weight
+    arrays[f"{key}.bias"] = lin.bias
+    _put_requant(arrays, f"{key}.rq", lin.requant)
+
+
+def _get_linear(z, key: str) -> Linear:
+    return Linear(z[f"{key}.weight"], z[f"{key}.bias"], _get_requant(z, f"{key}.rq"))
+
+
+def tdiv(a: np.ndarray, b) -> np.ndarray:
+    """Integer division truncated toward zero (C and ONNX ``Div``), for positive ``b``."""
+    a = np.asarray(a, np.int64)
+    q = np.abs(a) // b
+    return np.where(a < 0, -q, q)
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Residual [...,d] int64 -> int8 values [...,d] within ±ACT_MAX: centred, divided by the mean
+    absolute deviation (plus one), times ``NORM_SCALE``. Gains and offsets live in the next layer."""
+    d = x.shape[-1]
+    xc = x - tdiv(x.sum(-1, keepdims=True), d)
+    mad = tdiv(np.abs(xc).sum(-1, keepdims=True), d) + 1
+    return np.clip(tdiv(xc * NORM_SCALE, mad), -ACT_MAX, ACT_MAX)
+
+
+def hard_gelu(h: np.ndarray) -> np.ndarray:
+    """int8 values within ±ACT_MAX -> ``tdiv(h * clip(h + GELU_C, 0, 2 GELU_C), 2 GELU_C)``, the
+    integer form of x * hard_sigmoid(1.7 x) (within -GELU_C/8 .. ACT_MAX)."""
+    return tdiv(h * np.clip(h + GELU_C, 0, 2 * GELU_C), 2 * GELU_C)
+
+
+def attention(layer: Layer, heads: int, q, k_new, v_new, past_k, past_v, bias):
+    """q [B,S,d], k/v [B,S,d] int8 values -> (output [B,S,d] int8, keys [B,H,dh,S], values [B,H,S,dh]).
+    A key's weight is ``max(0, KERNEL_C - g) ** 4`` for its rescaled score gap g to the best key
+    (a polynomial stand-in for exp), normalized to ``PROB_MAX`` with rounding."""
+    B, S, d = q.shape
+    dh = d // heads
+    qh = q.reshape(B, S, heads, dh).transpose(0, 2, 1, 3)               # [B,H,S,dh]
+    kt = k_new.reshape(B, S, heads, dh).transpose(0, 2, 3, 1)           # [B,H,dh,S]
+    vh = v_new.reshape(B, S, heads, dh).transpose(0, 2, 1, 3)           # [B,H,S,dh]
+    keys = np.concatenate([past_k.astype(np.int64), kt], axis=3)        # [B,H,dh,T+S]
+    values = np.concatenate([past_v.astype(np.int64), vh], axis=2)      # [B,H,T+S,dh]
+    scores = qh @ keys + bias                                           # [B,H,S,T+S]
+    gap = np.minimum(scores.max(-1, keepdims=True) - scores, GAP_MAX)
+    g = tdiv(gap * layer.score.mult.reshape(1, heads, 1, 1), 1 << layer.score.shift)
+    u = np.maximum(KERNEL_C - g, 0)
+    e = (u * u) * (u * u)
+    total = e.sum(-1, keepdims=True)
+    p = tdiv(e * PROB_MAX + tdiv(total, 2), total)                      # [B,H,S,T+S] in 0..127
+    o = (p @ values).transpose(0, 2, 1, 3).reshape(B, S, d)
+    o = np.clip(layer.attn_out(o), -ACT_MAX, ACT_MAX)
+    return o, kt, vh
+
+
+def reference_logits(lm: IntLM, tokens: np.ndarray, positions: np.ndarray, past_k: list, past_v: list,
+                     bias: np.ndarray) -> tuple[np.ndarray, list, list]:
+    """The step in numpy int64 (the specification; see the module docstring for shapes): ->
+    (logits [B,S,V] int64, new keys per layer, new values per layer)."""
+    x = lm.embed[tokens].astype(np.int64) + lm.pos[positions]
+    d = lm.width
+    new_k, new_v = [], []
+    for layer, pk, pv in zip(lm.layers, past_k, past_v):
+        qkv = np.clip(layer.qkv(normalize(x)), layer.qkv_lo, layer.qkv_hi)
+        o, kt, vh = attention(layer, lm.heads, qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:],
+                              pk, pv, bias)
+        new_k.append(kt.astype(np.int8))
+        new_v.append(vh.astype(np.int8))
+        x = np.clip(x + layer.proj(o), -RESIDUAL_MAX, RESIDUAL_MAX)
+        h = np.clip(layer.ff1(normalize(x)), -ACT_MAX, ACT_MAX)
+        x = np.clip(x + layer.ff2(hard_gelu(h)), -RESIDUAL_MAX, RESIDUAL_MAX)
+    y = normalize(x)
+    logits = y @ lm.head.weight.astype(np.int64) + lm.head.bias
+    return logits, new_k, new_v
+
+
+def logit_gaps(logits: np.ndarray, table_size: int) -> np.ndarray:
+    """Logits [...,V] -> how far each is below the best, clipped to ``table_size - 1`` (int32)."""
+    return np.minimum(logits.max(-1, keepdims=True) - logits, table_size - 1).astype(np.int32)
+
+
+def cumulative_tables(freq_by_step: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Gaps [...,V] -> cumulative frequency tables [...,V+1] int64 (``cum[...,0] == 0``): each
+    symbol's frequency is ``freq_by_step[gap]`` (>= 1)."""
+    cum = np.zeros(gaps.shape[:-1] + (gaps.shape[-1] + 1,), np.int64)
+    np.cumsum(freq_by_step.take(gaps), axis=-1, out=cum[..., 1:])
+    return cum
+
+
+def reference_step(lm: IntLM, tokens, positions, past_k, past_v, bias) -> tuple[np.ndarray, list, list]:
+    """-> (logit gaps [B,S,V] int32, new keys, new values): what the ONNX graphs output."""
+    logits, new_k, new_v = reference_logits(lm, tokens, positions, past_k, past_v, bias)
+    return logit_gaps(logits, len(lm.freq_by_step)), new_k, new_v
