@@ -26,6 +26,14 @@ from rvqstream.models.tokenizer import Tokenizer
 KEYFRAME = 240
 
 
+def load_checkpoint(ck: dict) -> QatLM:
+    """The model of a checkpoint dict (``ckpt.pt``)."""
+    model = QatLM(**ck["sizes"])
+    model.load_state_dict(ck["model"])
+    model.units = ck["units"]
+    return model
+
+
 def float_weights_from_step(path: Path) -> dict:
     """The float decoder's state dict (``models.model.CodecModel`` names) from a step graph made by
     ``models.export``: dynamically quantized matmul weights are dequantized."""
@@ -129,8 +137,8 @@ def evaluate(model: QatLM, valid: dict, valid_bytes: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
-    ap.add_argument("--tokenizer", type=Path, default=Path("rvqstream/models/artifacts/tokenizer.json"))
-    ap.add_argument("--init-step", type=Path, default=Path("rvqstream/models/artifacts/step.onnx"),
+    ap.add_argument("--tokenizer", type=Path, default=Path("rvqstream/models/artifacts/semantic/tokenizer.json"))
+    ap.add_argument("--init-step", type=Path, default=Path("rvqstream/models/artifacts/semantic/step.onnx"),
                     help="float step graph whose decoder weights start the run")
     ap.add_argument("--scratch", type=str, default=None,
                     help='JSON sizes {"d": 32, "layers": 1, "heads": 2, "ff": 64} of a model trained from random weights')
@@ -157,11 +165,8 @@ def main() -> None:
     ckpt_path = args.out / "ckpt.pt"
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
-        model = QatLM(**ck["sizes"])
-        model.load_state_dict(ck["model"])
-        model.units = ck["units"]
+        model, sizes = load_checkpoint(ck), ck["sizes"]
         step, elapsed = ck["step"], ck["elapsed"]
-        sizes = ck["sizes"]
     else:
         if args.scratch:
             s = json.loads(args.scratch)

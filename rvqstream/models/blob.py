@@ -22,14 +22,17 @@ import enum
 import numpy as np
 
 from rvqstream.models.coding import (
+    ContextState,
     OutputLimit,
+    Steps,
     Parts,
     choose_plan,
-    decode_tokens,
+    decode_token_steps,
     encode_plan,
     exact_stage_table,
     generate_tokens,
     max_tokens,
+    run_steps,
     start_context,
     text_check,
 )
@@ -95,7 +98,7 @@ class BlobCoder:
         self.parts, self.model_id = parts, model_id
         self.fallback_coder = Fallback(parts.zdict)
         self._stage_cum = exact_stage_table(parts.stages)
-        self._tag = model_tag(model_id)
+        self.tag = model_tag(model_id)
 
     # -- encoding -------------------------------------------------------------------------------
     def compress(self, text: str, tier: Tier, stages: int | None, cancel: Cancel) -> bytes:
@@ -179,9 +182,9 @@ class BlobCoder:
     # -- decoding -------------------------------------------------------------------------------
     def decompress(self, blob: bytes, max_bytes: int | None, cancel: Cancel, legacy: bool = False) -> str:
         mode, tag, version = parse_header_version(blob)
-        if tag != self._tag:
+        if tag != self.tag:
             raise UnknownModelError(f"blob is for model tag {tag:#04x}, not this codec's model "
-                                    f"{self.model_id[:12]} (tag {self._tag:#04x})")
+                                    f"{self.model_id[:12]} (tag {self.tag:#04x})")
         payload = bytes(blob[HEADER_BYTES:])
         if mode in (Mode.RAW, Mode.ZSTD):
             if version < 3 and not legacy:
@@ -212,13 +215,18 @@ class BlobCoder:
             raise IntegrityError("fallback blob decodes to invalid UTF-8") from None
 
     def _decode_exact(self, payload: bytes, max_bytes: int | None, cancel: Cancel) -> str:
+        return run_steps(self.parts, self.exact_steps(payload, max_bytes, cancel))
+
+    def exact_steps(self, payload: bytes, max_bytes: int | None, cancel: Cancel,
+                    state: ContextState | None = None) -> Steps[str]:
+        """The exact-tier payload's decoding as model steps (``coding.Steps``), from ``state``
+        (fresh when None: a batched driver lends one of its rows)."""
         if not payload:   # the encoder never chooses the model for a payload of nothing
             raise TruncatedError("exact-tier blob has no payload: it was cut after the header")
         p, F = self.parts, self.parts.frame
         dec = ArithmeticDecoder(payload)
         limit = OutputLimit(len(payload), max_bytes)
         data = bytearray()
-        state = None
         while True:
             cancel.check()
             state = start_context(p, state, F)
@@ -226,10 +234,10 @@ class BlobCoder:
             if n:
                 codes = [dec.decode_uniform(p.codes) for _ in range(n)]
                 v = dec.decode_uniform(2 * F)
-                toks, _ = decode_tokens(p, dec, state, codes, v % F + 1, stop_at_eos=False)
+                toks, _ = yield from decode_token_steps(p, dec, state, codes, v % F + 1, stop_at_eos=False)
                 end = v >= F
             else:
-                toks, end = decode_tokens(p, dec, state, [], F, stop_at_eos=True)
+                toks, end = yield from decode_token_steps(p, dec, state, [], F, stop_at_eos=True)
             frame = p.tokenizer.token_bytes(toks)
             data += frame
             limit.add(len(toks), len(frame))
@@ -244,6 +252,8 @@ class BlobCoder:
 
     def _decode_semantic(self, payload: bytes, max_bytes: int | None, cancel: Cancel) -> str:
         p = self.parts
+        if not p.stages:
+            raise MalformedError("semantic-tier blob for a model without RVQ codes")
         dec = ArithmeticDecoder(payload)
         limit = OutputLimit(len(payload), max_bytes)
         stages = dec.decode_uniform(p.stages) + 1

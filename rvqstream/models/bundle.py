@@ -1,5 +1,10 @@
 """The model bundle: the files a codec needs, their manifest, and the model id.
 
+Two kinds of bundle: ``intlm`` (the integer language model of the exact tier, ``INT_FILES``: the
+default) and ``float`` (frame encoder, RVQ codebooks and the code-conditioned float decoder,
+``FLOAT_FILES``: the semantic tier, and exact-tier data made before the integer model). A
+manifest's ``config.kind`` names the kind (no kind: ``float``).
+
 The model id is the sha256 (hex) of the bundle's files, taken in name order as
 ``name NUL sha256(content) NL`` lines; the manifest itself is not part of it. A model id from
 elsewhere (a request, a server's reply) is checked to be one (``check_model_id``) before it names
@@ -15,9 +20,11 @@ from pathlib import Path
 
 from rvqstream.models.errors import UnknownModelError
 
-BUNDLE_FILES = ("tokenizer.json", "encoder.onnx", "step.onnx", "codebooks.npy", "fallback.zdict")
+FLOAT_FILES = ("tokenizer.json", "encoder.onnx", "step.onnx", "codebooks.npy", "fallback.zdict")
+INT_FILES = ("tokenizer.json", "lm.npz", "step.onnx", "step_cuda.onnx", "fallback.zdict")
 MANIFEST = "manifest.json"
 DEFAULT_DIR = Path(__file__).parent / "artifacts"
+SEMANTIC_DIR = DEFAULT_DIR / "semantic"
 _MODEL_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -40,14 +47,28 @@ def model_id_of(files: dict[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def read_bundle(path: Path) -> dict[str, bytes]:
-    """Every bundle file under ``path`` by name; ``FileNotFoundError`` names a missing one."""
-    return {name: (path / name).read_bytes() for name in BUNDLE_FILES}
+def bundle_kind(manifest: dict) -> str:
+    """"intlm" or "float": the kind of bundle a manifest describes."""
+    kind = manifest.get("config", {}).get("kind", "float")
+    if kind not in ("intlm", "float"):
+        raise ValueError(f"unknown bundle kind {kind!r}")
+    return kind
+
+
+def bundle_files(kind: str) -> tuple[str, ...]:
+    return INT_FILES if kind == "intlm" else FLOAT_FILES
+
+
+def read_bundle(path: Path, kind: str = "float") -> dict[str, bytes]:
+    """Every file of a bundle of ``kind`` under ``path`` by name; ``FileNotFoundError`` names a
+    missing one."""
+    return {name: (path / name).read_bytes() for name in bundle_files(kind)}
 
 
 def write_manifest(path: Path, info: dict) -> str:
-    """Write ``manifest.json`` (model id, file sizes and hashes, ``info``); return the model id."""
-    files = read_bundle(path)
+    """Write ``manifest.json`` (model id, file sizes and hashes, ``info``, whose ``config.kind``
+    names the bundle's kind); return the model id."""
+    files = read_bundle(path, bundle_kind(info))
     mid = model_id_of(files)
     manifest = {
         "model_id": mid,

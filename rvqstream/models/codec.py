@@ -10,49 +10,72 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from rvqstream.models.blob import BlobCoder, Mode, model_tag, parse_header
-from rvqstream.models.bundle import DEFAULT_DIR, MANIFEST, model_id_of, read_bundle
+from rvqstream.models.bundle import DEFAULT_DIR, MANIFEST, bundle_kind, model_id_of, read_bundle
 from rvqstream.models.coding import Parts
-from rvqstream.models.errors import Cancel
+from rvqstream.models.errors import Cancel, CodecError
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import Tier
+from rvqstream.models.int_runtime import IntStepModel
+from rvqstream.models.intlm import lm_info
+from rvqstream.models.many import decompress_many
 from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
-from rvqstream.models.stream import StreamDecoder, StreamEncoder
+from rvqstream.models.stream import StreamDecoder, StreamEncoder, no_semantic
 from rvqstream.models.tokenizer import Tokenizer
 
 DEFAULT_SETTINGS = SessionSettings()
 
 
 class Codec:
-    def __init__(self, files: dict[str, bytes], manifest: dict, settings: SessionSettings = DEFAULT_SETTINGS):
+    """One model bundle's codec. ``device`` ("cpu" or "cuda") runs an integer bundle's step graph
+    on that execution provider (same tables either way); float bundles run on the CPU."""
+
+    def __init__(self, files: dict[str, bytes], manifest: dict, settings: SessionSettings = DEFAULT_SETTINGS,
+                 device: str = "cpu"):
         self._files = files
         self.model_id = model_id_of(files)
         if manifest.get("model_id") not in (None, self.model_id):
             raise ValueError(f"bundle files hash to {self.model_id}, manifest says {manifest['model_id']}")
         self.manifest = manifest
         cfg = manifest["config"]
-        tok_path = io.BytesIO(files["tokenizer.json"])
-        codebooks = np.load(io.BytesIO(files["codebooks.npy"]))
-        self.parts = Parts(
-            tokenizer=Tokenizer.from_json(tok_path.getvalue().decode()),
-            step=StepModel(files["step.onnx"], settings, cfg["n_layers"], cfg["n_heads"],
-                           cfg["d_model"] // cfg["n_heads"], cfg["latent_dim"]),
-            frame_encoder=FrameEncoder(files["encoder.onnx"], codebooks, cfg["frame"], settings),
-            codebooks=codebooks, frame=cfg["frame"], stages=cfg["stages"], codes=cfg["codes"],
-            zdict=files["fallback.zdict"])
+        self.kind = bundle_kind(manifest)
+        tokenizer = Tokenizer.from_json(files["tokenizer.json"].decode())
+        if self.kind == "intlm":
+            graph = files["step_cuda.onnx" if device == "cuda" else "step.onnx"]
+            self.parts = Parts(tokenizer=tokenizer,
+                               step=IntStepModel(graph, lm_info(files["lm.npz"]), settings, device),
+                               frame_encoder=None, codebooks=None, frame=cfg["frame"], stages=0, codes=1,
+                               zdict=files["fallback.zdict"])
+        else:
+            codebooks = np.load(io.BytesIO(files["codebooks.npy"]))
+            self.parts = Parts(
+                tokenizer=tokenizer,
+                step=StepModel(files["step.onnx"], settings, cfg["n_layers"], cfg["n_heads"],
+                               cfg["d_model"] // cfg["n_heads"], cfg["latent_dim"]),
+                frame_encoder=FrameEncoder(files["encoder.onnx"], codebooks, cfg["frame"], settings),
+                codebooks=codebooks, frame=cfg["frame"], stages=cfg["stages"], codes=cfg["codes"],
+                zdict=files["fallback.zdict"])
         self._fallback = Fallback(self.parts.zdict)
         self._blobs = BlobCoder(self.parts, self.model_id)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, settings: SessionSettings = DEFAULT_SETTINGS) -> Codec:
-        """Load the bundle in directory ``path`` (default: the shipped one)."""
+    def load(cls, path: Path | str | None = None, settings: SessionSettings = DEFAULT_SETTINGS,
+             device: str = "cpu") -> Codec:
+        """Load the bundle in directory ``path`` (default: the shipped integer model; the float
+        model of the semantic tier is in ``bundle.SEMANTIC_DIR``)."""
         path = Path(path) if path is not None else DEFAULT_DIR
         manifest = json.loads((path / MANIFEST).read_text())
-        return cls(read_bundle(path), manifest, settings)
+        return cls(read_bundle(path, bundle_kind(manifest)), manifest, settings, device)
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tiers this model codes: exact, and semantic when it has RVQ codebooks."""
+        return (Tier.EXACT,) if self.parts.stages == 0 else (Tier.EXACT, Tier.SEMANTIC)
 
     def bundle_files(self) -> dict[str, bytes]:
         """Every file of the bundle by name, the manifest included."""
@@ -71,7 +94,11 @@ class Codec:
         least once per frame (``CancelledError``). ``TypeError``/``ValueError`` on bad arguments."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        return self._blobs.compress(text, Tier.parse(tier), stages, cancel or Cancel())
+        tier = Tier.parse(tier)
+        no_semantic(self.parts, tier)
+        if stages is not None and not 0 <= stages <= self.parts.stages:
+            raise ValueError(f"stages must be in 0..{self.parts.stages} for this model, got {stages}")
+        return self._blobs.compress(text, tier, stages, cancel or Cancel())
 
     def decompress(self, data: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None,
                    legacy: bool = False) -> str:
@@ -86,6 +113,13 @@ class Codec:
         decode to wrong text: they are ``MalformedError`` unless ``legacy`` (a caller reading its
         own stored blobs)."""
         return self._blobs.decompress(bytes(data), max_bytes, cancel or Cancel(), legacy)
+
+    def decompress_many(self, blobs: Iterable[bytes], *, max_bytes: int | None = None,
+                        cancel: Cancel | None = None) -> list[str | CodecError]:
+        """The text of each blob, or the ``CodecError`` it raised (one bad blob spoils no other;
+        ``max_bytes`` applies to each): the integer model's exact-tier blobs decode together, one
+        batched model step for all of them at a time (``many.py``), the rest one by one."""
+        return decompress_many(self._blobs, blobs, max_bytes, cancel or Cancel())
 
     def fallback(self, text: str) -> bytes:
         """The blob of ``text`` in fallback form (zstd with the dictionary, or raw)."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 from rvqstream.models.errors import MalformedError, TooLargeError
+from rvqstream.models.int_runtime import IntState, IntStepModel
 from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
@@ -24,15 +27,18 @@ CHECK_SEED = 0x5EED
 TOKENS_PER_BIT = 16          # decoders give up past 16 tokens per payload bit (+ slack): no hangs
 SEARCH_THRESHOLD_BITS = 150  # only frames dearer than this under the plain LM try RVQ stages (see MODEL_CARD.md)
 
+ContextState = LMState | IntState     # a decoder context of the float or the integer model
+T = TypeVar("T")
+
 
 @dataclass
 class Parts:
     """The loaded pieces of one model bundle."""
 
     tokenizer: Tokenizer
-    step: StepModel
-    frame_encoder: FrameEncoder
-    codebooks: np.ndarray      # [N,K,D] float32
+    step: StepModel | IntStepModel
+    frame_encoder: FrameEncoder | None     # None: the integer model (exact tier only, stages == 0)
+    codebooks: np.ndarray | None           # [N,K,D] float32
     frame: int                 # F
     stages: int                # N
     codes: int                 # K
@@ -50,7 +56,7 @@ class FramePlan:
     n_stages: int
     codes: list[int]
     tables: list[np.ndarray]   # one cumulative table per coded symbol (tokens, and EOS if any)
-    state: LMState
+    state: ContextState
     token_bits: float
 
 
@@ -86,20 +92,30 @@ def exact_stage_table(stages: int) -> np.ndarray:
     return cumulative(np.array([960] + [8] * stages, np.int64))
 
 
-def start_context(parts: Parts, state: LMState | None, frame_capacity: int) -> LMState:
-    """The context for the next frame: ``state`` itself, or a fresh one at a keyframe."""
-    if state is None or state.length + frame_capacity > KEYFRAME:
+def start_context(parts: Parts, state: ContextState | None, frame_capacity: int) -> ContextState:
+    """The context for the next frame: ``state`` itself, or a fresh one at a keyframe (an integer
+    model's context starts afresh in place: its slots may belong to a batch)."""
+    if state is None:
+        return parts.step.new_state()
+    if state.length + frame_capacity > KEYFRAME:
+        if isinstance(state, IntState):
+            state.reset()
+            return state
         return parts.step.new_state()
     return state
 
 
-def plan_tokens(parts: Parts, state: LMState, tokens: list[int], codes: list[int],
+def plan_tokens(parts: Parts, state: ContextState, tokens: list[int], codes: list[int],
                 with_eos: bool = False) -> FramePlan:
-    """Run the decoder over ``tokens`` (and a final EOS when ``with_eos``) from ``state``."""
+    """Run the decoder over ``tokens`` (and a final EOS when ``with_eos``) from ``state`` (the
+    integer model: the whole frame in one call)."""
     st = state.copy()
+    symbols = tokens + ([EOS_ID] if with_eos else [])
+    if isinstance(parts.step, IntStepModel):
+        tables = parts.step.frame(st, symbols) if symbols else []
+        return FramePlan(0, [], tables, st, symbol_bits(tables, symbols))
     z = dequantize(parts.codebooks, codes) if codes else None
     tables, bits = [], 0.0
-    symbols = tokens + ([EOS_ID] if with_eos else [])
     for j, t in enumerate(symbols):
         cum, kv = parts.step.step(st, z, j)
         tables.append(cum)
@@ -109,7 +125,12 @@ def plan_tokens(parts: Parts, state: LMState, tokens: list[int], codes: list[int
     return FramePlan(len(codes), list(codes), tables, st, bits)
 
 
-def choose_plan(parts: Parts, state: LMState, tokens: list[int], min_stages: int, max_stages: int,
+def symbol_bits(tables: list[np.ndarray], symbols: list[int]) -> float:
+    """Bits of coding ``symbols`` under their cumulative ``tables``."""
+    return sum(math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t])) for cum, t in zip(tables, symbols))
+
+
+def choose_plan(parts: Parts, state: ContextState, tokens: list[int], min_stages: int, max_stages: int,
                 with_eos: bool, extra_bits_with_stages: float = 0.0) -> FramePlan:
     """The cheapest of a greedy search over stage counts (from ``min_stages`` up, while each extra
     stage lowers the total of code bits and token bits). Frames with EOS use 0 stages."""
@@ -143,13 +164,33 @@ def encode_plan(enc: ArithmeticEncoder, plan: FramePlan, symbols: list[int]) -> 
         enc.encode_symbol(cum, t)
 
 
-def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: LMState, codes: list[int], count: int,
+StepRequest = tuple[ContextState, "np.ndarray | None", int]   # (context, frame latent or None, position in frame)
+Steps = Generator[StepRequest, tuple, T]   # yields what it needs a step of; is sent step()'s (table, kv)
+
+
+def run_steps(parts: Parts, steps: Steps[T]) -> T:
+    """Drive ``steps`` one model step at a time -> its result."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(parts.step.step(*request))
+    except StopIteration as stop:
+        return stop.value
+
+
+def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: ContextState, codes: list[int], count: int,
                   stop_at_eos: bool) -> tuple[list[int], bool]:
     """Decode up to ``count`` tokens into ``state`` (advanced in place); -> (tokens, saw_eos)."""
+    return run_steps(parts, decode_token_steps(parts, dec, state, codes, count, stop_at_eos))
+
+
+def decode_token_steps(parts: Parts, dec: ArithmeticDecoder, state: ContextState, codes: list[int], count: int,
+                       stop_at_eos: bool) -> Steps[tuple[list[int], bool]]:
+    """``decode_tokens`` as steps: a batched driver runs the model for many decoders at once."""
     z = dequantize(parts.codebooks, codes) if codes else None
     out = []
     for j in range(count):
-        cum, kv = parts.step.step(state, z, j)
+        cum, kv = yield state, z, j
         t = dec.decode_symbol(cum)
         if t == EOS_ID:
             if stop_at_eos:
@@ -160,7 +201,7 @@ def decode_tokens(parts: Parts, dec: ArithmeticDecoder, state: LMState, codes: l
     return out, False
 
 
-def generate_tokens(parts: Parts, state: LMState, codes: list[int], count: int) -> list[int]:
+def generate_tokens(parts: Parts, state: ContextState, codes: list[int], count: int) -> list[int]:
     """Semantic tier: ``count`` tokens generated greedily from the frame's codes and the context."""
     z = dequantize(parts.codebooks, codes) if codes else None
     out = []

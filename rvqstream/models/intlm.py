@@ -120,7 +120,7 @@ class IntLM:
                 else:
                     arrays[key] = v
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez_compressed(buf, **arrays)
         return buf.getvalue()
 
     @classmethod
@@ -140,6 +140,15 @@ class IntLM:
             layers.append(Layer(**kw))
         return cls(int(z["heads"]), z["embed"], z["pos"], tuple(layers), _get_linear(z, "head"),
                    z["freq_by_step"])
+
+
+def lm_info(data: bytes) -> dict:
+    """What a runtime needs of an ``lm.npz`` besides its graph: layers, heads, head_dim, context
+    and freq_by_step (the weights are not read)."""
+    z = np.load(io.BytesIO(data), allow_pickle=False)
+    heads, (context, width) = int(z["heads"]), z["pos"].shape
+    return {"layers": int(z["layers"]), "heads": heads, "head_dim": width // heads, "context": context,
+            "freq_by_step": z["freq_by_step"]}
 
 
 def _put_requant(arrays: dict, key: str, r: Requant) -> None:

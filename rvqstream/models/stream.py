@@ -29,6 +29,7 @@ from rvqstream.models.batch import (
     message_check,
 )
 from rvqstream.models.coding import (
+    ContextState,
     CHECK_SEED,
     Parts,
     choose_plan,
@@ -39,7 +40,6 @@ from rvqstream.models.coding import (
 from rvqstream.models.errors import Cancel, CodecError, IntegrityError, TooLargeError
 from rvqstream.models.fallback import Fallback
 from rvqstream.models.frames import FrameKind, Tier
-from rvqstream.models.runtime import LMState
 
 FALLBACK_TRY_BITS_PER_BYTE = 4.0   # only frames dearer than this under the model try zstd
 MAX_HELD_CHARS = 1024              # the longest unfinished pre-token an encoder holds back untokenized
@@ -71,6 +71,13 @@ class Decoded:
     fallback_frames: int
 
 
+def no_semantic(parts: Parts, tier: Tier) -> None:
+    """``ValueError`` when ``tier`` is semantic and the model has no RVQ codes (integer model)."""
+    if tier == Tier.SEMANTIC and not parts.stages:
+        raise ValueError("this model codes the exact tier only: the semantic tier is in the float bundle "
+                         "(rvqstream.models.bundle.SEMANTIC_DIR)")
+
+
 class StreamEncoder:
     """One stream's encoder (not thread-safe: one stream, one caller at a time). ``cancel``, when
     set, is checked before each frame is coded (``CancelledError``; the frame stays held)."""
@@ -78,6 +85,7 @@ class StreamEncoder:
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier, stages: int | None,
                  cancel: Cancel | None = None):
         self.parts, self._fallback, self.tier = parts, fallback, tier
+        no_semantic(parts, tier)
         if stages is not None and not 0 <= stages <= parts.stages:
             raise ValueError(f"stages must be in 0..{parts.stages}, got {stages}")
         if tier == Tier.SEMANTIC and stages == 0:
@@ -90,7 +98,7 @@ class StreamEncoder:
         self._text = ""                  # held-back text (the unfinished last pre-token)
         self._tokens: list[int] = []     # tokenized, not yet in a frame
         self._held: list[Frame] = []     # coded, not yet in a batch
-        self._state: LMState | None = None
+        self._state: ContextState | None = None
         self._crc = CHECK_SEED
         self._reset_next = False
 
@@ -205,12 +213,13 @@ class StreamDecoder:
     raise the same kind (``reset()`` starts over at a message start)."""
 
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier):
+        no_semantic(parts, tier)
         self.parts, self._fallback, self.tier = parts, fallback, tier
         self.reset()
 
     def reset(self) -> None:
         """Forget the current message: the next batch starts a new one."""
-        self._state: LMState | None = None
+        self._state: ContextState | None = None
         self._crc = CHECK_SEED
         errors = "strict" if self.tier == Tier.EXACT else "replace"
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)

@@ -78,7 +78,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             tier = tier_from_pb(config.tier)
         except ValueError as e:
             raise invalid(f"config.tier: {e}", "config.tier") from None
-        codec = self.registry.default
+        codec = self.registry.for_tier(tier)
         inbox: asyncio.Queue = asyncio.Queue(maxsize=2 * PUBLISH_BATCH)
         reader = asyncio.create_task(self._read_messages(requests, inbox))
         try:
@@ -141,7 +141,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         if config is None:
             return
         channel = check_channel(config.channel, "config.channel")
-        stream = ProducerStream(self.store, self.streams, channel, config, self.registry.default,
+        stream = ProducerStream(self.store, self.streams, channel, config,
+                                self.registry.get("", "config.tier", config.tier),
                                 self.scheduler, self.metrics, self.limits.stream, self.space)
         async for response in stream.responses(requests):
             yield response

@@ -50,6 +50,9 @@ def stream_settings(codec: Codec, tier_pb: int, stage_count: int, field: str) ->
         tier = tier_from_pb(tier_pb)
     except ValueError as e:
         raise invalid(f"{field}.tier: {e}", f"{field}.tier") from None
+    if tier not in codec.tiers:
+        raise invalid(f"{field}.tier: model {codec.model_id[:12]} does not code the {tier.name.lower()} tier",
+                      f"{field}.tier")
     if stage_count > codec.parts.stages:
         raise invalid(f"{field}.stage_count is {stage_count}; model {codec.model_id[:12]} has "
                       f"{codec.parts.stages} stages", f"{field}.stage_count")

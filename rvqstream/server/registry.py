@@ -9,6 +9,9 @@ import grpc
 
 from rvqstream.models import Codec
 from rvqstream.models.blob import parse_header
+from rvqstream.models.bundle import SEMANTIC_DIR
+from rvqstream.models.frames import Tier
+from rvqstream.wire import tier_from_pb
 from rvqstream.models.errors import CodecError
 from rvqstream.server.errors import ServiceError, codec_error, quoted
 
@@ -28,16 +31,31 @@ class ModelRegistry:
         self._manifests: dict[str, list[tuple[str, int, str]]] = {}
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] = ()) -> ModelRegistry:
-        return cls([Codec.load(), *(Codec.load(d) for d in extra_dirs)])
+    def load(cls, extra_dirs: list[Path] = (), device: str = "cpu") -> ModelRegistry:
+        """The shipped integer model (the default, on ``device``), the shipped float model of the
+        semantic tier, and the bundles in ``extra_dirs``."""
+        return cls([Codec.load(device=device), Codec.load(SEMANTIC_DIR),
+                    *(Codec.load(d, device=device) for d in extra_dirs)])
 
     def ids(self) -> list[str]:
         return list(self._by_id)
 
-    def get(self, model_id: str, field: str = "model_id") -> Codec:
-        """The codec of ``model_id`` ("" for the default); NOT_FOUND for a model not held here."""
+    def for_tier(self, tier: Tier) -> Codec:
+        """The first codec (the default first) that codes ``tier``."""
+        for codec in self._by_id.values():
+            if tier in codec.tiers:
+                return codec
+        raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"no model on this server codes the {tier.name.lower()} tier",
+                           "tier")
+
+    def get(self, model_id: str, field: str = "model_id", tier_pb: int = 0) -> Codec:
+        """The codec of ``model_id`` ("": the first that codes the tier ``tier_pb`` names, exact if
+        it names none); NOT_FOUND for a model not held here."""
         if not model_id:
-            return self.default
+            try:
+                return self.for_tier(tier_from_pb(tier_pb))
+            except ValueError:
+                return self.default       # the caller reports the bad tier
         codec = self._by_id.get(model_id)
         if codec is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,

@@ -1,0 +1,157 @@
+"""ONNX Runtime sessions of the integer language model (``intlm``): one step, a frame, many rows.
+
+The graph's arithmetic is integer, so its tables are the same for any batch size, padding, thread
+count, optimization level and execution provider (``step.onnx`` on the CPU provider,
+``step_cuda.onnx`` on CUDA): the encoder runs a whole frame in one call, a decoder one token per
+call, a backlog many messages per call, a server many streams per call — and all agree.
+
+A context's keys and values live in slots indexed by position (``IntState``: [1,H,dh,C] and
+[1,H,C,dh] int8 per layer, C = the model's context), so a step reads them in place and writes one
+slot. Shapes: S symbols, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from rvqstream.models.intlm import MASKED, IntLM, cumulative_tables
+from rvqstream.models.runtime import SessionSettings
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
+
+
+@dataclass
+class IntState:
+    """One context: key/value slots per layer, the next input (last token) and its position."""
+
+    keys: list[np.ndarray]       # per layer [1,H,dh,C] int8
+    values: list[np.ndarray]     # per layer [1,H,C,dh] int8
+    last_token: int = 0          # the start symbol (EOS_ID) opens every context
+    length: int = 0              # positions filled (tokens after the start symbol)
+
+    def copy(self) -> IntState:
+        return IntState([k.copy() for k in self.keys], [v.copy() for v in self.values], self.last_token,
+                        self.length)
+
+    def reset(self) -> None:
+        """Start the context afresh (a message start or a keyframe) in the same slots."""
+        self.last_token = 0
+        self.length = 0
+
+
+class IntStepModel:
+    """The integer model's step graph in one ONNX Runtime session (CPU, or CUDA with ``device``)."""
+
+    def __init__(self, graph: bytes, lm_info: dict, settings: SessionSettings, device: str = "cpu"):
+        self.device = device
+        self._sess = ort.InferenceSession(graph, sess_options=settings.options(), providers=PROVIDERS[device])
+        self.layers, self.heads, self.head_dim = lm_info["layers"], lm_info["heads"], lm_info["head_dim"]
+        self.context = lm_info["context"]
+        self.freq_by_step = np.asarray(lm_info["freq_by_step"], np.int64)
+        self._past = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
+        c = self.context
+        # _step_bias[n]: a query at position n sees the n slots before it and itself (the last column)
+        slots = np.arange(c + 1)
+        self._step_bias = np.where((slots[None, :] < slots[:, None]) | (slots[None, :] == c), 0, MASKED)
+        self._step_bias = self._step_bias.astype(np.int32).reshape(c + 1, 1, 1, 1, c + 1)
+
+    @classmethod
+    def from_lm(cls, graph: bytes, lm: IntLM, settings: SessionSettings, device: str = "cpu") -> IntStepModel:
+        info = {"layers": len(lm.layers), "heads": lm.heads, "head_dim": lm.head_dim, "context": lm.context,
+                "freq_by_step": lm.freq_by_step}
+        return cls(graph, info, settings, device)
+
+    def new_state(self) -> IntState:
+        h, dh, c = self.heads, self.head_dim, self.context
+        return IntState([np.zeros((1, h, dh, c), np.int8) for _ in range(self.layers)],
+                        [np.zeros((1, h, c, dh), np.int8) for _ in range(self.layers)])
+
+    def run(self, tokens: np.ndarray, positions: np.ndarray, keys: list, values: list,
+            bias: np.ndarray) -> tuple[np.ndarray, list, list]:
+        """One graph call: tokens/positions [B,S] int64, slots, bias [B,1,S,C+S] int32 ->
+        (logit gaps [B,S,V] int32, new keys per layer [B,H,dh,S], new values [B,H,S,dh])."""
+        feeds = {"tokens": tokens, "positions": positions, "bias": bias}
+        for i in range(self.layers):
+            feeds[f"past_k{i}"] = keys[i]
+            feeds[f"past_v{i}"] = values[i]
+        out = self._sess.run(None, feeds)
+        return out[0], out[1::2], out[2::2]
+
+    def tables(self, gaps: np.ndarray) -> np.ndarray:
+        """Logit gaps [...,V] -> cumulative frequency tables [...,V+1] int64."""
+        return cumulative_tables(self.freq_by_step, gaps)
+
+    # -- the float StepModel's interface: one token at a time --
+
+    def step(self, state: IntState, z, j: int) -> tuple[np.ndarray, tuple]:
+        """-> (cumulative table [V+1] of the token after ``state``, the new key/value of
+        ``state.last_token``); ``z`` must be None (the integer model takes no frame codes)."""
+        if z is not None:
+            raise ValueError("the integer model codes no RVQ stages")
+        n = state.length
+        gaps, k, v = self.run(np.array([[state.last_token]], np.int64), np.array([[n]], np.int64),
+                              state.keys, state.values, self._step_bias[n])
+        return self.tables(gaps[0, 0]), (k, v)
+
+    def advance(self, state: IntState, token: int, kv: tuple) -> None:
+        """Append ``state.last_token`` (its key/value from ``step``) and make ``token`` the next input."""
+        k, v = kv
+        n = state.length
+        for i in range(self.layers):
+            state.keys[i][0, :, :, n] = k[i][0, :, :, 0]
+            state.values[i][0, :, n, :] = v[i][0, :, 0, :]
+        state.last_token = token
+        state.length = n + 1
+
+    def rows(self, count: int) -> StepRows:
+        """``count`` contexts whose slots share batch buffers, stepped together."""
+        return StepRows(self, count)
+
+    # -- a frame in one call --
+
+    def frame(self, state: IntState, symbols: list[int]) -> list[np.ndarray]:
+        """The tables of ``symbols`` coded one after another from ``state``, in one call; ``state``
+        advances past all but the last symbol, which becomes its next input."""
+        S, n, c = len(symbols), state.length, self.context
+        inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
+        positions = np.arange(n, n + S, dtype=np.int64)[None]
+        bias = np.full((1, 1, S, c + S), MASKED, np.int32)
+        bias[0, 0, :, :n] = 0
+        bias[0, 0, :, c:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+        gaps, k, v = self.run(inputs, positions, state.keys, state.values, bias)
+        for i in range(self.layers):
+            state.keys[i][0, :, :, n:n + S] = k[i][0]
+            state.values[i][0, :, n:n + S, :] = v[i][0]
+        state.last_token = symbols[-1]
+        state.length = n + S
+        return list(self.tables(gaps[0]))
+
+
+class StepRows:
+    """B contexts (``states``, views into shared [B,...] slot buffers) stepped together: one graph
+    call computes the next table of every context in ``step``'s list."""
+
+    def __init__(self, model: IntStepModel, count: int):
+        h, dh, c = model.heads, model.head_dim, model.context
+        self.model = model
+        self.keys = [np.zeros((count, h, dh, c), np.int8) for _ in range(model.layers)]
+        self.values = [np.zeros((count, h, c, dh), np.int8) for _ in range(model.layers)]
+        self.states = [IntState([k[b:b + 1] for k in self.keys], [v[b:b + 1] for v in self.values])
+                       for b in range(count)]
+
+    def step(self, rows: list[int]) -> list[tuple[np.ndarray, tuple]]:
+        """-> for each row in ``rows``, what ``IntStepModel.step`` gives for its state (rows
+        outside the list are computed too, up to the last listed one, and ignored)."""
+        m = max(rows) + 1
+        states, c = self.states[:m], self.model.context
+        tokens = np.array([[s.last_token] for s in states], np.int64)
+        lengths = np.array([s.length for s in states], np.int64)
+        bias = np.zeros((m, 1, 1, c + 1), np.int32)
+        bias[:, 0, 0, :c] = np.where(np.arange(c)[None, :] < lengths[:, None], 0, MASKED)
+        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[:m] for x in self.keys],
+                                    [x[:m] for x in self.values], bias)
+        tables = self.model.tables(gaps[rows, 0])
+        return [(tables[i], ([x[b:b + 1] for x in k], [x[b:b + 1] for x in v])) for i, b in enumerate(rows)]
