@@ -15,6 +15,8 @@ from pathlib import Path
 from models.intlm_graph import build
 from rvqstream.models.bundle import SEMANTIC_DIR, write_manifest
 from rvqstream.models.intlm import IntLM
+from rvqstream.models.selfcheck import digest, golden_contexts, reference_gaps
+from rvqstream.models.tokenizer import Tokenizer
 
 FRAME = 16
 
@@ -28,10 +30,12 @@ def export_bundle(lm: IntLM, out: Path, source: Path, info: dict) -> str:
     for name in ("tokenizer.json", "fallback.zdict"):
         if (source / name).resolve() != (out / name).resolve():
             shutil.copyfile(source / name, out / name)
+    tokenizer = Tokenizer.from_json((out / "tokenizer.json").read_text())
+    golden = digest(reference_gaps(lm, golden_contexts(tokenizer, lm.context)))
     config = {"kind": "intlm", "vocab_size": lm.vocab, "d_model": lm.width, "n_layers": len(lm.layers),
               "n_heads": lm.heads, "d_ff": lm.layers[0].ff1.weight.shape[1], "context": lm.context,
               "frame": FRAME, "freq_table_size": len(lm.freq_by_step)}
-    return write_manifest(out, {"config": config, **info})
+    return write_manifest(out, {"config": config, "golden_tables_sha256": golden, **info})
 
 
 def main() -> None:

@@ -205,16 +205,18 @@ def float_stats(sd: dict, tokens, heads: int = 4, q: float = 0.9999) -> dict:
     residual r, queries q, keys k, values v, attention output o."""
     T = tokens.shape[1]
     x = sd["tok_emb.weight"][tokens] + sd["pos_emb.weight"][:T][None]
-    d = x.shape[-1]
+    B, d = x.shape[0], x.shape[-1]
     acc = {k: [] for k in "rqkvo"}
+
+    def split_heads(t):
+        return t.view(B, T, heads, d // heads).transpose(1, 2)
+
     for i in range(sum(1 for k in sd if k.endswith(".qkv.weight") and k.startswith("blocks."))):
         p = f"blocks.{i}."
         h = F.layer_norm(x, (d,), sd[p + "ln1.weight"], sd[p + "ln1.bias"])
         qkv = h @ sd[p + "qkv.weight"].T + sd[p + "qkv.bias"]
         qq, kk, vv = qkv.split(d, -1)
-        B = x.shape[0]
-        sh = lambda t: t.view(B, T, heads, d // heads).transpose(1, 2)   # noqa: E731
-        o = F.scaled_dot_product_attention(sh(qq), sh(kk), sh(vv), is_causal=True)
+        o = F.scaled_dot_product_attention(split_heads(qq), split_heads(kk), split_heads(vv), is_causal=True)
         o = o.transpose(1, 2).reshape(B, T, d)
         x = x + o @ sd[p + "proj.weight"].T + sd[p + "proj.bias"]
         h = F.layer_norm(x, (d,), sd[p + "ln2.weight"], sd[p + "ln2.bias"])
@@ -284,6 +286,6 @@ def export(model: QatLM) -> IntLM:
 def freq_table(nats_per_unit: float, freq_bits: int = 24) -> np.ndarray:
     """[n] int64: frequency of a symbol k logit units below the best, floor(2**freq_bits *
     exp(-k * nats_per_unit)), at least 1; n is where it reaches 1."""
-    n = int(math.ceil(freq_bits * math.log(2) / nats_per_unit)) + 1
+    n = math.ceil(freq_bits * math.log(2) / nats_per_unit) + 1
     k = np.arange(n, dtype=np.float64)
     return np.maximum(np.floor(2.0 ** freq_bits * np.exp(-k * nats_per_unit)), 1).astype(np.int64)

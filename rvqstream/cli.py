@@ -145,6 +145,21 @@ def _models(args: argparse.Namespace) -> None:
             print(f"{m.model_id}\t{m.size_bytes}\t{'default' if m.is_default else ''}".rstrip())
 
 
+def _selfcheck(args: argparse.Namespace) -> None:
+    """Runs the shipped integer model's step graph on fixed inputs and compares the tables with the
+    golden hash its bundle carries: exit status 1 on any mismatch."""
+    from rvqstream.models import Codec
+
+    codec = Codec.load(args.bundle, device=args.device)
+    results = codec.selfcheck()
+    for mode, ok in results.items():
+        print(f"{mode}\t{'ok' if ok else 'MISMATCH'}")
+    print(f"model {codec.model_id[:12]} on {args.device}: "
+          f"{'tables match the golden hash' if all(results.values()) else 'TABLES DIFFER: do not code with it'}")
+    if not all(results.values()):
+        raise SystemExit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvqstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,12 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channel-name pattern it may subscribe to (repeatable)")
     p.add_argument("--admin", action="store_true", help="every channel and server operations")
     p.set_defaults(run=_token)
+    p = sub.add_parser("selfcheck", help="check that this machine computes the integer model's tables "
+                                         "bit for bit (against the bundle's golden hash)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="execution provider (cuda needs the gpu extra)")
+    p.add_argument("--bundle", default=None, help="bundle directory (default: the shipped one)")
+    p.set_defaults(run=_selfcheck)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command not in ("serve", "token"):
+    if args.command not in ("serve", "token", "selfcheck"):
         from rvqstream.client import RvqstreamError
 
         try:

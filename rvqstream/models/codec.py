@@ -25,6 +25,7 @@ from rvqstream.models.int_runtime import IntStepModel
 from rvqstream.models.intlm import lm_info
 from rvqstream.models.many import decompress_many
 from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
+from rvqstream.models.selfcheck import check
 from rvqstream.models.stream import StreamDecoder, StreamEncoder, no_semantic
 from rvqstream.models.tokenizer import Tokenizer
 
@@ -76,6 +77,13 @@ class Codec:
     def tiers(self) -> tuple[Tier, ...]:
         """The tiers this model codes: exact, and semantic when it has RVQ codebooks."""
         return (Tier.EXACT,) if self.parts.stages == 0 else (Tier.EXACT, Tier.SEMANTIC)
+
+    def selfcheck(self) -> dict[str, bool]:
+        """Whether this machine's tables for fixed inputs match the bundle's golden hash, run frame
+        by frame, step by step and as batch rows (``selfcheck.py``); integer bundles only."""
+        if self.kind != "intlm":
+            raise ValueError("only integer-model bundles carry a golden hash")
+        return check(self.parts.step, self.parts.tokenizer, self.manifest["golden_tables_sha256"])
 
     def bundle_files(self) -> dict[str, bytes]:
         """Every file of the bundle by name, the manifest included."""

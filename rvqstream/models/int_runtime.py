@@ -91,10 +91,15 @@ class IntStepModel:
         ``state.last_token``); ``z`` must be None (the integer model takes no frame codes)."""
         if z is not None:
             raise ValueError("the integer model codes no RVQ stages")
+        gaps, kv = self.step_gaps(state)
+        return self.tables(gaps), kv
+
+    def step_gaps(self, state: IntState) -> tuple[np.ndarray, tuple]:
+        """-> (logit gaps [V] of the token after ``state``, the new key/value for ``advance``)."""
         n = state.length
         gaps, k, v = self.run(np.array([[state.last_token]], np.int64), np.array([[n]], np.int64),
                               state.keys, state.values, self._step_bias[n])
-        return self.tables(gaps[0, 0]), (k, v)
+        return gaps[0, 0], (k, v)
 
     def advance(self, state: IntState, token: int, kv: tuple) -> None:
         """Append ``state.last_token`` (its key/value from ``step``) and make ``token`` the next input."""
@@ -115,6 +120,10 @@ class IntStepModel:
     def frame(self, state: IntState, symbols: list[int]) -> list[np.ndarray]:
         """The tables of ``symbols`` coded one after another from ``state``, in one call; ``state``
         advances past all but the last symbol, which becomes its next input."""
+        return list(self.tables(self.frame_gaps(state, symbols)))
+
+    def frame_gaps(self, state: IntState, symbols: list[int]) -> np.ndarray:
+        """``frame``'s logit gaps [S,V] (``state`` advances the same way)."""
         S, n, c = len(symbols), state.length, self.context
         inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
         positions = np.arange(n, n + S, dtype=np.int64)[None]
@@ -127,7 +136,7 @@ class IntStepModel:
             state.values[i][0, :, n:n + S, :] = v[i][0]
         state.last_token = symbols[-1]
         state.length = n + S
-        return list(self.tables(gaps[0]))
+        return gaps[0]
 
 
 class StepRows:
@@ -145,6 +154,11 @@ class StepRows:
     def step(self, rows: list[int]) -> list[tuple[np.ndarray, tuple]]:
         """-> for each row in ``rows``, what ``IntStepModel.step`` gives for its state (rows
         outside the list are computed too, up to the last listed one, and ignored)."""
+        gaps, kvs = self.step_gaps(rows)
+        return list(zip(self.model.tables(gaps), kvs))
+
+    def step_gaps(self, rows: list[int]) -> tuple[np.ndarray, list[tuple]]:
+        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``)."""
         m = max(rows) + 1
         states, c = self.states[:m], self.model.context
         tokens = np.array([[s.last_token] for s in states], np.int64)
@@ -153,5 +167,4 @@ class StepRows:
         bias[:, 0, 0, :c] = np.where(np.arange(c)[None, :] < lengths[:, None], 0, MASKED)
         gaps, k, v = self.model.run(tokens, lengths[:, None], [x[:m] for x in self.keys],
                                     [x[:m] for x in self.values], bias)
-        tables = self.model.tables(gaps[rows, 0])
-        return [(tables[i], ([x[b:b + 1] for x in k], [x[b:b + 1] for x in v])) for i, b in enumerate(rows)]
+        return gaps[rows, 0], [([x[b:b + 1] for x in k], [x[b:b + 1] for x in v]) for b in rows]
