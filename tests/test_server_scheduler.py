@@ -72,3 +72,45 @@ def test_earliest_deadline_runs_first_and_late_work_degrades_without_loss(regist
         assert it.degraded == (name == "late"), name
         model_frames = sum(b.frames - b.fallback_frames for b in batches)
         assert (model_frames == 0) == (name == "late"), name   # degraded: fallback frames only
+
+
+def test_streams_run_together_give_the_bytes_each_gives_alone(registry):
+    """Many streams' work in one model call per round (the integer model's batched frames): every
+    stream's batches are byte-identical to the same work run alone, through messages of different
+    lengths, flushes mid-message and a keyframe."""
+    codec = registry.default
+    texts = [f"Stream {i} says: " + TEXT * (1 + i % 3) + "A" * (i * 7) for i in range(12)]
+    texts[5] = " ".join(f"token{i}" for i in range(400))           # past a keyframe
+
+    def ops(text: str) -> list[tuple]:
+        cut = len(text) // 3
+        return [("push", text[:cut]), ("flush",), ("push", text[cut:]), ("end",)]
+
+    alone = []
+    for text in texts:
+        enc = codec.encoder("exact")
+        out = []
+        for op in ops(text):
+            if op[0] == "push":
+                enc.push(op[1])
+            elif op[0] == "flush":
+                out.append(enc.flush())
+            else:
+                out.append(enc.end_message())
+        alone.append([b.data for b in out if b is not None])
+
+    recorded: list[int] = []
+
+    async def main():
+        s = await scheduler(codec, workers=1)
+        s.metrics.model_batch.record = recorded.append
+        try:
+            items = [WorkItem(codec.encoder("exact"), ops(t), None, 0, 0) for t in texts]
+            return await asyncio.gather(*(s.run(it) for it in items))
+        finally:
+            await s.close()
+
+    together = asyncio.run(main())
+    assert [[b.data for b in r] for r in together] == alone
+    assert max(recorded) > 1
+    assert [decoded(codec, r) for r in together] == texts

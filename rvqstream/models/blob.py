@@ -24,8 +24,8 @@ import numpy as np
 from rvqstream.models.coding import (
     ContextState,
     OutputLimit,
-    Steps,
     Parts,
+    Steps,
     choose_plan,
     decode_token_steps,
     encode_plan,

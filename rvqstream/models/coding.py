@@ -125,6 +125,40 @@ def plan_tokens(parts: Parts, state: ContextState, tokens: list[int], codes: lis
     return FramePlan(len(codes), list(codes), tables, st, bits)
 
 
+@dataclass
+class FrameRequest:
+    """Model work a frame plan needs: the tables of ``symbols`` coded from ``state`` (an integer
+    model's context, advanced in place). A driver may compute many requests in one call."""
+
+    state: IntState
+    symbols: list[int]
+
+
+Frames = Generator[FrameRequest, list, T]   # yields frame requests; is sent each one's tables
+
+
+def run_frames(parts: Parts, frames: Frames[T]) -> T:
+    """Drive ``frames`` one frame request at a time -> its result."""
+    try:
+        request = next(frames)
+        while True:
+            request = frames.send(parts.step.frame(request.state, request.symbols))
+    except StopIteration as stop:
+        return stop.value
+
+
+def plan_frame(parts: Parts, state: ContextState, tokens: list[int], min_stages: int, max_stages: int,
+               with_eos: bool) -> Frames[FramePlan]:
+    """``choose_plan`` as frame requests: the integer model's frame is one request (a driver may
+    batch it with other streams' frames); the float model plans at once."""
+    if not isinstance(parts.step, IntStepModel):
+        return choose_plan(parts, state, tokens, min_stages, max_stages, with_eos)
+    st = state.copy()
+    symbols = tokens + ([EOS_ID] if with_eos else [])
+    tables = (yield FrameRequest(st, symbols)) if symbols else []
+    return FramePlan(0, [], tables, st, symbol_bits(tables, symbols))
+
+
 def symbol_bits(tables: list[np.ndarray], symbols: list[int]) -> float:
     """Bits of coding ``symbols`` under their cumulative ``tables``."""
     return sum(math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t])) for cum, t in zip(tables, symbols))

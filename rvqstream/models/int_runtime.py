@@ -47,6 +47,11 @@ class IntStepModel:
 
     def __init__(self, graph: bytes, lm_info: dict, settings: SessionSettings, device: str = "cpu"):
         self.device = device
+        if device not in PROVIDERS:
+            raise ValueError(f"device must be one of {', '.join(PROVIDERS)}, not {device!r}")
+        if PROVIDERS[device][0] not in ort.get_available_providers():
+            raise RuntimeError(f"ONNX Runtime here has no {PROVIDERS[device][0]} (for cuda: pip install "
+                               "'rvqstream[gpu]' on a machine with an NVIDIA GPU)")
         self._sess = ort.InferenceSession(graph, sess_options=settings.options(), providers=PROVIDERS[device])
         self.layers, self.heads, self.head_dim = lm_info["layers"], lm_info["heads"], lm_info["head_dim"]
         self.context = lm_info["context"]
@@ -121,6 +126,34 @@ class IntStepModel:
         """The tables of ``symbols`` coded one after another from ``state``, in one call; ``state``
         advances past all but the last symbol, which becomes its next input."""
         return list(self.tables(self.frame_gaps(state, symbols)))
+
+    def frames(self, states: list[IntState], symbol_lists: list[list[int]]) -> list[list[np.ndarray]]:
+        """``frame`` for many contexts in one call (rows padded to the longest frame, slots
+        gathered up to the longest context): each row's tables are what ``frame`` gives alone."""
+        if len(states) == 1:
+            return [self.frame(states[0], symbol_lists[0])]
+        B, S, c = len(states), max(map(len, symbol_lists)), self.context
+        lengths = np.array([st.length for st in states], np.int64)
+        T = min(c, -(-max(int(lengths.max()), 1) // 16) * 16)      # slots in use, to a multiple of 16
+        tokens = np.zeros((B, S), np.int64)
+        for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
+            tokens[b, :len(symbols)] = [st.last_token, *symbols[:-1]]
+        positions = np.minimum(lengths[:, None] + np.arange(S), c - 1)
+        bias = np.full((B, 1, S, T + S), MASKED, np.int32)
+        bias[:, 0, :, :T] = np.where(np.arange(T)[None, :] < lengths[:, None], 0, MASKED)[:, None, :]
+        bias[:, 0, :, T:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+        keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
+        values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
+        gaps, k, v = self.run(tokens, positions, keys, values, bias)
+        out = []
+        for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
+            n, m = st.length, len(symbols)
+            for i in range(self.layers):
+                st.keys[i][0, :, :, n:n + m] = k[i][b, :, :, :m]
+                st.values[i][0, :, n:n + m, :] = v[i][b, :, :m, :]
+            st.last_token, st.length = symbols[-1], n + m
+            out.append(list(self.tables(gaps[b, :m])))
+        return out
 
     def frame_gaps(self, state: IntState, symbols: list[int]) -> np.ndarray:
         """``frame``'s logit gaps [S,V] (``state`` advances the same way)."""

@@ -29,12 +29,14 @@ from rvqstream.models.batch import (
     message_check,
 )
 from rvqstream.models.coding import (
-    ContextState,
     CHECK_SEED,
+    ContextState,
+    Frames,
     Parts,
-    choose_plan,
     decode_tokens,
     generate_tokens,
+    plan_frame,
+    run_frames,
     start_context,
 )
 from rvqstream.models.errors import Cancel, CodecError, IntegrityError, TooLargeError
@@ -104,22 +106,33 @@ class StreamEncoder:
 
     def push(self, text: str) -> int:
         """Add text; the full frames that became ready are coded now. -> frames held."""
-        if text:
-            final, self._text = self.parts.tokenizer.split_final(self._text + text, MAX_HELD_CHARS)
-            self._tokens += self.parts.tokenizer.encode(final)
-            while len(self._tokens) >= self.parts.frame:
-                self._held.append(self._emit(self.parts.frame))
-        return len(self._held)
+        return run_frames(self.parts, self.push_frames(text))
 
     def flush(self) -> Batch | None:
         """Everything held, as short frames if need be, in one batch; None when nothing is held."""
-        self._frame_all()
-        return self._seal(False) if self._held else None
+        return run_frames(self.parts, self.flush_frames())
 
     def end_message(self) -> Batch:
         """Flush and end the message (a batch with no frames when nothing is held); the next
         push starts a new message."""
-        self._frame_all()
+        return run_frames(self.parts, self.end_message_frames())
+
+    # the same operations as frame requests (``coding.Frames``): a scheduler batches many streams'
+
+    def push_frames(self, text: str) -> Frames[int]:
+        if text:
+            final, self._text = self.parts.tokenizer.split_final(self._text + text, MAX_HELD_CHARS)
+            self._tokens += self.parts.tokenizer.encode(final)
+            while len(self._tokens) >= self.parts.frame:
+                self._held.append((yield from self._emit(self.parts.frame)))
+        return len(self._held)
+
+    def flush_frames(self) -> Frames[Batch | None]:
+        yield from self._frame_all()
+        return self._seal(False) if self._held else None
+
+    def end_message_frames(self) -> Frames[Batch]:
+        yield from self._frame_all()
         batch = self._seal(True)
         self._state, self._crc, self._reset_next = None, CHECK_SEED, False
         return batch
@@ -144,11 +157,11 @@ class StreamEncoder:
         """Characters held back untokenized (the unfinished last pre-token)."""
         return len(self._text)
 
-    def _frame_all(self) -> None:
+    def _frame_all(self) -> Frames[None]:
         self._tokens += self.parts.tokenizer.encode(self._text)
         self._text = ""
         while self._tokens:
-            self._held.append(self._emit(min(len(self._tokens), self.parts.frame)))
+            self._held.append((yield from self._emit(min(len(self._tokens), self.parts.frame))))
 
     def _seal(self, message_end: bool) -> Batch:
         p, exact = self.parts, self.tier == Tier.EXACT
@@ -170,7 +183,7 @@ class StreamEncoder:
         return Batch(data, text_bytes, len(frames), fallback, model_tokens, message_end, self._crc,
                      sum(f.degraded for f in frames))
 
-    def _emit(self, n: int) -> Frame:
+    def _emit(self, n: int) -> Frames[Frame]:
         if self.cancel is not None:
             self.cancel.check()
         p = self.parts
@@ -187,7 +200,7 @@ class StreamEncoder:
         if self.fallback_only:
             return self._fallback_frame(n, data, reset, degraded=True)
         state = start_context(p, self._state, p.frame)
-        plan = choose_plan(p, state, tokens, min(self.min_stages, cap), cap, with_eos=False)
+        plan = yield from plan_frame(p, state, tokens, min(self.min_stages, cap), cap, with_eos=False)
         self.model_tokens += n
         bits = plan.token_bits + plan.n_stages * p.code_bits
         if self.min_stages == 0 and bits > FALLBACK_TRY_BITS_PER_BYTE * len(data):

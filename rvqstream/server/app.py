@@ -158,7 +158,7 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
                   telemetry: Telemetry | None = None) -> tuple[RvqServer, int]:
     """A server bound to ``address`` (port 0 picks a free one) -> (server, port); not started."""
     config = config or ServerConfig.from_env()
-    registry = registry or ModelRegistry.load(config.model_dirs())
+    registry = registry or ModelRegistry.load(config.model_dirs(), device=config.device)
     telemetry = telemetry or Telemetry(config.telemetry)
     tls = server_tls(config.tls_cert, config.tls_key, config.tls_client_ca)
     check_listen(address, tls, config.insecure)

@@ -26,6 +26,9 @@ class ServerConfig:
         "help": "longest wait of the batching scheduler for more work before it runs a batch"})
     max_batch: int = field(default=64, metadata={"help": "most stream work items in one batch"})
     workers: int = field(default=2, metadata={"help": "threads that run model work"})
+    device: str = field(default="cpu", metadata={
+        "help": "execution provider of the integer model: cpu, or cuda (needs the gpu extra; the "
+                "same bitstreams either way)", "choices": ("cpu", "cuda")})
     max_message_bytes: int = field(default=1 << 20, metadata={
         "help": "largest message (a streamed one in all), text chunk or blob a request may carry"})
     stream_buffer_bytes: int = field(default=1 << 16, metadata={
@@ -90,7 +93,12 @@ class ServerConfig:
             if raw is not None:
                 values[f.name] = _parse(f.type, raw, f"RVQSTREAM_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        config = cls(**values)
+        for f in fields(cls):
+            choices = f.metadata.get("choices")
+            if choices and getattr(config, f.name) not in choices:
+                raise SystemExit(f"{f.name}: must be one of {', '.join(choices)}")
+        return config
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -104,7 +112,8 @@ class ServerConfig:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                     help=help_text)
             else:
-                parser.add_argument(flag, type=_PARSERS[f.type], default=None, help=help_text)
+                parser.add_argument(flag, type=_PARSERS[f.type], default=None, help=help_text,
+                                    choices=f.metadata.get("choices"))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: dict[str, str] | None = None) -> ServerConfig:

@@ -10,10 +10,10 @@ import grpc
 from rvqstream.models import Codec
 from rvqstream.models.blob import parse_header
 from rvqstream.models.bundle import SEMANTIC_DIR
-from rvqstream.models.frames import Tier
-from rvqstream.wire import tier_from_pb
 from rvqstream.models.errors import CodecError
+from rvqstream.models.frames import Tier
 from rvqstream.server.errors import ServiceError, codec_error, quoted
+from rvqstream.wire import tier_from_pb
 
 
 class ModelRegistry:

@@ -1,10 +1,13 @@
 """The scheduler: model work from every encode stream runs on a few worker threads, earliest
-deadline first.
+deadline first, batched across streams.
 
 Work items (one per stream at a time: push text, flush, end message) are gathered for at most
 ``max_queue_delay_ms`` into a batch, which joins a deadline-ordered ready queue; each of
-``workers`` threads takes the item due first whenever it is free, so the event loop never blocks on
-the model. An item's cost is predicted as a fixed part plus a per-token part times the tokens it
+``workers`` threads takes the item due first whenever it is free, with every other ready item of
+the same integer model (up to ``max_batch``), and runs them together: each item's operations are
+frame requests (``coding.Frames``), and every round computes the pending frame of every item in
+one model call (``IntStepModel.frames``: the same tables as alone), so the event loop never blocks
+on the model and many streams cost little more than one. An item's cost is predicted as a fixed part plus a per-token part times the tokens it
 may put through the model; both are moving averages of measured runs, seeded by a warm-up run at
 start (``warm_up``). When a worker takes an item whose frames would be out past the stream's
 deadline (now + predicted cost + the event loop's current lag, ``LoopLag``: frames wait that long
@@ -24,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 
 from rvqstream.models import Batch, Codec, StreamEncoder, Tier
+from rvqstream.models.coding import FrameRequest, Frames, run_frames
+from rvqstream.models.int_runtime import IntStepModel
 from rvqstream.server.telemetry import Metrics
 
 EWMA = 0.1                # weight of the newest sample in a cost average
@@ -63,26 +68,73 @@ class WorkItem:
 def run_ops(item: WorkItem) -> list[Batch]:
     """Runs ``item``'s operations on its encoder (on a worker thread) -> the batches of its
     flushes and message ends, in order (pushes code full frames and hold them)."""
+    start = time.monotonic()
+    batches = run_frames(item.encoder.parts, ops_frames(item))
+    item.cost = time.monotonic() - start
+    return batches
+
+
+def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
+    """``run_ops`` as frame requests (``coding.Frames``), for a batched driver."""
     enc = item.encoder
     enc.stages_cap = item.degraded_stages if item.degraded else item.max_stages
     enc.fallback_only = item.degraded and enc.tier == Tier.EXACT   # shed the language model's work
     batches: list[Batch] = []
-    start, tokens = time.monotonic(), enc.model_tokens
+    tokens = enc.model_tokens
     try:
         for op in item.ops:
             if op[0] == "push":
-                enc.push(op[1])
+                yield from enc.push_frames(op[1])
             elif op[0] == "flush":
-                if (batch := enc.flush()) is not None:
+                if (batch := (yield from enc.flush_frames())) is not None:
                     batches.append(batch)
             else:
-                batches.append(enc.end_message())
+                batches.append((yield from enc.end_message_frames()))
     finally:
         enc.stages_cap = item.max_stages
         enc.fallback_only = False
-        item.cost = time.monotonic() - start
         item.model_tokens = enc.model_tokens - tokens
     return batches
+
+
+class ItemGroup:
+    """Work items of one integer model run together: each round, one model call computes the
+    pending frame request of every item (``run``); each item's result or error settles its own
+    future through ``settle``."""
+
+    def __init__(self, items: list[WorkItem]):
+        self.items = items
+        self.cost = 0.0          # seconds the whole group took
+        self.tokens = 0          # tokens it put through the model
+
+    def run(self, settle) -> None:
+        start = time.monotonic()
+        step = self.items[0].encoder.parts.step
+        waiting: dict[int, tuple[WorkItem, Frames, FrameRequest]] = {}
+        for i, item in enumerate(self.items):
+            self._advance(waiting, i, item, ops_frames(item), None, settle)
+        while waiting:
+            order = list(waiting.values())
+            tables = step.frames([r.state for _, _, r in order], [r.symbols for _, _, r in order])
+            for (i, (item, gen, _)), t in zip(list(waiting.items()), tables):
+                self._advance(waiting, i, item, gen, t, settle)
+        self.cost = time.monotonic() - start
+        self.tokens = sum(item.model_tokens for item in self.items)
+        for item in self.items:
+            item.cost = self.cost * (item.model_tokens / self.tokens if self.tokens else 1 / len(self.items))
+
+    @staticmethod
+    def _advance(waiting: dict, i: int, item: WorkItem, gen: Frames, sent, settle) -> None:
+        try:
+            request = next(gen) if sent is None else gen.send(sent)
+        except StopIteration as stop:
+            waiting.pop(i, None)
+            settle(item.future, stop.value, None)
+        except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
+            waiting.pop(i, None)
+            settle(item.future, None, e)
+        else:
+            waiting[i] = (item, gen, request)
 
 
 class CostModel:
@@ -99,10 +151,15 @@ class CostModel:
 
     def update(self, item: WorkItem) -> None:
         """Folds in a measured run (the first sample of each part sets it)."""
-        if item.model_tokens == 0:
-            name, sample = "base", item.cost
+        self.update_run(item.cost, item.model_tokens)
+
+    def update_run(self, cost: float, model_tokens: int) -> None:
+        """Folds in a run of ``cost`` seconds that put ``model_tokens`` through the model (one item,
+        or a batched group: the per-token part learns what batching saves)."""
+        if model_tokens == 0:
+            name, sample = "base", cost
         else:
-            name, sample = "per_token", max(0.0, item.cost - self.base) / item.model_tokens
+            name, sample = "per_token", max(0.0, cost - self.base) / model_tokens
         old = getattr(self, name)
         setattr(self, name, old + EWMA * (sample - old) if self._seeded[name] else sample)
         self._seeded[name] = True
@@ -242,18 +299,54 @@ class Scheduler:
                     return
                 _, _, job, cost = heapq.heappop(self._ready)
                 self._queued_cost = max(0.0, self._queued_cost - cost)
+                group = [job] + self._take_batchable(job) if isinstance(job, WorkItem) else [job]
             if isinstance(job, _Call):
                 self._settle(job.future, job.fn, *job.args)
                 continue
-            if job.future.done():        # the stream was cancelled
+            group = [it for it in group if not it.future.done()]      # cancelled streams drop out
+            if not group:
                 continue
-            if job.forces_frames:
-                self.wait.add(time.monotonic() - job.queued_at)
-            if (job.deadline is not None and job.forces_frames
-                    and time.monotonic() + cost + self.lag.value > job.deadline):
-                job.degraded = True
-            self._settle(job.future, run_ops, job)
-            self.costs.update(job)
+            now, tokens = time.monotonic(), sum(it.token_estimate(self.costs.frame) for it in group)
+            finish = now + self.costs.base + self.costs.per_token * tokens + self.lag.value
+            for it in group:
+                if it.forces_frames:
+                    self.wait.add(now - it.queued_at)
+                    if it.deadline is not None and finish > it.deadline:
+                        it.degraded = True
+            self.metrics.model_batch.record(len(group))
+            if len(group) == 1:
+                self._settle(job.future, run_ops, job)
+                self.costs.update(job)
+                continue
+            run = ItemGroup(group)
+            run.run(self._deliver)
+            self.costs.update_run(run.cost, run.tokens)
+
+    def _take_batchable(self, first: WorkItem) -> list[WorkItem]:
+        """Pops the ready items (due first) that can run in one group with ``first``: the same
+        integer model, up to ``max_batch`` in all (caller holds ``_cv``)."""
+        step = first.encoder.parts.step
+        if not isinstance(step, IntStepModel):
+            return []
+        taken, kept = [], []
+        while self._ready and len(taken) + 1 < self.max_batch:
+            entry = heapq.heappop(self._ready)
+            job = entry[2]
+            if isinstance(job, WorkItem) and job.encoder.parts.step is step:
+                taken.append(job)
+                self._queued_cost = max(0.0, self._queued_cost - entry[3])
+            else:
+                kept.append(entry)
+        for entry in kept:
+            heapq.heappush(self._ready, entry)
+        return taken
+
+    def _deliver(self, future: asyncio.Future, result, error: BaseException | None) -> None:
+        """Hands a result or an exception computed here to ``future`` on the loop."""
+        try:
+            self._loop.call_soon_threadsafe(_resolve, future, result, error)
+        except RuntimeError:     # the loop is closed: nobody waits any more
+            pass
 
     def _settle(self, future: asyncio.Future, fn, *args) -> None:
         """Runs ``fn(*args)`` here and hands its result or exception to ``future`` on the loop."""
@@ -261,10 +354,7 @@ class Scheduler:
             result, error = fn(*args), None
         except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
             result, error = None, e
-        try:
-            self._loop.call_soon_threadsafe(_resolve, future, result, error)
-        except RuntimeError:     # the loop is closed: nobody waits any more
-            pass
+        self._deliver(future, result, error)
 
     async def close(self) -> None:
         for t in self._tasks:

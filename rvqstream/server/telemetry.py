@@ -32,6 +32,8 @@ class Metrics:
             "rvqstream.frame_latency", unit="ms", description="first byte of a frame's text to its emission")
         self.batch_size = meter.create_histogram("rvqstream.batch_size", unit="{item}",
                                                  description="stream work items per scheduler batch")
+        self.model_batch = meter.create_histogram("rvqstream.model_batch", unit="{item}",
+                                                  description="stream work items run together in one model call")
         self.queue_depth = meter.create_up_down_counter("rvqstream.queue_depth", unit="{item}",
                                                         description="work items waiting in the scheduler")
         self.deadline_misses = meter.create_counter("rvqstream.deadline_misses", unit="{frame}",
