@@ -114,3 +114,29 @@ def test_client_imports_neither_server_nor_torch():
             "'grpc_reflection.', 'grpc_status', 'opentelemetry', 'torch'))]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_backlog_decodes_many_messages_at_once_in_offset_order(server, cache_dir, monkeypatch):
+    """Catching up on a channel's backlog: the whole messages already received decode together
+    (``Codec.decompress_many``), and every message still comes once, in order, byte-exact."""
+    from rvqstream.models import Codec as CodecType
+
+    texts = [f"{i}: " + PROSE[i % len(PROSE)] for i in range(150)]
+    calls: list[int] = []
+    real = CodecType.decompress_many
+
+    def counted(self, blobs, **kw):
+        blobs = list(blobs)
+        calls.append(len(blobs))
+        return real(self, blobs, **kw)
+
+    async with AsyncClient(server.target, cache_dir=cache_dir) as client:
+        await client.publish("backlog", texts)
+        monkeypatch.setattr(CodecType, "decompress_many", counted)
+        got = []
+        async for m in client.subscribe("backlog"):
+            got.append((m.offset, m.text))
+            if len(got) == len(texts):
+                break
+    assert got == list(enumerate(texts))
+    assert sum(calls) > len(texts) // 2 and max(calls) > 1

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 _ABORTED = channel_pb2.MESSAGE_STATE_ABORTED
 _STREAMING = channel_pb2.MESSAGE_STATE_STREAMING
 BROKEN_POLL_S = 0.2
+CATCH_UP_BATCH = 64      # whole messages already received that decode together (decompress_many)
+
+
+def _whole(resp: channel_pb2.SubscribeResponse) -> bool:
+    """Whether a response carries a whole (published, not streamed) message."""
+    if not resp.HasField("message"):
+        return False
+    m = resp.message
+    return not (m.streamed or m.state == _STREAMING)
 
 
 @dataclass
@@ -92,10 +101,9 @@ class Follower:
             # a call starts with an announcement that sets these again, as the server's side does
             self._model, self._tier, self._about, self._ended = "", 0, None, False
             try:
-                async for resp in call:
-                    wire = resp.ByteSize() + GRPC_PREFIX_BYTES
+                async for resp, wire, decoded in self._with_catch_up(call):
                     if resp.HasField("message"):
-                        async for event in self._message(resp.message, wire):
+                        async for event in self._message(resp.message, wire, decoded):
                             yield event
                     else:
                         offset = (self._about + 1 if self._ended else self._about) + resp.offset_delta
@@ -113,6 +121,61 @@ class Follower:
             finally:
                 call.cancel()
 
+    async def _with_catch_up(self, call) -> AsyncIterator[tuple]:
+        """The call's responses with their wire size, and for a whole message its text decoded
+        ahead (or None): the whole messages already received when one is due (a backlog
+        replaying) decode together, up to ``CATCH_UP_BATCH`` at once (``Codec.decompress_many``)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2 * CATCH_UP_BATCH)
+
+        async def pump() -> None:
+            try:
+                async for resp in call:
+                    await queue.put(resp)
+                await queue.put(None)
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+                await queue.put(e)
+
+        task = asyncio.create_task(pump())
+        try:
+            while True:
+                resp = await queue.get()
+                if resp is None:
+                    return
+                if isinstance(resp, BaseException):
+                    raise resp
+                group = [resp]
+                while _whole(resp) and not queue.empty() and len(group) < CATCH_UP_BATCH:
+                    nxt = queue.get_nowait()
+                    group.append(nxt)
+                    if not isinstance(nxt, channel_pb2.SubscribeResponse) or not _whole(nxt):
+                        break
+                whole = [r for r in group if isinstance(r, channel_pb2.SubscribeResponse) and _whole(r)]
+                decoded = await self._decode_ahead(whole) if len(whole) > 1 else {}
+                for r in group:
+                    if r is None:
+                        return
+                    if isinstance(r, BaseException):
+                        raise r
+                    yield r, r.ByteSize() + GRPC_PREFIX_BYTES, decoded.get(id(r))
+        finally:
+            task.cancel()
+
+    async def _decode_ahead(self, whole: list) -> dict[int, str | None]:
+        """Texts of whole-message responses by ``id``: decoded together per model; None where a
+        blob did not decode (``_message`` then decodes it alone, refetching if need be)."""
+        model, by_model = self._model, {}
+        for r in whole:
+            model = r.message.model_id or model
+            by_model.setdefault(model, []).append(r)
+        out: dict[int, str | None] = {}
+        for model_id, rs in by_model.items():
+            if not model_id:
+                continue
+            codec = await self.client.model(model_id)
+            texts = await asyncio.to_thread(codec.decompress_many, [r.message.blob for r in rs])
+            out.update({id(r): t if isinstance(t, str) else None for r, t in zip(rs, texts)})
+        return out
+
     def _finished(self, offset: int) -> bool:
         return offset < self.next_offset or offset in self._finished_above
 
@@ -127,7 +190,9 @@ class Follower:
         s = self._open[offset] = _Streamed(model_id, tier_from_pb(tier))
         return s
 
-    async def _message(self, m: channel_pb2.ChannelMessage, wire: int) -> AsyncIterator[Event]:
+    async def _message(self, m: channel_pb2.ChannelMessage, wire: int,
+                       decoded: str | None = None) -> AsyncIterator[Event]:
+        """Events of one message response; ``decoded``: a whole message's text decoded ahead."""
         streamed = m.streamed or m.state == _STREAMING
         self._about, self._ended = m.offset, m.state != _STREAMING
         self._model = m.model_id or self._model
@@ -139,9 +204,13 @@ class Follower:
             self.next_offset = self.removed_below = m.offset   # retention removed the offsets below
             self._finished_above = {o for o in self._finished_above if o > m.offset}
         if not streamed:
-            msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
+            if decoded is not None:
+                text, wire_bytes, fallback = decoded, wire, False
+            else:
+                msg = await self.client._decode(self.channel, m.offset, self._model, m.blob, wire)
+                text, wire_bytes, fallback = msg.text, msg.wire_bytes, msg.fallback
             self._finish(m.offset)
-            yield Event(m.offset, msg.text, True, False, self._model, len(m.blob), msg.wire_bytes, msg.fallback)
+            yield Event(m.offset, text, True, False, self._model, len(m.blob), wire_bytes, fallback)
             return
         s = self._open.get(m.offset) or self._start(m.offset, self._model, m.tier)
         s.next_part = m.first_part

@@ -59,7 +59,7 @@ class Linear:
     requant: Requant
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        acc = x.astype(np.int64) @ self.weight.astype(np.int64) + self.bias
+        acc = imatmul(x, self.weight) + self.bias
         return self.requant(acc)
 
 
@@ -170,6 +170,15 @@ def _get_linear(z, key: str) -> Linear:
     return Linear(z[f"{key}.weight"], z[f"{key}.bias"], _get_requant(z, f"{key}.rq"))
 
 
+def imatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer matrix product (int64) computed by floating-point BLAS (numpy's own int64
+    matmul is far slower): when no partial sum can reach 2**24 (K * max|a| * max|b|), float32 holds
+    every one exactly in any order of summation; else float64 (exact below 2**53)."""
+    bound = a.shape[-1] * int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0))
+    ftype = np.float32 if bound < 1 << 24 else np.float64
+    return (a.astype(ftype) @ b.astype(ftype)).astype(np.int64)
+
+
 def tdiv(a: np.ndarray, b) -> np.ndarray:
     """Integer division truncated toward zero (C and ONNX ``Div``), for positive ``b``."""
     a = np.asarray(a, np.int64)
@@ -203,14 +212,14 @@ def attention(layer: Layer, heads: int, q, k_new, v_new, past_k, past_v, bias):
     vh = v_new.reshape(B, S, heads, dh).transpose(0, 2, 1, 3)           # [B,H,S,dh]
     keys = np.concatenate([past_k.astype(np.int64), kt], axis=3)        # [B,H,dh,T+S]
     values = np.concatenate([past_v.astype(np.int64), vh], axis=2)      # [B,H,T+S,dh]
-    scores = qh @ keys + bias                                           # [B,H,S,T+S]
+    scores = imatmul(qh, keys) + bias                                           # [B,H,S,T+S]
     gap = np.minimum(scores.max(-1, keepdims=True) - scores, GAP_MAX)
     g = tdiv(gap * layer.score.mult.reshape(1, heads, 1, 1), 1 << layer.score.shift)
     u = np.maximum(KERNEL_C - g, 0)
     e = (u * u) * (u * u)
     total = e.sum(-1, keepdims=True)
     p = tdiv(e * PROB_MAX + tdiv(total, 2), total)                      # [B,H,S,T+S] in 0..127
-    o = (p @ values).transpose(0, 2, 1, 3).reshape(B, S, d)
+    o = imatmul(p, values).transpose(0, 2, 1, 3).reshape(B, S, d)
     o = np.clip(layer.attn_out(o), -ACT_MAX, ACT_MAX)
     return o, kt, vh
 
@@ -232,7 +241,7 @@ def reference_logits(lm: IntLM, tokens: np.ndarray, positions: np.ndarray, past_
         h = np.clip(layer.ff1(normalize(x)), -ACT_MAX, ACT_MAX)
         x = np.clip(x + layer.ff2(hard_gelu(h)), -RESIDUAL_MAX, RESIDUAL_MAX)
     y = normalize(x)
-    logits = y @ lm.head.weight.astype(np.int64) + lm.head.bias
+    logits = imatmul(y, lm.head.weight) + lm.head.bias
     return logits, new_k, new_v
 
 
