@@ -20,9 +20,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rvqstream.models.intlm import (
     ACT_MAX,
+    EXP_SIZE,
+    EXP_TABLE,
     GAP_MAX,
-    GELU_C,
-    KERNEL_C,
+    MASKED,
     NORM_SCALE,
     PROB_MAX,
     RESIDUAL_MAX,
@@ -113,12 +114,8 @@ class _Builder:
         y = self.tdiv(self.op("Mul", [xc, self.const(NORM_SCALE)]), mad)
         return self.clip(y, -ACT_MAX, ACT_MAX)
 
-    def hard_gelu(self, h: str) -> str:
-        gate = self.clip(self.op("Add", [h, self.const(GELU_C)]), 0, 2 * GELU_C)
-        return self.tdiv(self.op("Mul", [h, gate]), 2 * GELU_C)
 
-
-def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, bias: str):
+def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, bias: str, allowed: str):
     """-> (attention output [B,S,d] int32, new keys [B,H,dh,S] int8, new values [B,H,S,dh] int8)."""
     dh = d // heads
     q, k, v = g.ops("Split", [qkv, g.const([d, d, d], np.int64)], 3, axis=-1)
@@ -134,9 +131,8 @@ def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, 
     gap = g.op("Sub", [g.op("ReduceMax", [scores], axes=[-1], keepdims=1), scores])
     gap = g.op("Min", [gap, g.const(GAP_MAX)])
     rq = Requant(layer.score.mult.reshape(1, heads, 1, 1), layer.score.shift)
-    u = g.op("Max", [g.op("Sub", [g.const(KERNEL_C), g.requant(gap, rq)]), g.const(0)])
-    u2 = g.op("Mul", [u, u])
-    e = g.op("Mul", [u2, u2])
+    idx = g.op("Min", [g.requant(gap, rq), g.const(EXP_SIZE - 1)])
+    e = g.op("Mul", [g.op("Gather", [g.const(EXP_TABLE, I32, "exp_table"), idx], axis=0), allowed])
     total = g.op("ReduceSum", [e, g.const([-1], np.int64)], keepdims=1)
     p = g.tdiv(g.op("Add", [g.op("Mul", [e, g.const(PROB_MAX)]), g.tdiv(total, 2)]), total)
     past_len = g.op("Shape", [f"past_v{i}"], start=2, end=3)
@@ -165,18 +161,19 @@ def build(lm: IntLM, variant: str = "cpu") -> bytes:
     emb = g.op("Gather", [g.const(lm.embed, I32, "embed"), "tokens"], axis=0)
     pos = g.op("Gather", [g.const(lm.pos, I32, "pos"), "positions"], axis=0)
     x = g.op("Add", [emb, pos])
+    allowed = g.op("Add", [g.const(1), g.tdiv("bias", -MASKED)])     # 1: may attend, 0: masked
     for i, layer in enumerate(lm.layers):
         qkv = g.linear(g.normalize(x, d), layer.qkv, f"l{i}_qkv")
         qkv = g.op("Min", [g.op("Max", [qkv, g.const(layer.qkv_lo)]), g.const(layer.qkv_hi)])
-        o, kt, vh = _attention(g, layer, i, heads, d, qkv, "bias")
+        o, kt, vh = _attention(g, layer, i, heads, d, qkv, "bias", allowed)
         g.nodes.append(helper.make_node("Identity", [kt], [f"new_k{i}"]))
         g.nodes.append(helper.make_node("Identity", [vh], [f"new_v{i}"]))
         outputs += [helper.make_tensor_value_info(f"new_k{i}", i8, ["B", heads, dh, "S"]),
                     helper.make_tensor_value_info(f"new_v{i}", i8, ["B", heads, "S", dh])]
         x = g.clip(g.op("Add", [x, g.linear(o, layer.proj, f"l{i}_proj")]), -RESIDUAL_MAX, RESIDUAL_MAX)
         h = g.clip(g.linear(g.normalize(x, d), layer.ff1, f"l{i}_ff1"), -ACT_MAX, ACT_MAX)
-        x = g.clip(g.op("Add", [x, g.linear(g.hard_gelu(h), layer.ff2, f"l{i}_ff2")]),
-                   -RESIDUAL_MAX, RESIDUAL_MAX)
+        h = g.op("Gather", [g.const(layer.gelu, I32, f"l{i}_gelu"), g.op("Add", [h, g.const(ACT_MAX)])], axis=0)
+        x = g.clip(g.op("Add", [x, g.linear(h, layer.ff2, f"l{i}_ff2")]), -RESIDUAL_MAX, RESIDUAL_MAX)
     logits = g.linear_acc(g.normalize(x, d), lm.head, "head")
     gaps = g.op("Sub", [g.op("ReduceMax", [logits], axes=[-1], keepdims=1), logits])
     g.nodes.append(helper.make_node("Min", [gaps, g.const(len(lm.freq_by_step) - 1)], ["gaps"]))

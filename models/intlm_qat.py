@@ -21,9 +21,9 @@ from torch import nn
 
 from rvqstream.models.intlm import (
     ACT_MAX,
+    EXP_SIZE,
+    EXP_STEPS,
     GAP_MAX,
-    GELU_C,
-    KERNEL_C,
     NORM_SCALE,
     PROB_MAX,
     RESIDUAL_MAX,
@@ -35,8 +35,6 @@ from rvqstream.models.intlm import (
 )
 
 MAD_PER_SIGMA = math.sqrt(2 / math.pi)   # mean absolute deviation of a unit Gaussian
-GELU_UNIT = 1.762 / GELU_C               # hard GELU x * clip(x/3.52 + 1/2, 0, 1) with x = h * GELU_UNIT
-KERNEL_NATS = 4.0                        # the attention kernel (1 - x/4)^4 reaches 0 at x = 4 nats
 
 
 def ste_round(x):
@@ -98,8 +96,9 @@ def normalize(x):
     return torch.clamp(ste_trunc(xc * NORM_SCALE / mad), -ACT_MAX, ACT_MAX)
 
 
-def hard_gelu(h):
-    return ste_trunc(h * torch.clamp(h + GELU_C, 0, 2 * GELU_C) / (2 * GELU_C))
+def gelu_int(h, in_unit: float, out_unit: float):
+    """int8 values of unit ``in_unit`` -> GELU in int8 values of unit ``out_unit`` (the table)."""
+    return torch.clamp(ste_round(F.gelu(h * in_unit, approximate="tanh") / out_unit), -ACT_MAX, ACT_MAX)
 
 
 class QBlock(nn.Module):
@@ -124,17 +123,17 @@ class QBlock(nn.Module):
         scores = q @ k.transpose(-1, -2)                                   # [B,H,T,T]
         scores = scores.masked_fill(~causal, -float(GAP_MAX))
         gap = torch.clamp(scores.amax(-1, keepdim=True).detach() - scores, max=GAP_MAX)
-        g = ste_trunc(gap * units["score"])
-        u = F.relu(KERNEL_C - g)
-        e = (u * u) * (u * u) * causal
+        g = torch.clamp(ste_trunc(gap * units["score"]), max=EXP_SIZE - 1)
+        e = ste_round(65536 * torch.exp(-g / EXP_STEPS)) * (causal & (g < EXP_SIZE - 1))
         total = e.sum(-1, keepdim=True)
         p = e * PROB_MAX / total
         p = p + (torch.trunc((e * PROB_MAX + torch.trunc(total / 2)) / total) - p).detach()
         o = (p @ v).transpose(1, 2).reshape(B, T, d)
         o = torch.clamp(ste_trunc(o * units["attn_out"]), -ACT_MAX, ACT_MAX)
         x = torch.clamp(x + self.proj(o, units["o"], units["r"]), -RESIDUAL_MAX, RESIDUAL_MAX)
-        h = torch.clamp(self.ff1(normalize(x), 0.0, GELU_UNIT), -ACT_MAX, ACT_MAX)
-        return torch.clamp(x + self.ff2(hard_gelu(h), GELU_UNIT, units["r"]), -RESIDUAL_MAX, RESIDUAL_MAX)
+        h = torch.clamp(self.ff1(normalize(x), 0.0, units["h"]), -ACT_MAX, ACT_MAX)
+        g = gelu_int(h, units["h"], units["g"])
+        return torch.clamp(x + self.ff2(g, units["g"], units["r"]), -RESIDUAL_MAX, RESIDUAL_MAX)
 
 
 class QatLM(nn.Module):
@@ -192,9 +191,10 @@ class QatLM(nn.Module):
         """Activation units from the float model's magnitudes (``float_stats``)."""
         dh = self.tok_emb.shape[1] // self.heads
         u = {"r": stats["r"] * 2 / RESIDUAL_MAX, "q": stats["q"] / ACT_MAX, "k": stats["k"] / WEIGHT_MAX,
-             "v": stats["v"] / WEIGHT_MAX, "o": stats["o"] / ACT_MAX}
-        # one score unit is q * k / sqrt(dh) nats; a kernel unit is KERNEL_NATS / KERNEL_C nats
-        u["score"] = u["q"] * u["k"] / math.sqrt(dh) * KERNEL_C / KERNEL_NATS
+             "v": stats["v"] / WEIGHT_MAX, "o": stats["o"] / ACT_MAX, "h": stats["h"] / ACT_MAX,
+             "g": stats["g"] / ACT_MAX}
+        # one score unit is q * k / sqrt(dh) nats; an exp-table step is 1 / EXP_STEPS nat
+        u["score"] = u["q"] * u["k"] / math.sqrt(dh) * EXP_STEPS
         u["attn_out"] = u["v"] / (PROB_MAX * u["o"])
         self.units = {k: float(v) for k, v in u.items()}
 
@@ -202,11 +202,12 @@ class QatLM(nn.Module):
 @torch.no_grad()
 def float_stats(sd: dict, tokens, heads: int = 4, q: float = 0.9999) -> dict:
     """Magnitudes (quantile ``q`` of |x|) of the float decoder's activations on ``tokens`` [B,T]:
-    residual r, queries q, keys k, values v, attention output o."""
+    residual r, queries q, keys k, values v, attention output o, feed-forward pre-activation h and
+    its GELU g."""
     T = tokens.shape[1]
     x = sd["tok_emb.weight"][tokens] + sd["pos_emb.weight"][:T][None]
     B, d = x.shape[0], x.shape[-1]
-    acc = {k: [] for k in "rqkvo"}
+    acc = {k: [] for k in "rqkvohg"}
 
     def split_heads(t):
         return t.view(B, T, heads, d // heads).transpose(1, 2)
@@ -220,9 +221,10 @@ def float_stats(sd: dict, tokens, heads: int = 4, q: float = 0.9999) -> dict:
         o = o.transpose(1, 2).reshape(B, T, d)
         x = x + o @ sd[p + "proj.weight"].T + sd[p + "proj.bias"]
         h = F.layer_norm(x, (d,), sd[p + "ln2.weight"], sd[p + "ln2.bias"])
-        x = x + F.gelu(h @ sd[p + "ff1.weight"].T + sd[p + "ff1.bias"], approximate="tanh") @ sd[p + "ff2.weight"].T \
-            + sd[p + "ff2.bias"]
-        for k, t in (("r", x), ("q", qq), ("k", kk), ("v", vv), ("o", o)):
+        pre = h @ sd[p + "ff1.weight"].T + sd[p + "ff1.bias"]
+        act = F.gelu(pre, approximate="tanh")
+        x = x + act @ sd[p + "ff2.weight"].T + sd[p + "ff2.bias"]
+        for k, t in (("r", x), ("q", qq), ("k", kk), ("v", vv), ("o", o), ("h", pre), ("g", act)):
             acc[k].append(t.abs().flatten().float())
     out = {k: float(torch.quantile(torch.cat(v)[:2_000_000], q)) for k, v in acc.items()}
     out["r"] = float(torch.cat(acc["r"]).max()) * 2      # the residual stream: its maximum, twice over
@@ -272,8 +274,10 @@ def export(model: QatLM) -> IntLM:
             score=_requant(np.full(heads, u["score"]), score_bound),
             attn_out=_requant(np.array([u["attn_out"]]), np.array([PROB_MAX * WEIGHT_MAX * 256])),
             proj=_linear(b.proj, u["o"], u["r"]),
-            ff1=_linear(b.ff1, 0.0, GELU_UNIT),
-            ff2=_linear(b.ff2, GELU_UNIT, u["r"])))
+            ff1=_linear(b.ff1, 0.0, u["h"]),
+            gelu=gelu_int(torch.arange(-ACT_MAX, ACT_MAX + 1, dtype=torch.float64), u["h"], u["g"]).numpy()
+            .astype(np.int32),
+            ff2=_linear(b.ff2, u["g"], u["r"])))
     w, bias = model.head_folded()
     wq, step = quantize_columns(w, per_column=False)
     head = Linear(wq.numpy().astype(np.int8), torch.round(bias / step).numpy().astype(np.int32),

@@ -94,9 +94,11 @@ def chunk_batch(chunks: list[tuple[np.ndarray, bool]]) -> tuple[torch.Tensor, to
     return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(mask)
 
 
-def batches(by_source: dict, tokens: int, seed: int, alpha: float):
-    """Endless lists of length-sorted sub-batches of about ``tokens`` tokens in all."""
+def batches(by_source: dict, tokens: int, seed: int, alpha: float, boost: dict | None = None):
+    """Endless lists of length-sorted sub-batches of about ``tokens`` tokens in all; sources are
+    drawn with weight (token count ** ``alpha``) times ``boost.get(source, 1)``."""
     mix = Mixture(by_source, tokens, 16, KEYFRAME, seed=seed, alpha=alpha)
+    mix.weights = [w * (boost or {}).get(src, 1.0) for src, w in zip(mix.sources, mix.weights)]
     rng = random.Random(seed)
     while True:
         seqs, n = [], 0
@@ -148,6 +150,7 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--source-alpha", type=float, default=0.5)
+    ap.add_argument("--boost", type=str, default="{}", help='JSON {source: weight factor}')
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=0)
@@ -200,7 +203,8 @@ def main() -> None:
                     "elapsed": time.time() - t0, "sizes": sizes}, ckpt_path)
 
     model.train()
-    for group in batches(train, args.batch_tokens, seed=step + 7, alpha=args.source_alpha):
+    boost = json.loads(args.boost)
+    for group in batches(train, args.batch_tokens, seed=step + 7, alpha=args.source_alpha, boost=boost):
         frac = (time.time() - t0) / budget
         if frac >= 1 or (args.max_steps and step >= args.max_steps):
             break

@@ -3,8 +3,8 @@
 This module is the specification of the exact tier's probability model. Everything from token ids
 to the arithmetic coder's cumulative frequency table is integer arithmetic: int8 weights (within
 ±64), int32 dot products, requantization by an integer multiply and a division by a power of two,
-a mean-absolute-deviation normalization with integer division, polynomial stand-ins for exp
-(attention) and GELU, and a lookup table from logit gaps to frequencies. Integer sums do not
+a mean-absolute-deviation normalization with integer division, and lookup tables for exp
+(attention), GELU and from logit gaps to frequencies. Integer sums do not
 depend on their order, so batch size, padding, threads, graph optimizations and the device cannot
 change a table. The ONNX graphs in the bundle (``step.onnx`` for the CPU provider,
 ``step_cuda.onnx`` for CUDA) compute exactly ``reference_step``; the tests compare them.
@@ -34,9 +34,19 @@ WEIGHT_MAX = 64            # int8 weights, keys and values (the B operand): u8 x
 RESIDUAL_MAX = 1 << 20     # the residual stream is clipped to ±2**20 units (int32 sums never overflow)
 MASKED = -(1 << 24)        # attention bias of a position that must not be attended
 GAP_MAX = 1 << 20          # score gaps are clipped to this before they are rescaled
-KERNEL_C = 45              # attention weight of a rescaled gap g: max(0, KERNEL_C - g) ** 4 (<= 2**22)
+EXP_STEPS = 16             # attention: a rescaled score gap of one unit is 1/16 nat
+EXP_SIZE = 256             # exp-table entries; the last is 0 (masked keys, gaps past 16 nats)
 PROB_MAX = 127             # attention probabilities, 127 = all the mass
-GELU_C = 32                # hard GELU: g = h * clip(h + GELU_C, 0, 2 * GELU_C) / (2 * GELU_C)
+
+
+def _exp_table() -> np.ndarray:
+    """[EXP_SIZE] int64: round(2**16 * exp(-i / EXP_STEPS)), the last entry 0."""
+    t = np.floor(65536 * np.exp(-np.arange(EXP_SIZE) / EXP_STEPS) + 0.5).astype(np.int64)
+    t[-1] = 0
+    return t
+
+
+EXP_TABLE = _exp_table()
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,8 @@ class Layer:
     score: Requant          # [H] (max score - score) -> exp-table index
     attn_out: Requant       # [1] attention output (probabilities x values) -> int8
     proj: Linear            # d -> d, residual units
-    ff1: Linear             # d -> FF, hard-GELU input (clipped to ±ACT_MAX)
+    ff1: Linear             # d -> FF, GELU-table index (clipped to ±ACT_MAX)
+    gelu: np.ndarray        # [2*ACT_MAX+1] int32 within ±ACT_MAX: GELU of index i - ACT_MAX
     ff2: Linear             # FF -> d, residual units
 
 
@@ -195,16 +206,16 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return np.clip(tdiv(xc * NORM_SCALE, mad), -ACT_MAX, ACT_MAX)
 
 
-def hard_gelu(h: np.ndarray) -> np.ndarray:
-    """int8 values within ±ACT_MAX -> ``tdiv(h * clip(h + GELU_C, 0, 2 GELU_C), 2 GELU_C)``, the
-    integer form of x * hard_sigmoid(1.7 x) (within -GELU_C/8 .. ACT_MAX)."""
-    return tdiv(h * np.clip(h + GELU_C, 0, 2 * GELU_C), 2 * GELU_C)
+def allowed(bias: np.ndarray) -> np.ndarray:
+    """1 where ``bias`` lets a query attend a key, 0 where it is ``MASKED``: a masked key weighs
+    nothing, whatever the score's scale."""
+    return 1 + tdiv(bias, -MASKED)
 
 
 def attention(layer: Layer, heads: int, q, k_new, v_new, past_k, past_v, bias):
     """q [B,S,d], k/v [B,S,d] int8 values -> (output [B,S,d] int8, keys [B,H,dh,S], values [B,H,S,dh]).
-    A key's weight is ``max(0, KERNEL_C - g) ** 4`` for its rescaled score gap g to the best key
-    (a polynomial stand-in for exp), normalized to ``PROB_MAX`` with rounding."""
+    A key's weight is ``EXP_TABLE[g]`` for its rescaled score gap g to the best key (clipped to
+    the table; 0 for a masked key), normalized to ``PROB_MAX`` with rounding."""
     B, S, d = q.shape
     dh = d // heads
     qh = q.reshape(B, S, heads, dh).transpose(0, 2, 1, 3)               # [B,H,S,dh]
@@ -215,8 +226,7 @@ def attention(layer: Layer, heads: int, q, k_new, v_new, past_k, past_v, bias):
     scores = imatmul(qh, keys) + bias                                           # [B,H,S,T+S]
     gap = np.minimum(scores.max(-1, keepdims=True) - scores, GAP_MAX)
     g = tdiv(gap * layer.score.mult.reshape(1, heads, 1, 1), 1 << layer.score.shift)
-    u = np.maximum(KERNEL_C - g, 0)
-    e = (u * u) * (u * u)
+    e = EXP_TABLE[np.minimum(g, EXP_SIZE - 1)] * allowed(bias)
     total = e.sum(-1, keepdims=True)
     p = tdiv(e * PROB_MAX + tdiv(total, 2), total)                      # [B,H,S,T+S] in 0..127
     o = imatmul(p, values).transpose(0, 2, 1, 3).reshape(B, S, d)
@@ -239,7 +249,7 @@ def reference_logits(lm: IntLM, tokens: np.ndarray, positions: np.ndarray, past_
         new_v.append(vh.astype(np.int8))
         x = np.clip(x + layer.proj(o), -RESIDUAL_MAX, RESIDUAL_MAX)
         h = np.clip(layer.ff1(normalize(x)), -ACT_MAX, ACT_MAX)
-        x = np.clip(x + layer.ff2(hard_gelu(h)), -RESIDUAL_MAX, RESIDUAL_MAX)
+        x = np.clip(x + layer.ff2(layer.gelu[h + ACT_MAX]), -RESIDUAL_MAX, RESIDUAL_MAX)
     y = normalize(x)
     logits = imatmul(y, lm.head.weight) + lm.head.bias
     return logits, new_k, new_v
