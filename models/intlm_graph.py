@@ -3,8 +3,9 @@
 Two graphs of one function: ``cpu`` feeds every integer matmul an unsigned activation (value + 128,
 zero point 128: ONNX Runtime's fast u8 x s8 path, exact because weights, keys and values stay within
 ±64), ``cuda`` a signed one (the CUDA provider's ``MatMulInteger`` is s8 x s8 only). Both use only
-ops that both providers implement for these types: MatMulInteger, Gather, Cast, Add, Sub, Mul, Div
-(int64), Abs, Max, Min, ReduceSum, ReduceMax, CumSum, Concat, Slice, Reshape, Transpose.
+ops that both providers implement for these types: MatMulInteger, Gather, Cast, Add, Sub, Mul, Div,
+Abs, Max, Min, ReduceSum, ReduceMax, Concat, Split, Slice, Shape, Reshape, Transpose (and Clip on
+the CPU graph, for Max-then-Min with scalar bounds).
 
 The key and value caches are the caller's: each step reads them whole (``[B,H,dh,T]`` and
 ``[B,H,T,dh]``, T = the context's positions) with a bias that masks the slots not in use, and
@@ -60,6 +61,11 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
         return out
 
+    def named(self, op_type: str, inputs: list[str], out: str, **attrs) -> str:
+        """A node whose output has the given name (a graph output)."""
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
     def ops(self, op_type: str, inputs: list[str], n: int, **attrs) -> list[str]:
         outs = [self.name(op_type.lower()) for _ in range(n)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
@@ -79,6 +85,10 @@ class _Builder:
     # -- integer building blocks (each mirrors a function of rvqstream.models.intlm), all int32 --
 
     def clip(self, x: str, lo, hi) -> str:
+        """Scalar bounds: one Clip on the CPU graph; Max and Min on the CUDA graph (whose provider's
+        Clip kernels are not all integer types)."""
+        if not self.signed:
+            return self.op("Clip", [x, self.const(lo), self.const(hi)])
         return self.op("Min", [self.op("Max", [x, self.const(lo)]), self.const(hi)])
 
     def tdiv(self, x: str, divisor) -> str:
@@ -116,15 +126,16 @@ class _Builder:
 
 
 def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, bias: str, allowed: str):
-    """-> (attention output [B,S,d] int32, new keys [B,H,dh,S] int8, new values [B,H,S,dh] int8)."""
+    """-> the attention output [B,S,d] int32; the new keys [B,H,dh,S] and values [B,H,S,dh] (int8)
+    are the graph outputs ``new_k{i}`` and ``new_v{i}``."""
     dh = d // heads
     q, k, v = g.ops("Split", [qkv, g.const([d, d, d], np.int64)], 3, axis=-1)
     shape = g.const([0, 0, heads, dh], np.int64)
     q = g.op("Transpose", [g.op("Reshape", [q, shape])], perm=[0, 2, 1, 3])          # [B,H,S,dh]
-    kt = g.op("Cast", [g.op("Transpose", [g.op("Reshape", [k, shape])], perm=[0, 2, 3, 1])],
-              to=TensorProto.INT8)                                                   # [B,H,dh,S]
-    vh = g.op("Cast", [g.op("Transpose", [g.op("Reshape", [v, shape])], perm=[0, 2, 1, 3])],
-              to=TensorProto.INT8)                                                   # [B,H,S,dh]
+    kt = g.named("Cast", [g.op("Transpose", [g.op("Reshape", [k, shape])], perm=[0, 2, 3, 1])], f"new_k{i}",
+                 to=TensorProto.INT8)                                                   # [B,H,dh,S]
+    vh = g.named("Cast", [g.op("Transpose", [g.op("Reshape", [v, shape])], perm=[0, 2, 1, 3])], f"new_v{i}",
+                 to=TensorProto.INT8)                                                   # [B,H,S,dh]
     qa = g.act(q)
     scores = g.op("Concat", [g.matmul(qa, f"past_k{i}"), g.matmul(qa, kt)], axis=-1)
     scores = g.op("Add", [scores, bias])                                             # [B,H,S,T+S]
@@ -143,7 +154,7 @@ def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, 
     o = g.op("Add", [g.matmul(p_past, f"past_v{i}"), g.matmul(p_new, vh)])          # [B,H,S,dh]
     o = g.op("Reshape", [g.op("Transpose", [o], perm=[0, 2, 1, 3]), g.const([0, 0, d], np.int64)])
     o = g.clip(g.requant(o, layer.attn_out), -ACT_MAX, ACT_MAX)
-    return o, kt, vh
+    return o
 
 
 def build(lm: IntLM, variant: str = "cpu") -> bytes:
@@ -165,9 +176,7 @@ def build(lm: IntLM, variant: str = "cpu") -> bytes:
     for i, layer in enumerate(lm.layers):
         qkv = g.linear(g.normalize(x, d), layer.qkv, f"l{i}_qkv")
         qkv = g.op("Min", [g.op("Max", [qkv, g.const(layer.qkv_lo)]), g.const(layer.qkv_hi)])
-        o, kt, vh = _attention(g, layer, i, heads, d, qkv, "bias", allowed)
-        g.nodes.append(helper.make_node("Identity", [kt], [f"new_k{i}"]))
-        g.nodes.append(helper.make_node("Identity", [vh], [f"new_v{i}"]))
+        o = _attention(g, layer, i, heads, d, qkv, "bias", allowed)
         outputs += [helper.make_tensor_value_info(f"new_k{i}", i8, ["B", heads, dh, "S"]),
                     helper.make_tensor_value_info(f"new_v{i}", i8, ["B", heads, "S", dh])]
         x = g.clip(g.op("Add", [x, g.linear(o, layer.proj, f"l{i}_proj")]), -RESIDUAL_MAX, RESIDUAL_MAX)
