@@ -4,8 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-server-dev-train
 
-.PHONY: demo test protos venv data tokenizer train train-gpu export bench-codec bench bench-quick bench-fuzz \
-	bench-attacks
+.PHONY: demo test protos venv data tokenizer train train-gpu export train-intlm export-intlm bench-intlm \
+	bench-codec bench bench-quick bench-fuzz bench-attacks
 
 venv: $(STAMP)
 
@@ -57,6 +57,22 @@ train-gpu: $(STAMP)
 export: $(STAMP)
 	$(PY) -m models.export --ckpt $(CKPT) --data data --out rvqstream/models/artifacts \
 	  $(if $(wildcard $(dir $(CKPT))card_info.json),--card-info $(dir $(CKPT))card_info.json,)
+
+# the integer model (the exact tier's default bundle): quantization-aware training from the float
+# model's weights on the corpus, then the bundle (see rvqstream/models/artifacts/MODEL_CARD.md)
+INT_MINUTES ?= 75
+INT_LR ?= 1.5e-4
+OLD_BOOST := '{"fortunes": 2, "gcide": 2, "kjv": 2, "man": 2, "pydoc": 2, "wordnet": 2}'
+train-intlm: $(STAMP)
+	$(PY) -m models.train_intlm --data data --out runs/intlm --minutes $(INT_MINUTES) --lr $(INT_LR) \
+	  --threads 2 --eval-msgs 200 --boost $(OLD_BOOST) $(if $(RESUME),--resume,)
+
+export-intlm: $(STAMP)
+	$(PY) -m models.export_intlm --lm runs/intlm/lm.npz --out rvqstream/models/artifacts \
+	  $(if $(wildcard runs/intlm/train_info.json),--info runs/intlm/train_info.json,)
+
+bench-intlm: $(STAMP)
+	$(PY) bench/intlm_check.py
 
 bench-codec: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--from-bundle", type=Path, default=SEMANTIC_DIR)
     ap.add_argument("--info", type=Path, default=None, help="JSON of training facts for the manifest")
     args = ap.parse_args()
-    info = json.loads(args.info.read_text()) if args.info else {}
+    info = {"training": json.loads(args.info.read_text())} if args.info else {}
     if args.ckpt:
         import torch
 
