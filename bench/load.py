@@ -163,13 +163,14 @@ def chunk_latencies(received, send_times, since: float) -> list[float]:
 
 
 async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, workers: int,
-                   warmup_s: float, verify: bool, passthrough: bool = False, stagger_s: float = 1.0) -> dict:
+                   warmup_s: float, verify: bool, passthrough: bool = False, stagger_s: float = 1.0,
+                   device: str = "cpu") -> dict:
     """Latency, degradation and throughput of ``streams`` concurrent streams; ``passthrough``
-    measures the pass-through server instead of ``rvqstream serve``. Degraded frames are counted
-    over the whole run; latency after ``warmup_s``."""
+    measures the pass-through server instead of ``rvqstream serve`` (``device``: its model's
+    execution provider). Degraded frames are counted over the whole run; latency after ``warmup_s``."""
     codec = Codec.load()
     words, ntoks = word_chunks(codec, SAMPLE.read_text())
-    server = Server(budget_ms, workers, passthrough)
+    server = Server(budget_ms, workers, passthrough, () if passthrough else ("--device", device))
     peak = [0]
     try:
         await server.ready()
@@ -207,7 +208,7 @@ async def run_load(streams: int, rate: float, seconds: float, budget_ms: int, wo
     p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     return {
         "streams": streams, "rate_tokens_per_s": rate, "seconds": seconds, "budget_ms": budget_ms,
-        "stagger_s": stagger_s,
+        "stagger_s": stagger_s, "device": device,
         "workers": workers, "frames": frames, "degraded_frames": degraded,
         "degraded_fraction": degraded / frames if frames else 0.0,
         "server": "pass-through" if passthrough else "rvqstream", "server_peak_rss_bytes": peak[0],
@@ -227,11 +228,12 @@ def _error_text(e: BaseException) -> str:
 
 
 async def search_clean(rate, seconds, budget_ms, workers, warmup_s, step, limit,
-                       stagger_s) -> tuple[int, list[dict]]:
-    """The largest stream count (in steps of ``step``) with no degraded frame."""
+                       stagger_s, device: str = "cpu", start: int = 0) -> tuple[int, list[dict]]:
+    """The largest stream count (in steps of ``step``, from ``start``) with no degraded frame."""
     best, runs = 0, []
-    for n in range(step, limit + 1, step):
-        r = await run_load(n, rate, seconds, budget_ms, workers, warmup_s, verify=False, stagger_s=stagger_s)
+    for n in range(start or step, limit + 1, step):
+        r = await run_load(n, rate, seconds, budget_ms, workers, warmup_s, verify=False, stagger_s=stagger_s,
+                           device=device)
         runs.append(r)
         print(f"  {n:4d} streams: degraded {r['degraded_frames']}/{r['frames']}, "
               f"p99 {r['latency_ms']['p99']:.1f} ms", flush=True)
@@ -254,13 +256,17 @@ def main() -> None:
     ap.add_argument("--search", action="store_true", help="also find the most streams with no degradation")
     ap.add_argument("--search-step", type=int, default=10)
     ap.add_argument("--search-seconds", type=float, default=8.0)
+    ap.add_argument("--search-from", type=int, default=0, help="first stream count the search tries")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the server's --device")
+    ap.add_argument("--passthrough", action="store_true", help="measure the pass-through server instead")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = ap.parse_args()
 
     result = {"command": " ".join(["python", "bench/load.py", *sys.argv[1:]]),
               "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
               "main": asyncio.run(run_load(args.streams, args.rate, args.seconds, args.budget_ms, args.workers,
-                                           args.warmup_s, args.verify, stagger_s=args.stagger_s))}
+                                           args.warmup_s, args.verify, passthrough=args.passthrough,
+                                           stagger_s=args.stagger_s, device=args.device))}
     m = result["main"]
     print(f"{m['streams']} streams x {m['rate_tokens_per_s']:.0f} tokens/s, budget {m['budget_ms']} ms: "
           f"p50 {m['latency_ms']['p50']:.1f} ms, p99 {m['latency_ms']['p99']:.1f} ms, "
@@ -271,7 +277,7 @@ def main() -> None:
         print("searching the most streams with no degraded frame:", flush=True)
         best, runs = asyncio.run(search_clean(args.rate, args.search_seconds, args.budget_ms, args.workers,
                                               args.warmup_s, args.search_step, 10 * args.streams,
-                                              args.stagger_s))
+                                              args.stagger_s, args.device, args.search_from))
         result["max_streams_without_degradation"] = best
         result["search"] = runs
         print(f"most streams with no degraded frame: {best} (step {args.search_step})")
