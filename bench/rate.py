@@ -2,7 +2,9 @@
 
 bpb = 8 x output bytes / UTF-8 bytes of the text, summed over a set of messages. rvqstream counts
 the whole blob (header and checks included); the anchors are from ``codec_bench.anchors`` plus
-zstd -19 without a dictionary.
+zstd -19 without a dictionary. ``rvqstream exact`` is the default bundle (the integer model); a
+caller can add other models' exact-tier blobs of the same texts as baselines (the float model's:
+``codec_bench.FLOAT_EXACT``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import statistics
 from collections import Counter
 
 import zstandard
-from codec_bench import anchors
+from codec_bench import OURS, anchors
 
 from rvqstream.models import Codec
 
@@ -27,15 +29,20 @@ def anchor_bpb(texts: list[str], zdict: zstandard.ZstdCompressionDict) -> dict[s
     return {k: 8 * sum(v) / nbytes for k, v in anchor_sizes(texts, zdict).items()}
 
 
-def exact_rates(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstandard.ZstdCompressionDict) -> dict:
+def exact_rates(codec: Codec, texts: list[str], blobs: list[bytes], zdict: zstandard.ZstdCompressionDict,
+                baselines: dict[str, tuple[Codec, list[bytes]]] | None = None) -> dict:
     """Exact-tier ``blobs`` of ``texts`` and the anchors: total and median per-message bpb, blob
-    modes, and the largest excess over zstd+dict (bytes). Raises if a blob does not round-trip."""
-    for t, b in zip(texts, blobs):
-        if codec.decompress(b) != t:
-            raise AssertionError("exact tier did not round-trip")
-    sizes = {"rvqstream exact": [len(b) for b in blobs], **anchor_sizes(texts, zdict)}
+    modes, and the largest excess over zstd+dict (bytes). ``baselines``: {name: (another model, its
+    exact-tier blobs of ``texts``)}, rated beside them under ``name``. Raises if a blob does not
+    round-trip."""
+    models = {OURS: (codec, blobs), **(baselines or {})}
+    for name, (c, bl) in models.items():
+        for t, b in zip(texts, bl, strict=True):
+            if c.decompress(b) != t:
+                raise AssertionError(f"{name}: exact tier did not round-trip")
+    sizes = {**{name: [len(b) for b in bl] for name, (_, bl) in models.items()}, **anchor_sizes(texts, zdict)}
     nbytes = [len(t.encode()) for t in texts]
-    excess = [o - z for o, z in zip(sizes["rvqstream exact"], sizes["zstd-19+dict"])]
+    excess = [o - z for o, z in zip(sizes[OURS], sizes["zstd-19+dict"])]
     return {
         "messages": len(texts), "bytes": sum(nbytes),
         "bpb": {k: 8 * sum(v) / sum(nbytes) for k, v in sizes.items()},

@@ -1,11 +1,20 @@
 """REPORT.md and PNG plots from the scoreboard's results (matplotlib, Agg backend).
 
 Every number written comes from the ``results`` dict of the run (bench/scoreboard.py); units:
-bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes or tokens per second.
+bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes or tokens per second. The
+sections of the integer model's whole-split check and of edge decode come from the run's results,
+or, for a run without them, from ``intlm_check.json`` and ``edge_decode.json`` beside
+``results.json`` (bench/intlm_check.py, bench/edge_decode.py); attacks and fuzzing from
+``attacks.json`` and ``fuzz.json`` (runs of their own).
+
+Run: ``python bench/report.py [--out bench/results]`` writes REPORT.md and its plots again from
+``<out>/results.json`` and those files, without running anything.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -13,11 +22,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
+from codec_bench import FLOAT_EXACT, OURS
+from intlm_check import OLD_SOURCES
 
-OURS = "rvqstream exact"
 ANCHORS = ("gzip-9", "brotli-11", "zstd-19", "zstd-19+dict", "zstd-19+dict stream")
 ANCHOR_STYLE = {"gzip-9": "tab:gray", "brotli-11": "tab:brown", "zstd-19": "tab:olive",
-                "zstd-19+dict": "tab:purple", "zstd-19+dict stream": "tab:pink", OURS: "tab:blue"}
+                "zstd-19+dict": "tab:purple", "zstd-19+dict stream": "tab:pink", OURS: "tab:blue",
+                FLOAT_EXACT: "tab:cyan"}
+LABEL = {OURS: "rvqstream exact", FLOAT_EXACT: FLOAT_EXACT}
 MB = 1 << 20
 
 
@@ -38,30 +50,42 @@ def _save(fig, out: Path, name: str) -> str:
 
 # -- sections ---------------------------------------------------------------------------------
 
+def _model_name(r: dict) -> str:
+    """What the default bundle of the run was (results from before the integer model: the float one)."""
+    return "integer model" if r["model"]["config"].get("kind") == "intlm" else "default model"
+
+
 def rate_section(r: dict, out: Path) -> str:
-    rows = [[name, v["messages"], v["bytes"], v["bpb"][OURS], *(v["bpb"][a] for a in ANCHORS),
+    label = {**LABEL, OURS: f"{OURS}, {_model_name(r)}"}
+    ours = [OURS, *([FLOAT_EXACT] if all(FLOAT_EXACT in v["bpb"] for v in r["rate"].values()) else [])]
+    rows = [[name, v["messages"], v["bytes"], *(v["bpb"][m] for m in ours), *(v["bpb"][a] for a in ANCHORS),
              v["bpb"][OURS] / v["bpb"]["zstd-19+dict"]] for name, v in r["rate"].items()]
     s = ("## Rate: exact tier against the anchors\n\nbpb over all messages of each input (total output "
          "bits / total UTF-8 bytes; rvqstream: the whole blob, header and checks included). "
-         "`zstd-19+dict stream`: one compression context per input, flushed after each message.\n\n")
-    s += table(["input", "messages", "bytes", OURS, *ANCHORS, "ratio to zstd-19+dict"], rows)
-    med = [[name, v["median_message_bpb"][OURS], *(v["median_message_bpb"][a] for a in ANCHORS),
+         "`zstd-19+dict stream`: one compression context per input, flushed after each message."
+         + (f" `{FLOAT_EXACT}`: the exact tier of the float bundle (the semantic tier's model) on the same "
+            f"messages, the baseline; the ratio is the {_model_name(r)}'s." if FLOAT_EXACT in ours else "")
+         + "\n\n")
+    s += table(["input", "messages", "bytes", *(label[m] for m in ours), *ANCHORS, "ratio to zstd-19+dict"], rows)
+    med = [[name, *(v["median_message_bpb"][m] for m in ours), *(v["median_message_bpb"][a] for a in ANCHORS),
             v["max_bytes_above_zstd_dict"], ", ".join(f"{k} {n}" for k, n in sorted(v["blob_modes"].items()))]
            for name, v in r["rate"].items() if "median_message_bpb" in v]
-    s += "\nMedian per-message bpb, the largest excess of a blob over zstd-19+dict (bytes) and blob modes:\n\n"
-    s += table(["input", OURS, *ANCHORS, "max bytes above zstd+dict", "blob modes"], med)
+    s += ("\nMedian per-message bpb, the largest excess of a blob over zstd-19+dict (bytes) and blob modes "
+          f"(both the {_model_name(r)}'s):\n\n")
+    s += table(["input", *(label[m] for m in ours), *ANCHORS, "max bytes above zstd+dict", "blob modes"], med)
 
     names = list(r["rate"])
-    methods = [OURS, *ANCHORS]
+    methods = [*ours, *ANCHORS]
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(names)), 4.5))
     w = 0.8 / len(methods)
     for i, m in enumerate(methods):
         ax.bar([j + (i - len(methods) / 2 + 0.5) * w for j in range(len(names))],
-               [r["rate"][n]["bpb"][m] for n in names], w, label=m, color=ANCHOR_STYLE[m],
-               edgecolor="black" if m == OURS else None)
+               [r["rate"][n]["bpb"][m] for n in names], w, label=label.get(m, m), color=ANCHOR_STYLE[m],
+               edgecolor="black" if m in ours else None)
     ax.set_xticks(range(len(names)), [n.replace("test/", "") for n in names], rotation=20)
     ax.set_ylabel("bits per byte (bpb), lower is better")
-    ax.set_title("Exact-tier rate per input: rvqstream against the anchors")
+    ax.set_title(f"Exact-tier rate per input: rvqstream ({_model_name(r)}"
+                 + ("; float model as baseline" if FLOAT_EXACT in ours else "") + ") against the anchors")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.2)     # room for the legend above the bars
     ax.legend(fontsize=8, ncols=3, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
@@ -114,11 +138,14 @@ def fidelity_section(r: dict, out: Path) -> str:
     st = f["stages"]
     rows = [[n, v["bpb"], v["token_accuracy"], v["exact_frame_rate"], v["chrf"], v["cosine"]]
             for n, v in st.items()]
-    s = (f"## Semantic tier: fidelity per stage count\n\n{f['messages']} test messages ({f['bytes']} bytes). "
+    model = (f"The float model (bundle `{f['model_id'][:12]}…` in `rvqstream/models/artifacts/semantic/`): "
+             "the default bundle, the integer model, codes the exact tier only. " if f.get("model_id") else "")
+    s = (f"## Semantic tier: fidelity per stage count\n\n{model}{f['messages']} test messages ({f['bytes']} bytes). "
          "chrF: sacrebleu, corpus level (0-100). cosine: mean cosine similarity of all-MiniLM-L6-v2 "
          f"embeddings of original and decoded text (1 = same meaning; unrelated test messages: "
          f"{f['cosine_unrelated_floor']:.3f}). Lossless coders on the same messages (bpb): "
-         + ", ".join(f"{k} {v:.3f}" for k, v in f["anchors_bpb"].items()) + ".\n\n")
+         + ", ".join(f"{k}{f', {_model_name(r)}' if k == OURS else ''} {v:.3f}" for k, v in f["anchors_bpb"].items())
+         + ".\n\n")
     s += table(["stages", "bpb", "token accuracy", "exact-frame rate", "chrF", "cosine"], rows)
     n_last = list(st)[-1]
     s += (f"\nExample at {n_last} stages — original: `{_snip(st[n_last]['example']['original'])}`; decoded: "
@@ -127,12 +154,13 @@ def fidelity_section(r: dict, out: Path) -> str:
     for ax, key, top, label in ((axes[0], "chrf", 100.0, "chrF (0-100)"),
                                 (axes[1], "cosine", 1.0, "cosine similarity of sentence embeddings")):
         xs, ys = [v["bpb"] for v in st.values()], [v[key] for v in st.values()]
-        ax.plot(xs, ys, "o-", color="tab:blue", label="rvqstream semantic")
+        ax.plot(xs, ys, "o-", color="tab:blue", label="rvqstream semantic (float model)")
         for n, x, y in list(zip(st, xs, ys))[::len(xs) - 1 or 1]:     # the first and the last
             ax.annotate(f"{n} stage{'s' if int(n) > 1 else ''}", (x, y), textcoords="offset points",
                         xytext=(0, 8), fontsize=8, ha="center")
         for k, bpb in f["anchors_bpb"].items():
-            ax.plot([bpb], [top], "*" if k == OURS else "s", color=ANCHOR_STYLE[k], markersize=9, label=k)
+            ax.plot([bpb], [top], {OURS: "*", FLOAT_EXACT: "P"}.get(k, "s"), color=ANCHOR_STYLE.get(k, "black"),
+                    markersize=9, label=f"{k}, {_model_name(r)}" if k == OURS else k)
         if key == "cosine":
             ax.axhline(f["cosine_unrelated_floor"], ls=":", color="gray", label="unrelated messages")
         ax.set_xlabel("rate (bits per byte)")
@@ -354,15 +382,113 @@ def determinism_section(r: dict) -> str:
                                      "silent mismatches"], rows))
 
 
+INTLM_RATE_LABEL = {"all": "all: the old six sources together", "new": "new: the new sources together",
+                    "everything": "everything: every source"}
+ROUND_TRIP_LABEL = {"messages": "messages", "failed_decompress": "failed, one at a time (decompress)",
+                    "failed_decompress_many": "failed, 64 at once (decompress_many)", "encode_s": "encode (s)",
+                    "decompress_s": "decompress (s)", "decompress_many_s": "decompress_many (s)",
+                    "cuda_blobs_equal_cpu_blobs": "CUDA blobs equal to the CPU's",
+                    "failed_cpu_blobs_on_cuda": "failed, the CPU's blobs on CUDA",
+                    "failed_cuda_blobs_on_cpu": "failed, CUDA's blobs on the CPU"}
+
+
+def _intlm_rate_order(rate: dict) -> list[str]:
+    """The old six sources, ``all`` (them together), each new source, ``new`` (them together), then
+    ``everything``."""
+    groups = {"all", "new", "everything"}
+    old = [k for k in OLD_SOURCES if k in rate]
+    new = sorted(k for k in rate if k not in groups and k not in OLD_SOURCES)
+    return [*old, *(["all"] if "all" in rate else []), *new, *(["new"] if "new" in rate else []),
+            *(["everything"] if "everything" in rate else [])]
+
+
+def intlm_check_section(d: dict, where: str) -> str:
+    """The integer model's whole-split check (bench/intlm_check.py's results)."""
+    if "error" in d:
+        return f"## The integer model over the test split\n\nThe check failed in this run: {d['error']}.\n"
+    s = (f"## The integer model over the test split: its tables every way, round trips, rate\n\n"
+         f"From {where}: `bench/intlm_check.py`, {d['messages']} test messages, {d['contexts']} contexts (the "
+         f"start symbol and up to 240 tokens each, as the codec cuts them), {d['tables']} tables; model "
+         f"`{d['model_id'][:12]}…`" + (f", ONNX Runtime {d['ort_version']}" if "ort_version" in d else "")
+         + (f" on {d['cpu']}" if "cpu" in d else "") + ". Every context's tables are computed each way "
+         "below and hashed; a mismatch is a context whose tables differ from the numpy reference's. "
+         "Frames: 16 tokens a call; steps: one token a call; rows: one token a call for 64 contexts at once.\n\n")
+    ways = d.get("ways", {})
+    if ways:
+        s += table(["way", "contexts", "mismatched", "seconds", "tables/s"],
+                   [[name, w.get("contexts", "-"), w.get("mismatched", "(the reference)"), f"{w['seconds']:.1f}",
+                     f"{d['tables'] / w['seconds']:,.0f}" if w.get("seconds") else "-"] for name, w in ways.items()])
+        bad = sum(w.get("mismatched", 0) for w in ways.values())
+        s += f"\nMismatched contexts over all {sum('mismatched' in w for w in ways.values())} ways: {bad}.\n"
+    else:
+        s += "The ways were skipped in this run (`--skip-ways`).\n"
+    rt = d.get("round_trips")
+    if rt:
+        s += ("\nRound trips: each message's blob (coded frame by frame) decoded one blob at a time "
+              "(`decompress`) and all at once, 64 rows a step (`decompress_many`); a failure is a text other "
+              "than the original.\n\n")
+        s += table([ROUND_TRIP_LABEL.get(k, k.replace("_", " ")) for k in rt],
+                   [[f"{v:.1f}" if isinstance(v, float) else v for v in rt.values()]])
+    rate = d.get("rate")
+    if rate:
+        s += ("\nRate per source: bpb of the integer model's blobs (every byte counted) against zstd -19 with "
+              "the bundle's dictionary, one message at a time; ratio: the blobs' bytes over zstd's.\n\n")
+        s += table(["source", "messages", "bytes", "integer model (bpb)", "zstd-19 + dict (bpb)", "ratio"],
+                   [[INTLM_RATE_LABEL.get(k, k), rate[k]["messages"], rate[k]["bytes"], float(rate[k]["bpb"]),
+                     float(rate[k]["zstd19_dict_bpb"]), float(rate[k]["ratio"])] for k in _intlm_rate_order(rate)])
+    return s
+
+
+EDGE_BASELINE = {"decode": "float model (previous bundle), one at a time", "encode": "float model encode, one at a time"}
+
+
+def edge_decode_section(d: dict, where: str) -> str:
+    """Edge decode speed on one core (bench/edge_decode.py's results)."""
+    if "error" in d:
+        return f"## Edge decode on one core\n\nThe measurement failed in this run: {d['error']}.\n"
+    cores = d.get("cpu_affinity", [])
+    pinned = (f"pinned to core {cores[0]}" if len(cores) == 1 else
+              f"NOT pinned to one core ({len(cores)} cores allowed)")
+    base_ok = all(b in d["kB_per_s"] for b in EDGE_BASELINE.values())
+    s = (f"## Edge decode on one core\n\nFrom {where}: `bench/edge_decode.py`, {d['messages']} test messages "
+         f"({d['bytes']} bytes), the process {pinned}, ONNX Runtime on 1 thread. kB/s of text (1 kB = 1000 B), "
+         "median of the repeats; every output checked against the text. The float model (the previous "
+         "bundle) is the baseline: it decodes one blob at a time"
+         + ("; the last column is each way's speed over the float model's for the same operation "
+            "(encode against its encode, the rest against its decode)" if base_ok else "") + ".\n\n")
+    kb = d["kB_per_s"]
+    rows = [[k, f"{v:,.2f}", *([f"{v / kb[EDGE_BASELINE['encode' if 'encode' in k else 'decode']]:.2f}x"]
+                                if base_ok else [])] for k, v in kb.items()]
+    return s + table(["way", "kB/s", *(["against the float model"] if base_ok else [])], rows)
+
+
+def _own_or_file(results: dict, key: str, out: Path) -> tuple[dict | None, str]:
+    """The run's own ``key`` results, else those of ``<out>/<key>.json`` (a run of its own), else None."""
+    if results.get(key):
+        return results[key], "this run"
+    f = out / f"{key}.json"
+    if f.exists():
+        return json.loads(f.read_text()), f"`{f.name}` (a run of its own, not this one)"
+    return None, ""
+
+
+def _from_file(r: dict, key: str) -> str:
+    return "" if r.get("_where", {}).get(key, "this run") == "this run" else f"; from `{key}.json`, not this run"
+
+
 def headline_section(r: dict) -> str:
     """One table of the figures a reader looks at first, all taken from the sections below."""
-    allr = r["rate"]["test (all sources)"]["bpb"]
-    rows = [["exact tier, all test sources (bpb)", f"{allr[OURS]:.3f}",
-             ", ".join(f"{a} {allr[a]:.3f}" for a in ANCHORS)]]
+    rows = []
+    for name in ("test (all sources)", "test (the old six sources)", "test (new sources)"):
+        if name in r["rate"]:
+            bpb = r["rate"][name]["bpb"]
+            beside = [f"{a} {bpb[a]:.3f}" for a in (FLOAT_EXACT, *ANCHORS) if a in bpb]
+            rows.append([f"exact tier ({_model_name(r)}), {name.removeprefix('test (').rstrip(')')} (bpb)",
+                         f"{bpb[OURS]:.3f}", ", ".join(beside)])
     st = r["fidelity"]["stages"]
     for n in (min(st, key=int), max(st, key=int)):
         v = st[n]
-        rows.append([f"semantic tier, {n} stage{'s' if int(n) > 1 else ''} (bpb)", f"{v['bpb']:.3f}",
+        rows.append([f"semantic tier (float model), {n} stage{'s' if int(n) > 1 else ''} (bpb)", f"{v['bpb']:.3f}",
                      f"chrF {v['chrf']:.1f}, cosine {v['cosine']:.3f}, token accuracy {v['token_accuracy']:.3f}"])
     sp = r["speed"]["bytes_per_s"]
     for m in sp:
@@ -400,6 +526,41 @@ def headline_section(r: dict) -> str:
     bad = sum(x["integrity_check_failures"] + x["silent_mismatches"] for x in d["runs"])
     rows.append(["determinism: mismatched messages", str(bad),
                  f"{len(d['runs'])} ONNX Runtime settings x {d['messages']} messages"])
+    ic = r.get("intlm_check")
+    if ic and "error" in ic:
+        rows.append(["integer model, whole-split check", "FAILED", ic["error"]])
+    elif ic:
+        counted = [w for w in ic.get("ways", {}).values() if "mismatched" in w]
+        rt = ic.get("round_trips", {})
+        if counted:
+            rows.append(["integer model, tables every way against the reference: mismatched contexts",
+                         str(sum(w["mismatched"] for w in counted)),
+                         f"{len(counted)} ways x {ic['contexts']} contexts of {ic['messages']} test messages"
+                         + _from_file(r, "intlm_check")])
+        if rt:
+            rows.append(["integer model round trips: failed one at a time / 64 at once",
+                         f"{rt['failed_decompress']} / {rt['failed_decompress_many']}",
+                         f"{rt['messages']} messages" + _from_file(r, "intlm_check")])
+        for k in ("all", "new"):
+            if k in ic.get("rate", {}):
+                v = ic["rate"][k]
+                rows.append([f"integer model, {INTLM_RATE_LABEL[k]}: bytes over zstd-19 + bundle dictionary",
+                             f"{float(v['ratio']):.3f}",
+                             f"{float(v['bpb']):.3f} against {float(v['zstd19_dict_bpb']):.3f} bpb, "
+                             + f"{v['messages']} messages" + _from_file(r, "intlm_check")])
+    ed = r.get("edge_decode")
+    if ed and "error" in ed:
+        rows.append(["edge decode on one core", "FAILED", ed["error"]])
+    elif ed:
+        kb = ed["kB_per_s"]
+        ways = [k for k in kb if k.startswith("integer model,")]
+        base = kb.get(EDGE_BASELINE["decode"])
+        rows.append(["edge decode on one core, integer model (kB/s): "
+                     + " / ".join(k.removeprefix("integer model, ") for k in ways),
+                     " / ".join(f"{kb[k]:,.1f}" for k in ways),
+                     (f"float model (previous bundle) one at a time {base:,.1f} kB/s; " if base else "")
+                     + f"{ed['messages']} messages, cores allowed: {len(ed.get('cpu_affinity', []))}"
+                     + _from_file(r, "edge_decode")])
     return "## Headline\n\n" + table(["figure", "value", "beside it"], rows)
 
 
@@ -415,8 +576,15 @@ def _snip(text: str, n: int = 120) -> str:
 
 
 def write_report(results: dict, out: Path) -> None:
-    """``out``/REPORT.md and its PNGs from one run's ``results``."""
+    """``out``/REPORT.md and its PNGs from one run's ``results`` (the integer model's check and edge
+    decode from ``out``'s json files when the run has none)."""
+    results = dict(results)
+    own = {}
+    for key in ("intlm_check", "edge_decode"):
+        results[key], own[key] = _own_or_file(results, key, out)
+    results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
+    sem = results.get("semantic_model")
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
     parts = [
         f"# rvqstream scoreboard ({results['mode']} mode)\n",
@@ -424,12 +592,45 @@ def write_report(results: dict, out: Path) -> None:
         (f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_bytes'] / (1 << 30):.0f} GiB; {m['platform']}; "
         f"Python {m['python']}, onnxruntime {m['onnxruntime']}, zstandard {m['zstandard']}, brotli {m['brotli']}"),
         f"- commit: `{c['sha']}`" + (" (tracked files modified)" if c["tracked_files_modified"] else ""),
-        f"- model: `{model['model_id']}`, bundle {model['bundle_bytes'] / MB:.2f} MiB, "
-        + ", ".join(f"{k}={model['config'][k]}" for k in ("d_model", "n_layers", "stages", "codes", "frame")
-                    if k in model["config"]),
-        "- every figure below comes from this run; all of them are in `results.json`.\n",
+        f"- model (exact tier, the default bundle): `{model['model_id']}`, bundle {model['bundle_bytes'] / MB:.2f} MiB, "
+        + ", ".join(f"{k}={model['config'][k]}" for k in CONFIG_KEYS if k in model["config"]),
+        *([f"- model of the semantic tier (the float bundle, `rvqstream/models/artifacts/semantic/`; its exact tier "
+           f"is the rate baseline): `{sem['model_id']}`, bundle {sem['bundle_bytes'] / MB:.2f} MiB, "
+           + ", ".join(f"{k}={sem['config'][k]}" for k in CONFIG_KEYS if k in sem["config"])] if sem else []),
+        ("- every figure below comes from this run (unless a section names a json file of its own); all of them "
+         "are in `results.json`.\n"),
         headline_section(results), rate_section(results, out), wire_section(results, out), fidelity_section(results, out),
         speed_section(results, out), budget_section(results, out), service_section(results, out),
         live_section(results, out), determinism_section(results),
+        *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
+        *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
     ]
     (out / "REPORT.md").write_text("\n".join(parts))
+
+
+CONFIG_KEYS = ("kind", "d_model", "n_layers", "stages", "codes", "frame")
+
+
+def append_runs_of_their_own(out: Path) -> None:
+    """Append to ``out``/REPORT.md the attacks and fuzzing sections of ``attacks.json`` and
+    ``fuzz.json`` when they are there (bench/attacks.py, bench/fuzz.py: runs of their own)."""
+    from attacks import report_section as attacks_section
+    from fuzz import report_section as fuzz_section
+    for name, section in (("attacks.json", attacks_section), ("fuzz.json", fuzz_section)):
+        if (f := out / name).exists():
+            with open(out / "REPORT.md", "a") as report:
+                report.write("\n" + section(json.loads(f.read_text())))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="REPORT.md and its plots again from a scoreboard run's results.json "
+                                 "and the json files beside it, without running anything")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args()
+    write_report(json.loads((args.out / "results.json").read_text()), args.out)
+    append_runs_of_their_own(args.out)
+    print(f"wrote {args.out}/REPORT.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,19 @@ Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
 concurrent streams (bench/service.py), live code streams on channels: wire bytes against the
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
-(bench/determinism.py). REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the
-fuzzing section of ``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make
-bench-attacks``; bench/fuzz.py, ``make bench-fuzz``: runs of their own, not repeated here).
+(bench/determinism.py), the integer model's whole-split check (bench/intlm_check.py: every way of
+computing its tables against the numpy reference, round trips, rate per source) and edge decode
+speed on one core (bench/edge_decode.py, pinned with ``taskset``), both run as scripts of their
+own. REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the fuzzing section of
+``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make bench-attacks``; bench/fuzz.py,
+``make bench-fuzz``: runs of their own, not repeated here).
+
+Two bundles: the exact tier is the shipped default, the integer model (``Codec.load()``); the
+semantic tier (fidelity) is the float model's (``Codec.load(SEMANTIC_DIR)``), and its exact-tier
+rate is kept beside the integer model's as the baseline. A full run writes the two scripts' own
+results to ``<out>/intlm_check.json`` and ``<out>/edge_decode.json`` too; a quick run (small limits)
+leaves those files as they are. Every figure of the run is in ``results.json``;
+``python bench/report.py`` renders REPORT.md again from it.
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
 (``make bench``, ``make bench ARGS=--quick``). Needs data/ (``make data``) and the ``bench`` extra.
@@ -23,8 +33,10 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,16 +45,15 @@ import brotli
 import numpy as np
 import onnxruntime
 import zstandard
-from attacks import report_section as attacks_section
 from budget import rate_vs_budget
-from codec_bench import load, train_dict
+from codec_bench import FLOAT_EXACT, OURS, load, semantic_codec, train_dict
 from determinism import determinism
 from fidelity import embedder, semantic_curve
-from fuzz import report_section
 from grpc_bytes import measured_wire, wire_bytes
+from intlm_check import OLD_SOURCES
 from live import live
 from rate import anchor_bpb, combine, exact_rates
-from report import write_report
+from report import append_runs_of_their_own, write_report
 from service import service_curve
 from speed import client_peak_rss, cores, load_time, throughput
 
@@ -61,6 +72,9 @@ class Plan:
     budget_messages: int
     speed_messages: int
     determinism_messages: int
+    intlm_limit: int | None = None             # bench/intlm_check.py --limit (None: the whole split)
+    edge_per_source: int | None = None         # bench/edge_decode.py --per-source (None: its default)
+    edge_repeats: int | None = None            # bench/edge_decode.py --repeats (None: its default)
     service_streams: tuple[int, ...] = (1, 10, 100, 300)
     service_seconds: float = 15.0
     service_warmup_s: float = 2.0
@@ -74,7 +88,8 @@ class Plan:
 FULL = Plan(rate_messages=10**9, wire_messages=100, fidelity_messages=30, budget_messages=20, speed_messages=40,
             determinism_messages=10**9)
 QUICK = Plan(rate_messages=40, wire_messages=8, fidelity_messages=4, budget_messages=4, speed_messages=6,
-             determinism_messages=4, service_seconds=4.0, service_warmup_s=1.0, service_verify=False)
+             determinism_messages=4, intlm_limit=3, edge_per_source=3, edge_repeats=1, service_seconds=4.0,
+             service_warmup_s=1.0, service_verify=False)
 
 
 def machine() -> dict:
@@ -128,27 +143,54 @@ class Timer:
         self.seconds[name] = time.perf_counter() - self.seconds[name]
 
 
-def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
+def model_info(codec: Codec) -> dict:
+    return {"model_id": codec.model_id, "config": codec.manifest.get("config", {}),
+            "bundle_bytes": sum(len(b) for b in codec.bundle_files().values())}
+
+
+def script(cmd: list[str], out_json: Path) -> dict:
+    """Run one of the bench scripts that write their results to ``out_json`` (``--out``) -> them, or
+    {"error": ...} when it fails (the rest of the run is kept)."""
+    cmd = [*cmd, "--out", str(out_json)]
+    print("  $ " + " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        print(f"  failed with exit code {done.returncode}", flush=True)
+        return {"error": f"`{' '.join(cmd)}` exited with code {done.returncode}"}
+    return json.loads(out_json.read_text())
+
+
+def one_core() -> list[str]:
+    """``taskset -c <the first core this process may use>`` when there is taskset, else nothing."""
+    return ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if shutil.which("taskset") else []
+
+
+def run(plan: Plan, data: Path, jsonl: list[Path], out: Path) -> dict:
     t = Timer({})
     t0 = time.perf_counter()
-    codec = Codec.load(settings=SessionSettings(threads=1))
+    codec = Codec.load(settings=SessionSettings(threads=1))      # the integer model: the exact tier
+    sem = semantic_codec()                                       # the float model: the semantic tier
     test = load(data / "test.jsonl", plan.rate_messages)
     zdict = train_dict(data / "train.jsonl")
     inputs = {**{f"test/{s}": v for s, v in test.items()},
               **{f"jsonl/{p.name}": read_jsonl(p, plan.rate_messages) for p in jsonl}}
-    res = {"model": {"model_id": codec.model_id, "config": codec.manifest.get("config", {}),
-                     "bundle_bytes": sum(len(b) for b in codec.bundle_files().values())},
-           "rate": {}, "wire": {}}
+    res = {"model": model_info(codec), "semantic_model": model_info(sem), "rate": {}, "wire": {}}
 
     t.part("rate")
     for name, texts in inputs.items():
         blobs = [codec.compress(t) for t in texts]
-        res["rate"][name] = exact_rates(codec, texts, blobs, zdict)
+        res["rate"][name] = exact_rates(codec, texts, blobs, zdict,
+                                        {FLOAT_EXACT: (sem, [sem.compress(t) for t in texts])})
         res["wire"][name] = wire_bytes(codec, texts, blobs, zdict)
-        print(f"  {name}: rvqstream exact {res['rate'][name]['bpb']['rvqstream exact']:.3f} bpb, "
-              f"zstd-19+dict {res['rate'][name]['bpb']['zstd-19+dict']:.3f}", flush=True)
+        bpb = res["rate"][name]["bpb"]
+        print(f"  {name}: rvqstream exact {bpb[OURS]:.3f} bpb (float model, previous: {bpb[FLOAT_EXACT]:.3f}), "
+              f"zstd-19+dict {bpb['zstd-19+dict']:.3f}", flush=True)
     tests = [k for k in inputs if k.startswith("test/")]
+    old = [k for k in tests if k.removeprefix("test/") in OLD_SOURCES]
     res["rate"]["test (all sources)"] = combine([res["rate"][k] for k in tests])
+    if old and len(old) < len(tests):
+        res["rate"]["test (the old six sources)"] = combine([res["rate"][k] for k in old])
+        res["rate"]["test (new sources)"] = combine([res["rate"][k] for k in tests if k not in old])
     res["wire"]["test (all sources)"] = combine([res["wire"][k] for k in tests])
     t.done("rate")
 
@@ -158,9 +200,9 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
 
     t.part("fidelity")
     fid_texts = flat(head(test, plan.fidelity_messages))
-    res["fidelity"] = semantic_curve(codec, fid_texts, embedder())
-    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, [codec.compress(t) for t in fid_texts],
-                                                 zdict)["bpb"]
+    res["fidelity"] = semantic_curve(sem, fid_texts, embedder())
+    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, [codec.compress(t) for t in fid_texts], zdict,
+                                                 {FLOAT_EXACT: (sem, [sem.compress(t) for t in fid_texts])})["bpb"]
     t.done("fidelity")
 
     t.part("budget")
@@ -190,6 +232,23 @@ def run(plan: Plan, data: Path, jsonl: list[Path]) -> dict:
     t.part("live")
     res["live"] = live(quick=plan is QUICK)
     t.done("live")
+
+    # scripts of their own; a quick run's small samples do not replace their full results in ``out``
+    with tempfile.TemporaryDirectory(prefix="rvqstream-bench-") as tmp:
+        where = out if plan.intlm_limit is None else Path(tmp)
+        t.part("intlm_check")
+        limit = [] if plan.intlm_limit is None else ["--limit", str(plan.intlm_limit)]
+        res["intlm_check"] = script([sys.executable, "bench/intlm_check.py", "--split", str(data / "test.jsonl"),
+                                     *limit], where / "intlm_check.json")
+        t.done("intlm_check")
+
+        where = out if plan.edge_per_source is None and plan.edge_repeats is None else Path(tmp)
+        t.part("edge_decode")
+        opts = [*(["--per-source", str(plan.edge_per_source)] if plan.edge_per_source is not None else []),
+                *(["--repeats", str(plan.edge_repeats)] if plan.edge_repeats is not None else [])]
+        res["edge_decode"] = script([*one_core(), sys.executable, "bench/edge_decode.py", "--split",
+                                     str(data / "test.jsonl"), *opts], where / "edge_decode.json")
+        t.done("edge_decode")
     res["seconds"] = {**t.seconds, "total": time.perf_counter() - t0}
     return res
 
@@ -210,16 +269,12 @@ def main() -> None:
     results = {"command": " ".join(["python", "bench/scoreboard.py", *sys.argv[1:]]),
                "mode": "quick" if args.quick else "full", "plan": asdict(plan),
                "started_utc": started.isoformat(timespec="seconds"), "machine": machine(),
-               "commit": commit(), **finite(run(plan, args.data, args.jsonl))}
+               "commit": commit()}
     args.out.mkdir(parents=True, exist_ok=True)
+    results.update(finite(run(plan, args.data, args.jsonl, args.out)))
     (args.out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     write_report(results, args.out)
-    if (attacked := args.out / "attacks.json").exists():
-        with open(args.out / "REPORT.md", "a") as f:
-            f.write("\n" + attacks_section(json.loads(attacked.read_text())))
-    if (fuzzed := args.out / "fuzz.json").exists():
-        with open(args.out / "REPORT.md", "a") as f:
-            f.write("\n" + report_section(json.loads(fuzzed.read_text())))
+    append_runs_of_their_own(args.out)
     print(f"wrote {args.out}/results.json and REPORT.md in {results['seconds']['total']:.0f} s")
 
 
