@@ -2,15 +2,22 @@
 and random ones; not coverage-guided), then its gRPC surface on a real server (bench/fuzz_grpc.py).
 
 Parser targets (docs/formats.md), each run as hypothesis runs with fixed seeds (generation only,
-an input generated again is not run again):
+an input generated again is not run again), over both shipped models, each target decoding with
+the codec that made its seeds: the integer model (the default bundle: exact tier only, no RVQ
+stages) for the exact-tier and fallback forms, the float model (``bundle.SEMANTIC_DIR``) for the
+forms that need RVQ codes:
 
-- ``blob/<mode>-v<version>``: ``Codec.decompress`` on valid blobs of every mode (exact,
-  semantic, zstd, raw) and format version (2, 3), mutated (bit flips, byte sets, inserts,
-  deletes, cuts, splices); ``blob/random``: random bytes; ``blob/random-payload``: a valid
-  header of any mode and version before random bytes;
+- ``blob/<form>-v<version>``: ``Codec.decompress`` on valid blobs of every form and format
+  version (2, 3), mutated (bit flips, byte sets, inserts, deletes, cuts, splices): ``exact``,
+  ``zstd`` and ``raw`` from the integer model, ``exact-rvq`` (exact with RVQ stages) and
+  ``semantic`` from the float model; ``blob/random``: random bytes; ``blob/random-payload``: a
+  valid header of any mode, version and model before random bytes; ``blob/cross``: each model's
+  valid blobs given to the other (as made they must fail with a ``CodecError``; retagged with
+  the other model's tag, their checks must reject them);
 - ``batch/<kind>``: ``codec.decoder(tier).push`` over a valid sequence of frame batches with
   one batch mutated (and sometimes a batch dropped, repeated or swapped): exact-tier model
-  frames, fallback frames only, semantic tier; ``batch/random``: random bytes as the first batch;
+  frames and fallback frames only (integer model), exact-tier frames with RVQ stages and the
+  semantic tier (float model); ``batch/random``: random bytes as the first batch;
 - ``store``: the channel log API (``SQLiteLogStore``: append, append_part, abort, retain and
   every read) on a real SQLite file with adversarial values, against a reference model of the
   log: every result and every read-back must match it;
@@ -62,12 +69,14 @@ from fuzz_parsers import ParserFuzz
 from fuzz_tally import HANG_S
 
 from rvqstream.models import Codec
+from rvqstream.models.bundle import SEMANTIC_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def material(fuzz: ParserFuzz) -> Material:
-    """What the gRPC fuzzer starts from: the parser fuzzer's seeds."""
+    """What the gRPC fuzzer starts from: the parser fuzzer's seeds (of both models: the server
+    holds both)."""
     return Material([s.blob for seeds in fuzz.blobs.seeds.values() for s in seeds],
                     [(s.tier, list(s.batches)) for seqs in fuzz.batches.sequences.values() for s in seqs],
                     TEXTS, mutate)
@@ -81,10 +90,10 @@ def _git(*args: str) -> str:
 def run(minutes: float, grpc_minutes: float, seed: int, concurrency: int) -> dict:
     """Parser fuzzing for ``minutes`` (this process, one core), then gRPC fuzzing of a real server
     for ``grpc_minutes`` -> results."""
-    codec = Codec.load()
+    codec, rvq = Codec.load(), Codec.load(SEMANTIC_DIR)
     with tempfile.TemporaryDirectory(prefix="rvqstream-fuzz-") as tmp:
         print(f"parser fuzzing, {minutes:g} min:", flush=True)
-        pf = ParserFuzz(codec, Path(tmp))
+        pf = ParserFuzz(codec, rvq, Path(tmp))
         try:
             pf.run(seconds=minutes * 60, seed=seed)
         finally:
@@ -100,7 +109,8 @@ def run(minutes: float, grpc_minutes: float, seed: int, concurrency: int) -> dic
                                                  seed=seed, concurrency=concurrency))
         finally:
             server.close()
-    return {"model_id": codec.model_id, "parser": parser, "grpc": grpc_results}
+    return {"model_id": codec.model_id, "model_ids": {c.kind: c.model_id for c in (codec, rvq)},
+            "parser": parser, "grpc": grpc_results}
 
 
 def main() -> None:
@@ -143,12 +153,18 @@ def _rate(row: dict) -> list:
     return [f"{row['rate']:.2e}", f"[{lo:.1e}, {hi:.1e}]"]
 
 
+def _models(r: dict) -> str:
+    """The models a run fuzzed (runs before both bundles were fuzzed name one)."""
+    ids = r.get("model_ids") or {"": r["model_id"]}
+    return "; models " + ", ".join(f"{kind} `{mid[:12]}`".strip() for kind, mid in ids.items())
+
+
 def report_section(r: dict) -> str:
     """The fuzzing section of bench/results/REPORT.md, from one run's results (``fuzz.json``)."""
     p, g = r["parser"], r["grpc"]
     modified = ", tracked files modified" if r["commit"]["tracked_files_modified"] else ""
     s = (f"## Fuzzing\n\nRun `{r['command']}` of {r['started_utc']} (commit `{r['commit']['sha'][:12]}`"
-         f"{modified}; {r['machine']}). Parsers: {p['inputs']:,} inputs in {p['seconds'] / 60:.1f} min "
+         f"{modified}; {r['machine']}){_models(r)}. Parsers: {p['inputs']:,} inputs in {p['seconds'] / 60:.1f} min "
          f"({p['inputs_per_s']:,.0f}/s), hypothesis runs over inputs mutated from valid ones (repeats "
          "skipped); an input is ok, an expected error (a `CodecError`; for the log, what its reference "
          "model predicts), an untyped error (a bare `ValueError`/`EOFError`), or a crash (anything "

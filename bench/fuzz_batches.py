@@ -1,9 +1,13 @@
 """The frame-batch targets of the parser fuzzer (bench/fuzz.py): ``codec.decoder(tier).push`` over a
 valid sequence of frame batches with one batch mutated (and sometimes a batch dropped, repeated or
-swapped), ``batch/<kind>``: exact-tier model frames, fallback frames only, semantic tier; and
-``batch/random``: random bytes as the first batch. Also the sequences they start from, the contract
-that no batch decodes after an earlier batch of its message failed, and the wrong-result rows of
-the mutants, per kind and batch end (each check evaluation counted against the message's CRC).
+swapped), ``batch/<kind>``, each decoded by the codec whose encoder wrote it: exact-tier model
+frames (``exact``) and fallback frames only (``exact-fallback``) from the integer model (the
+default bundle, no RVQ stages); exact-tier frames with RVQ stages (``exact-rvq``) and the semantic
+tier (``semantic``) from the float model (``bundle.SEMANTIC_DIR``); and ``batch/random``: random
+bytes as the first batch, to either model's decoder of a tier it codes. Also the sequences they
+start from, the contract that no batch decodes after an earlier batch of its message failed, and
+the wrong-result rows of the mutants, per kind and batch end (each check evaluation counted
+against the message's CRC).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 
 from rvqstream.models import Codec, CodecError
 from rvqstream.models import batch as batch_format
+from rvqstream.models.frames import Tier
 
 # (pieces pushed, and what follows each: a flush or the message end) of the batch sequences
 STREAMS = [
@@ -34,12 +39,13 @@ class Sequence:
     """Frame batches of one stream, as an encoder wrote them, and what each decodes to."""
 
     tier: str
+    codec: str                               # "exact" (the integer default) or "rvq" (the float model)
     batches: tuple[bytes, ...]
     decoded: tuple[tuple[str, bool], ...]    # (text, message end) per batch
     crcs: tuple[int, ...]                    # the message's running CRC after each batch
 
 
-def _sequence(codec: Codec, tier: str, pieces: list[tuple[str, str]], stages: int | None = None,
+def _sequence(role: str, codec: Codec, tier: str, pieces: list[tuple[str, str]], stages: int | None = None,
               fallback_only: bool = False, resume: bool = False) -> Sequence:
     """The batches of ``pieces`` pushed to one encoder (``resume``: a new encoder continues the
     message after each flush, as a producer that reconnects does: its batch starts with RESET)."""
@@ -60,49 +66,61 @@ def _sequence(codec: Codec, tier: str, pieces: list[tuple[str, str]], stages: in
             enc.resume_message(batch.crc)
     dec = codec.decoder(tier)
     decoded = [dec.push(b.data) for b in batches]
-    return Sequence(tier, tuple(b.data for b in batches), tuple((d.text, d.message_end) for d in decoded),
+    return Sequence(tier, role, tuple(b.data for b in batches), tuple((d.text, d.message_end) for d in decoded),
                     tuple(b.crc for b in batches))
 
 
-def batch_sequences(codec: Codec) -> dict[str, list[Sequence]]:
+# kind -> (the codec that writes and decodes it, its share of a timed run)
+KINDS = {"exact": ("exact", 0.12), "exact-fallback": ("exact", 0.07), "exact-rvq": ("rvq", 0.05),
+         "semantic": ("rvq", 0.04)}
+
+
+def batch_sequences(codecs: dict[str, Codec]) -> dict[str, list[Sequence]]:
+    """Valid batch sequences of every kind: the integer model's exact tier (model frames, also
+    resumed after each flush; fallback frames only), the float model's exact tier with 2 stages
+    per frame and its semantic tier with 1 and 8."""
+    exact, rvq = codecs["exact"], codecs["rvq"]
     return {
-        "exact": [_sequence(codec, "exact", p) for p in STREAMS]
-        + [_sequence(codec, "exact", p, stages=2) for p in STREAMS[:2]]
-        + [_sequence(codec, "exact", p, resume=True) for p in STREAMS[2:4]],
-        "exact-fallback": [_sequence(codec, "exact", p, fallback_only=True) for p in STREAMS]
-        + [_sequence(codec, "exact", STREAMS[2], fallback_only=True, resume=True)],
-        "semantic": [_sequence(codec, "semantic", p, stages=s) for p in STREAMS[:3] for s in (1, 8)],
+        "exact": [_sequence("exact", exact, "exact", p) for p in STREAMS]
+        + [_sequence("exact", exact, "exact", p, resume=True) for p in STREAMS[2:4]],
+        "exact-fallback": [_sequence("exact", exact, "exact", p, fallback_only=True) for p in STREAMS]
+        + [_sequence("exact", exact, "exact", STREAMS[2], fallback_only=True, resume=True)],
+        "exact-rvq": [_sequence("rvq", rvq, "exact", p, stages=2) for p in STREAMS[:3]]
+        + [_sequence("rvq", rvq, "exact", STREAMS[2], stages=2, resume=True)],
+        "semantic": [_sequence("rvq", rvq, "semantic", p, stages=s) for p in STREAMS[:3] for s in (1, 8)],
     }
 
 
 class BatchTargets:
-    """The frame-batch targets over one codec: ``targets`` for the parser fuzzer, the sequences they
-    start from (``sequences``, per kind; ``donors``, all their batches), and the rows they add to
-    ``rows``."""
+    """The frame-batch targets over the two codecs (``codecs``: "exact", the integer default, and
+    "rvq", the float model): ``targets`` for the parser fuzzer, the sequences they start from
+    (``sequences``, per kind; ``donors``, all their batches), and the rows they add to ``rows``."""
 
-    def __init__(self, codec: Codec, probe: CheckProbe, rows: dict[str, WrongRow]):
-        self.codec, self.probe, self.rows = codec, probe, rows
-        self.sequences = batch_sequences(codec)
+    def __init__(self, codecs: dict[str, Codec], probe: CheckProbe, rows: dict[str, WrongRow]):
+        self.codecs, self.probe, self.rows = codecs, probe, rows
+        self.sequences = batch_sequences(codecs)
         self.donors = [b for seqs in self.sequences.values() for s in seqs for b in s.batches]
         self.targets = [
             *(Target(f"batch/{kind}", weight, True,
                      st.tuples(st.integers(0, len(self.sequences[kind]) - 1), st.integers(0, 7), PROGRAM,
                                st.integers(0, 15)),
                      lambda x, kind=kind: self._mutant(kind, x))
-              for kind, weight in (("exact", 0.12), ("exact-fallback", 0.07), ("semantic", 0.04))),
-            Target("batch/random", 0.03, True, st.tuples(st.sampled_from(["exact", "semantic"]),
-                                                         st.binary(max_size=MODEL_PAYLOAD_BYTES)),
+              for kind, (_, weight) in KINDS.items()),
+            Target("batch/random", 0.03, True,
+                   st.tuples(st.sampled_from([(role, tier) for role, codec in codecs.items()
+                                              for tier in ("exact", "semantic") if Tier.parse(tier) in codec.tiers]),
+                             st.binary(max_size=MODEL_PAYLOAD_BYTES)),
                    self._random),
         ]
         self._tallies = {t.name: t.tally for t in self.targets}
 
-    def _session(self, tier: str, batches: list[bytes]) -> tuple[list, Callable[[], None]]:
+    def _session(self, role: str, tier: str, batches: list[bytes]) -> tuple[list, Callable[[], None]]:
         """Pushes ``batches`` to one decoder: -> (per push: its Decoded or CodecError and the checks
         it evaluated), and the call that does it (raising the first CodecError after all pushes)."""
         results: list = []
 
         def run() -> None:
-            dec = self.codec.decoder(tier)
+            dec = self.codecs[role].decoder(tier)
             for b in batches:
                 self.probe.clear()
                 try:
@@ -115,15 +133,17 @@ class BatchTargets:
                 raise first
         return results, run
 
-    def _batches(self, name: str, tier: str, batches: list[bytes]) -> list | None:
-        """Runs a new batch sequence (None for a repeat) -> its per-push results."""
+    def _batches(self, name: str, role: str, tier: str, batches: list[bytes]) -> list | None:
+        """Runs a new batch sequence (None for a repeat) on the ``role`` codec's decoder of ``tier``
+        -> its per-push results."""
         tally = self._tallies[name]
-        if not tally.fresh(tier.encode() + b"".join(len(b).to_bytes(4, "big") + b for b in batches)):
+        key = f"{role}/{tier}".encode() + b"".join(len(b).to_bytes(4, "big") + b for b in batches)
+        if not tally.fresh(key):
             return None
-        results, run = self._session(tier, batches)
+        results, run = self._session(role, tier, batches)
 
         def describe() -> dict:
-            return {"tier": tier, "batches": [b.hex() for b in batches]}
+            return {"model": self.codecs[role].model_id[:12], "tier": tier, "batches": [b.hex() for b in batches]}
 
         tally.run(run, describe)
         failed = next((i for i, (out, _) in enumerate(results) if isinstance(out, CodecError)), None)
@@ -146,7 +166,7 @@ class BatchTargets:
             batches[j], batches[j + 1] = batches[j + 1], batches[j]
         elif reorder == 15:
             batches.append(self.donors[(si + bi) % len(self.donors)])
-        results = self._batches(f"batch/{kind}", seq.tier, batches)
+        results = self._batches(f"batch/{kind}", seq.codec, seq.tier, batches)
         if results is None or reorder >= 12 or splices(program):
             return      # wrong results: one batch mutated in its place, not replaced by another valid one
         for k in range(j, len(results)):
@@ -165,7 +185,7 @@ class BatchTargets:
                 row.mutants += 1
             row.decoded += 1
             if (out.text, out.message_end) != (want_text, want_end):
-                row.add_wrong({"tier": seq.tier, "batches": [b.hex() for b in batches], "push": k,
+                row.add_wrong({"kind": kind, "tier": seq.tier, "batches": [b.hex() for b in batches], "push": k,
                                "original": [want_text[:200], want_end],
                                "decoded": [out.text[:200], out.message_end]})
 
@@ -177,5 +197,5 @@ class BatchTargets:
                          passes=True)
 
     def _random(self, x) -> None:
-        tier, data = x
-        self._batches("batch/random", tier, [data])
+        (role, tier), data = x
+        self._batches("batch/random", role, tier, [data])

@@ -1,8 +1,15 @@
 """The blob targets of the parser fuzzer (bench/fuzz.py): ``Codec.decompress`` on valid blobs of
-every mode (exact, semantic, zstd, raw) and format version (2, 3), mutated (``blob/<mode>-v<version>``);
-on random bytes (``blob/random``); on a valid header of any mode and version before random bytes
-(``blob/random-payload``). Also the seeds they start from, and the wrong-result rows of the mutants,
-per form their header reads as (header mutations that read as another form are rows of their own).
+every form, mutated (``blob/<form>``), each decoded by the codec that made it: the exact tier
+(``exact-v3``, ``exact-v2``) and the fallback modes (``zstd``, ``raw``) from the integer model (the
+default bundle, no RVQ stages), the forms that need RVQ codes from the float model
+(``bundle.SEMANTIC_DIR``): exact with stages (``exact-rvq``) and semantic. Also random bytes
+(``blob/random``), a valid header of any mode, version and either model before random bytes
+(``blob/random-payload``), and each model's valid blobs given to the other (``blob/cross``): as
+made, they name the other model's tag and must fail with a ``CodecError``, never decode; with the
+tag rewritten to the other model's (two models sharing a tag), the text's check must reject them
+(wrong-result rows of their own). Also the seeds the targets start from, and the wrong-result rows
+of the mutants, per form their header reads as (header mutations that read as another form are
+rows of their own).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ TEXTS = [
     "The channel keeps every message in order, and subscribers replay it from any offset they saw.",
 ]
 MAX_MODEL_PAYLOAD = 48   # exact seeds with larger payloads are left out (a mutant's cost grows with it)
+CROSS = "a blob of the other model decoded"
 
 
 @dataclass(frozen=True)
@@ -42,22 +50,42 @@ class BlobSeed:
     text: str          # what it decodes to
 
 
-BLOB_FORMS = tuple(f"{mode}-v{version}" for mode in ("exact", "semantic", "zstd", "raw")
-                   for version in (3, 2))
-CHECK_BITS = {"exact-v3": blob_format.CHECK_BITS, "exact-v2": blob_format.CHECK_BITS,
+# form -> (the codec that makes and decodes it: "exact" the integer default, "rvq" the float model)
+FORM_BASES = {"exact": "exact", "zstd": "exact", "raw": "exact", "exact-rvq": "rvq", "semantic": "rvq"}
+BLOB_FORMS = tuple(f"{base}-v{version}" for base in FORM_BASES for version in (3, 2))
+CHECK_BITS = {**{f"{base}-v{v}": blob_format.CHECK_BITS for base in ("exact", "exact-rvq") for v in (3, 2)},
               "zstd-v3": blob_format.FALLBACK_CHECK_BITS, "raw-v3": blob_format.FALLBACK_CHECK_BITS}
 
 
-def blob_seeds(codec: Codec) -> dict[str, list[BlobSeed]]:
-    """Valid blobs of every form: each text compressed (exact, exact with stages, semantic with 1
-    and 8 stages) and in fallback form; version 2 by rewriting the header (and dropping the
-    fallback check, which version 2 did not have; such blobs decode only as legacy data, so the
-    fuzzer's calls, which do not ask for that, must refuse them)."""
-    forms: dict[str, dict[bytes, BlobSeed]] = {f: {} for f in BLOB_FORMS}
+def form_of(data: bytes, codec: Codec) -> str | None:
+    """The form a blob's header names for ``codec`` ("raw-v3"; the exact mode of a codec with RVQ
+    stages is "exact-rvq"), None when it names none of ``codec``'s."""
+    version = (data[0] >> 2) & 0x07 if data else 0
+    if len(data) < 2 or data[0] & 0xE0 != MAGIC or version not in (2, 3) or data[1] != codec.tag:
+        return None
+    mode = Mode(data[0] & 0x03)
+    base = "exact-rvq" if mode is Mode.EXACT and codec.parts.stages else mode.name.lower()
+    return f"{base}-v{version}"
+
+
+def form_role(form: str) -> str:
+    """Which codec ("exact" or "rvq") makes and decodes a form ("zstd-v3" -> "exact")."""
+    return FORM_BASES[form.rsplit("-v", 1)[0]]
+
+
+def blob_seeds(codec: Codec, role: str, make) -> dict[str, list[BlobSeed]]:
+    """Valid blobs of ``codec`` of the forms of ``role`` (``FORM_BASES``): ``make(text)`` -> its
+    blobs of each text (a compressed one in fallback form is left out of the "rvq" role's forms);
+    version 2 by rewriting the header (and dropping the fallback check, which version 2 did not
+    have; such blobs decode only as legacy data, so the fuzzer's calls, which do not ask for that,
+    must refuse them)."""
+    forms: dict[str, dict[bytes, BlobSeed]] = {}
 
     def add(blob: bytes) -> None:
         mode = Mode(blob[0] & 0x03)
         if mode in (Mode.EXACT, Mode.SEMANTIC) and len(blob) - 2 > MAX_MODEL_PAYLOAD:
+            return
+        if form_role(form_of(blob, codec)) != role:
             return
         text = codec.decompress(blob)
         v2 = bytes([(blob[0] & ~0x1C) | (2 << 2)]) + blob[1:]
@@ -65,64 +93,70 @@ def blob_seeds(codec: Codec) -> dict[str, list[BlobSeed]]:
             v2 = v2[:-2]
         if codec.decompress(v2, legacy=True) != text:
             raise AssertionError(f"a version-2 {mode.name} blob does not decode as its version-3 one")
-        forms[f"{mode.name.lower()}-v3"][blob] = BlobSeed(blob, text)
-        forms[f"{mode.name.lower()}-v2"][v2] = BlobSeed(v2, text)
+        for data in (blob, v2):
+            forms.setdefault(form_of(data, codec), {})[data] = BlobSeed(data, text)
 
     for text in TEXTS:
-        for blob in (codec.compress(text), codec.compress(text, stages=2), codec.fallback(text),
-                     codec.compress(text, "semantic", stages=1), codec.compress(text, "semantic", stages=8)):
+        for blob in make(text):
             add(blob)
     return {f: list(seeds.values()) for f, seeds in forms.items()}
 
 
-class BlobTargets:
-    """The blob targets over one codec: ``targets`` for the parser fuzzer, the valid blobs they
-    start from (``seeds``, per form; ``donors``, all of them), and the rows they add to ``rows``."""
+def all_seeds(codecs: dict[str, Codec]) -> dict[str, list[BlobSeed]]:
+    """Valid blobs of every form, each from its codec: each text compressed by the integer model
+    (exact) and in fallback form; by the float model, exact with stages, and semantic with 1 and 8
+    stages."""
+    exact, rvq = codecs["exact"], codecs["rvq"]
+    seeds = {**blob_seeds(exact, "exact", lambda t: (exact.compress(t), exact.fallback(t))),
+             **blob_seeds(rvq, "rvq", lambda t: (rvq.compress(t, stages=2), rvq.compress(t, "semantic", stages=1),
+                                                 rvq.compress(t, "semantic", stages=8)))}
+    missing = set(BLOB_FORMS) - set(seeds)
+    if missing or set(seeds) - set(BLOB_FORMS):
+        raise AssertionError(f"blob seeds of forms {sorted(seeds)}, expected {BLOB_FORMS}")
+    return {f: seeds[f] for f in BLOB_FORMS}
 
-    def __init__(self, codec: Codec, probe: CheckProbe, rows: dict[str, WrongRow]):
-        self.codec, self.probe, self.rows = codec, probe, rows
-        self.seeds = blob_seeds(codec)
+
+class BlobTargets:
+    """The blob targets over the two codecs (``codecs``: "exact", the integer default, and "rvq", the
+    float model): ``targets`` for the parser fuzzer, the valid blobs they start from (``seeds``, per
+    form; ``donors``, all of them), and the rows they add to ``rows``."""
+
+    def __init__(self, codecs: dict[str, Codec], probe: CheckProbe, rows: dict[str, WrongRow]):
+        self.codecs, self.probe, self.rows = codecs, probe, rows
+        self.seeds = all_seeds(codecs)
         self.donors = [s.blob for seeds in self.seeds.values() for s in seeds]
-        headers = [bytes([MAGIC | (v << 2) | m, codec.tag]) for v in (2, 3) for m in Mode]
-        weights = {"exact-v3": 0.10, "exact-v2": 0.03, "semantic-v3": 0.04, "semantic-v2": 0.02,
-                   "zstd-v3": 0.08, "zstd-v2": 0.03, "raw-v3": 0.08, "raw-v2": 0.03}
+        headers = [(role, bytes([MAGIC | (v << 2) | m, c.tag])) for role, c in codecs.items()
+                   for v in (2, 3) for m in Mode]
+        # (form, seed) of every seed, for the cross target: decoded by the other codec
+        self.cross = [(form, s) for form, seeds in self.seeds.items() for s in seeds]
+        weights = {"exact-v3": 0.10, "exact-v2": 0.03, "zstd-v3": 0.08, "zstd-v2": 0.03, "raw-v3": 0.08,
+                   "raw-v2": 0.03, "exact-rvq-v3": 0.04, "exact-rvq-v2": 0.015, "semantic-v3": 0.04,
+                   "semantic-v2": 0.015}
         self.targets = [
             *(Target(f"blob/{form}", weights[form], form.startswith(("exact", "semantic")),
                      st.tuples(st.integers(0, len(self.seeds[form]) - 1), PROGRAM),
                      lambda x, form=form: self._mutant(form, x)) for form in BLOB_FORMS),
-            Target("blob/random", 0.03, False, st.binary(max_size=RANDOM_BYTES), self._random),
+            Target("blob/random", 0.03, False,
+                   st.tuples(st.sampled_from(sorted(codecs)), st.binary(max_size=RANDOM_BYTES)), self._random),
             Target("blob/random-payload", 0.05, True,
                    st.tuples(st.sampled_from(headers), st.binary(max_size=RANDOM_BYTES)),
                    self._random_payload),
+            Target("blob/cross", 0.01, False, st.tuples(st.integers(0, len(self.cross) - 1), st.booleans()),
+                   self._cross),
         ]
         self._tallies = {t.name: t.tally for t in self.targets}
 
-    def _decompress(self, name: str, data: bytes) -> tuple[str, object] | None:
+    def _decompress(self, name: str, codec: Codec, data: bytes) -> tuple[str, object] | None:
         """-> (outcome, text or error) of a new input, None for a repeat."""
         tally = self._tallies[name]
-        if not tally.fresh(data):
+        if not tally.fresh(codec.tag.to_bytes(1, "big") + data):
             return None
         self.probe.clear()
-        return tally.run(lambda: self.codec.decompress(data), lambda: {"blob": data.hex()})
+        return tally.run(lambda: codec.decompress(data),
+                         lambda: {"model": codec.model_id[:12], "blob": data.hex()})
 
-    def _form(self, data: bytes) -> str | None:
-        """The form a blob's header names ("raw-v3"), None when it names none of this codec's."""
-        version = (data[0] >> 2) & 0x07 if data else 0
-        if len(data) < 2 or data[0] & 0xE0 != MAGIC or version not in (2, 3) or data[1] != self.codec.tag:
-            return None
-        return f"{Mode(data[0] & 0x03).name.lower()}-v{version}"
-
-    def _mutant(self, form: str, x) -> None:
-        i, program = x
-        seed = self.seeds[form][i]
-        data = mutate(seed.blob, program, self.donors)
-        done = self._decompress(f"blob/{form}", data)
-        read_as = self._form(data)
-        if done is None or read_as is None or splices(program):
-            return      # rejected at the header, or maybe another valid blob
-        row = wrong_row(self.rows, f"blob/{form}" if read_as == form else f"blob/{form} read as {read_as}",
-                        CHECK_BITS.get(read_as))
-        outcome, value = done
+    def _count(self, row: WrongRow, seed: BlobSeed, data: bytes, outcome: str, value) -> None:
+        """One mutant read as ``row``'s form: its check's evaluations, its decoding, a wrong result."""
         row.mutants += 1
         if row.check_bits and self.probe.blob_data and self.probe.blob_data[-1] != seed.text.encode("utf-8"):
             row.checked_differing += 1
@@ -132,11 +166,47 @@ class BlobTargets:
                 row.add_wrong({"blob": data.hex(), "seed": seed.blob.hex(), "original": seed.text[:200],
                                "decoded": value[:200]})
 
-    def _random(self, data: bytes) -> None:
-        self._decompress("blob/random", data)
+    def _mutant(self, form: str, x) -> None:
+        i, program = x
+        seed, codec = self.seeds[form][i], self.codecs[form_role(form)]
+        data = mutate(seed.blob, program, self.donors)
+        done = self._decompress(f"blob/{form}", codec, data)
+        read_as = form_of(data, codec)
+        if done is None or read_as is None or splices(program):
+            return      # rejected at the header, or maybe another valid blob
+        row = wrong_row(self.rows, f"blob/{form}" if read_as == form else f"blob/{form} read as {read_as}",
+                        CHECK_BITS.get(read_as))
+        self._count(row, seed, data, *done)
+
+    def _cross(self, x) -> None:
+        """A valid blob of one model given to the other: as made (the other model's tag), it must
+        fail; with its tag rewritten, it reads as the other model's own and its check must reject it."""
+        i, retag = x
+        form, seed = self.cross[i]
+        role = form_role(form)
+        codec = self.codecs["rvq" if role == "exact" else "exact"]
+        retag = retag or codec.tag == self.codecs[role].tag
+        data = seed.blob[:1] + bytes([codec.tag]) + seed.blob[2:] if retag else seed.blob
+        done = self._decompress("blob/cross", codec, data)
+        if done is None:
+            return
+        outcome, value = done
+        if not retag:
+            if outcome == "ok":
+                self._tallies["blob/cross"].note(self._tallies["blob/cross"].violations, CROSS,
+                                                 lambda: {"form": form, "blob": data.hex(), "decoded": value[:200]})
+            return
+        read_as = form_of(data, codec)
+        other = "float" if role == "exact" else "integer"
+        row = wrong_row(self.rows, f"blob/cross: {form} retagged for the {other} model", CHECK_BITS.get(read_as))
+        self._count(row, seed, data, outcome, value)
+
+    def _random(self, x) -> None:
+        role, data = x
+        self._decompress("blob/random", self.codecs[role], data)
 
     def _random_payload(self, x) -> None:
-        head, payload = x
+        (role, head), payload = x
         if Mode(head[0] & 0x03) in (Mode.EXACT, Mode.SEMANTIC):
             payload = payload[:MODEL_PAYLOAD_BYTES]
-        self._decompress("blob/random-payload", head + payload)
+        self._decompress("blob/random-payload", self.codecs[role], head + payload)

@@ -3,6 +3,12 @@ batch and store targets of bench/fuzz_blobs.py, bench/fuzz_batches.py and bench/
 tokenizer's byte-exact round trip, here), each run as hypothesis runs with fixed seeds (generation
 only: an input generated again is not run again), counted or timed; and the summary of a run.
 
+It covers both shipped models, each target decoding with the codec that made its seeds: the
+integer model (the default bundle: exact tier only, no RVQ stages) for the exact-tier and
+fallback forms, the float model (``bundle.SEMANTIC_DIR``) for the forms that need RVQ codes
+(exact-tier data with stages, the semantic tier), and ``blob/cross`` gives each one's blobs to the
+other.
+
 The tokenizer target: arbitrary Unicode must round-trip byte-exact, its tokens never hold the
 ``<eos>`` id, and ``split_final`` gives pieces that reassemble and tokenize the same whatever text
 follows (``SPLIT_CLAIM``, the last, is reported by the long run, not asserted by the tests).
@@ -39,14 +45,19 @@ TEXT = st.one_of(st.text(max_size=48),
 
 
 class ParserFuzz:
-    """The parser targets over one codec, their tallies and the wrong-result rows."""
+    """The parser targets over two codecs, their tallies and the wrong-result rows: ``codec`` (the
+    integer default: the exact tier and the fallback forms) and ``rvq`` (a model with RVQ stages,
+    the float bundle: exact-tier data with stages and the semantic tier)."""
 
-    def __init__(self, codec: Codec, store_dir: Path):
-        self.codec, self.tokenizer = codec, codec.parts.tokenizer
+    def __init__(self, codec: Codec, rvq: Codec, store_dir: Path):
+        if not rvq.parts.stages:
+            raise ValueError(f"the RVQ-coded forms need a model with RVQ stages, not {rvq.model_id[:12]}")
+        self.codec, self.rvq, self.tokenizer = codec, rvq, codec.parts.tokenizer
+        self.codecs = {"exact": codec, "rvq": rvq}
         self.probe = CheckProbe()
         self.rows: dict[str, WrongRow] = {}
-        self.blobs = BlobTargets(codec, self.probe, self.rows)
-        self.batches = BatchTargets(codec, self.probe, self.rows)
+        self.blobs = BlobTargets(self.codecs, self.probe, self.rows)
+        self.batches = BatchTargets(self.codecs, self.probe, self.rows)
         self.store = StoreFuzz(store_dir)
         self.targets = [
             *self.blobs.targets,
@@ -135,7 +146,8 @@ class ParserFuzz:
         targets = {t.name: t.tally.summary() for t in self.targets}
         wall = sum(t.tally.wall_seconds for t in self.targets)
         inputs = sum(t.tally.inputs for t in self.targets)
-        return {"inputs": inputs, "seconds": round(wall, 1),
+        return {"models": {c.kind: c.model_id for c in self.codecs.values()},
+                "inputs": inputs, "seconds": round(wall, 1),
                 "inputs_per_s": round(inputs / wall, 1) if wall else None,
                 **{k: sum(v[k] for v in targets.values())
                    for k in ("duplicates_skipped", "crashes", "untyped", "hangs", "contract_violations")},

@@ -1,8 +1,11 @@
 """Short runs of the fuzzers (bench/fuzz.py, bench/fuzz_grpc.py) with fixed seeds: the parsers meet a
 few thousand mutated and random inputs (blobs of every mode and version, frame batch sequences, the
-channel log API, the tokenizer) with no crash, no untyped error and no broken contract; a real
-server answers some hundreds of adversarial calls with a status each, never UNKNOWN or INTERNAL,
-none past its deadline, and stays up. The long run is ``python bench/fuzz.py`` (``make bench-fuzz``)."""
+channel log API, the tokenizer) with no crash, no untyped error and no broken contract, over both
+shipped models (the integer default's exact-tier and fallback forms, the float model's RVQ-coded
+forms, each decoded by the model that made it, and each model's blobs given to the other); a real
+server (holding both) answers some hundreds of adversarial calls with a status each, never UNKNOWN
+or INTERNAL, none past its deadline, and stays up. The long run is ``python bench/fuzz.py``
+(``make bench-fuzz``)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ import pytest
 from conftest import ServerProcess
 
 from rvqstream.models import Codec
+from rvqstream.models.bundle import SEMANTIC_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fuzz import material
+from fuzz_blobs import BLOB_FORMS, form_role
 from fuzz_grpc import grpc_fuzz
 from fuzz_grpc_server import SERVE_ARGS, access_file
 from fuzz_parsers import SPLIT_CLAIM, ParserFuzz
@@ -24,8 +29,9 @@ from fuzz_parsers import SPLIT_CLAIM, ParserFuzz
 
 @pytest.fixture(scope="module")
 def parsers(tmp_path_factory) -> ParserFuzz:
-    """The parser fuzzer over the shipped model, after a counted run (300 inputs per fast target)."""
-    fuzz = ParserFuzz(Codec.load(), tmp_path_factory.mktemp("fuzz-log"))
+    """The parser fuzzer over the shipped models (the integer default, the float model of the RVQ
+    forms), after a counted run (300 inputs per fast target)."""
+    fuzz = ParserFuzz(Codec.load(), Codec.load(SEMANTIC_DIR), tmp_path_factory.mktemp("fuzz-log"))
     try:
         fuzz.run(examples=300, seed=0)
     finally:
@@ -41,6 +47,37 @@ def test_parsers_fail_only_with_their_own_errors(parsers):
         assert t["crashes"] == 0, (name, t["crash_list"])
         assert t["untyped"] == 0, (name, t["untyped_by_message"])
         assert t["hangs"] == 0, (name, t["hang_list"])
+
+
+def test_each_form_is_decoded_by_the_model_that_made_it(parsers):
+    """Exact-tier and fallback seeds come from the integer model, the RVQ-coded ones (exact with
+    stages, semantic) from the float model, and the mutants of both reach their model's decoder."""
+    codec, rvq = parsers.codec, parsers.rvq
+    assert codec.parts.stages == 0 and rvq.parts.stages > 0
+    assert parsers.summary()["models"] == {"intlm": codec.model_id, "float": rvq.model_id}
+    for form in BLOB_FORMS:
+        made_by = parsers.codecs[form_role(form)]
+        seeds = parsers.blobs.seeds[form]
+        assert seeds and all(s.blob[1] == made_by.tag for s in seeds), form
+        assert all(made_by.decompress(s.blob, legacy=True) == s.text for s in seeds), form
+    assert {s.codec for s in parsers.batches.sequences["exact"]} == {"exact"}
+    assert {s.codec for s in parsers.batches.sequences["exact-rvq"]} == {"rvq"}
+    assert {s.codec for s in parsers.batches.sequences["semantic"]} == {"rvq"}
+    rows = parsers.summary()["wrong_results"]
+    for form in ("blob/exact-v3", "blob/exact-rvq-v3", "blob/semantic-v3", "batch/exact,", "batch/exact-rvq,",
+                 "batch/semantic"):
+        assert sum(v["mutants"] for k, v in rows.items() if k.startswith(form)) > 0, form
+
+
+def test_blobs_of_one_model_fail_on_the_other(parsers):
+    """``blob/cross``: as made, a blob names its model's tag and the other model refuses it (a
+    ``CodecError``; that it never decodes is a contract, checked with the others); retagged, the
+    exact-tier ones fail their check or earlier."""
+    t = parsers.summary()["targets"]["blob/cross"]
+    assert t["expected"].get("UnknownModelError", 0) > 0, t
+    rows = {k: v for k, v in parsers.summary()["wrong_results"].items() if k.startswith("blob/cross")}
+    assert any(v["mutants"] for k, v in rows.items() if k.startswith("blob/cross: exact-v")), rows
+    assert all(v["wrong"] == 0 for v in rows.values()), rows
 
 
 def test_parsers_keep_their_contracts(parsers):
