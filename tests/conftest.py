@@ -17,14 +17,45 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from rvqstream.models import Codec
+from rvqstream.models.bundle import DEFAULT_DIR, SEMANTIC_DIR
 from rvqstream.server import ServerConfig, create_server
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.telemetry import Telemetry
 
+# the shipped bundles by kind: the integer model (the default: exact tier only, no RVQ stages) and
+# the float model (frame encoder, RVQ codebooks: the semantic tier and exact-tier RVQ stages)
+BUNDLE_DIRS = {"intlm": DEFAULT_DIR, "float": SEMANTIC_DIR}
+
+
+@pytest.fixture(scope="session")
+def codecs() -> dict[str, Codec]:
+    """Each shipped bundle's codec by kind, loaded once."""
+    return {kind: Codec.load(path) for kind, path in BUNDLE_DIRS.items()}
+
+
+@pytest.fixture(scope="session")
+def int_codec(codecs) -> Codec:
+    """The default bundle: the integer model."""
+    return codecs["intlm"]
+
+
+@pytest.fixture(scope="session")
+def float_codec(codecs) -> Codec:
+    """The float bundle: what tests of the semantic tier and of RVQ stages need."""
+    return codecs["float"]
+
+
+@pytest.fixture(scope="session", params=list(BUNDLE_DIRS))
+def each_codec(request, codecs) -> Codec:
+    """Each shipped bundle in turn, for tests about the exact tier in general."""
+    return codecs[request.param]
+
 
 @pytest.fixture(scope="session")
 def registry() -> ModelRegistry:
-    """The shipped model, loaded once for every in-process server."""
+    """The shipped models (the integer default, then the float one), loaded once for every
+    in-process server."""
     return ModelRegistry.load()
 
 

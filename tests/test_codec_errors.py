@@ -1,7 +1,8 @@
 """The codec's errors: every failure to decode untrusted bytes is a typed ``CodecError``, decoded
 output is capped before it is produced, work stops on a ``Cancel``, and memory and time stay
 bounded (semantic compress in batches, a held pre-token cut); the model cache refuses ids that
-are not model ids."""
+are not model ids. Exact-tier tests run with each shipped bundle (the integer default and the float
+model); the semantic tier is the float bundle's."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from rvqstream.models.batch import BatchWriter, Item, message_check
 from rvqstream.models.blob import HEADER_BYTES, Mode, header
 from rvqstream.models.bundle import check_model_id, valid_model_id
 from rvqstream.models.coding import CHECK_SEED, text_check
+from rvqstream.models.frames import Tier
 from rvqstream.models.stream import MAX_HELD_CHARS
 from rvqstream.models.tokenizer import EOS_ID
 
@@ -47,9 +49,14 @@ BOMB_BYTES = 1 << 30
 LIMIT = 1 << 20
 
 
+# (bundle kind, tier): the integer model codes the exact tier only
+MODEL_TIERS = [("intlm", "exact"), ("float", "exact"), ("float", "semantic")]
+
+
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec.load()
+def codec(each_codec) -> Codec:
+    """Each shipped bundle in turn: these tests are about the exact tier in general."""
+    return each_codec
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +152,9 @@ def test_every_token_but_eos_is_at_least_one_byte(codec):
     assert all(len(tok.token_bytes([i])) >= 1 for i in range(tok.vocab_size) if i != EOS_ID)
 
 
-@pytest.mark.parametrize("tier", ["exact", "semantic"])
-def test_model_blobs_stop_at_the_byte_limit(codec, tier):
+@pytest.mark.parametrize("kind, tier", MODEL_TIERS)
+def test_model_blobs_stop_at_the_byte_limit(codecs, kind, tier):
+    codec = codecs[kind]
     data = codec.compress(LONG, tier)
     assert codec.blob_mode(data) == Mode[tier.upper()]
     out = codec.decompress(data)
@@ -158,8 +166,9 @@ def test_model_blobs_stop_at_the_byte_limit(codec, tier):
         codec.decompress(data, max_bytes=20)
 
 
-@pytest.mark.parametrize("tier", ["exact", "semantic"])
-def test_model_blobs_over_the_token_cap_are_malformed(codec, tier, monkeypatch):
+@pytest.mark.parametrize("kind, tier", MODEL_TIERS)
+def test_model_blobs_over_the_token_cap_are_malformed(codecs, kind, tier, monkeypatch):
+    codec = codecs[kind]
     text = LONG + LONG.upper()
     data = codec.compress(text, tier)
     assert codec.blob_mode(data) == Mode[tier.upper()]
@@ -189,7 +198,7 @@ def test_cancelled_work_raises(codec):
     text = LONG[:500]
     frames = -(-len(codec.parts.tokenizer.encode(text)) // codec.parts.frame)
     gone = Cancel(deadline=time.monotonic() - 1)
-    for tier in ("exact", "semantic"):
+    for tier in codec.tiers:                            # the float bundle: exact and semantic
         with pytest.raises(CancelledError):
             codec.compress(text, tier, cancel=gone)
         data = codec.compress(text, tier)
@@ -269,17 +278,18 @@ def test_stream_batches_stop_at_the_byte_limit(codec, bomb):
     assert codec.decoder().push(batch.data, max_bytes=size).text == LONG[:500]
     with pytest.raises(TooLargeError):
         codec.decoder().push(batch.data, max_bytes=size - 1)
-    data = _fallback_batch(codec, Item.ZSTD, bomb, None)
-    tracemalloc.start()
-    try:
+    for tier in codec.tiers:       # the exact tier's check comes after the frame: the limit stops it first
+        data = _fallback_batch(codec, Item.ZSTD, bomb, 0 if tier == Tier.EXACT else None)
+        tracemalloc.start()
+        try:
+            with pytest.raises(TooLargeError):
+                codec.decoder(tier).push(data, max_bytes=LIMIT)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 50 << 20
         with pytest.raises(TooLargeError):
-            codec.decoder("semantic").push(data, max_bytes=LIMIT)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 << 20
-    with pytest.raises(TooLargeError):
-        codec.decoder("semantic").push(data)
+            codec.decoder(tier).push(data)
 
 
 def test_stream_batches_over_the_token_cap_are_malformed(codec, monkeypatch):
@@ -293,11 +303,12 @@ def test_stream_batches_over_the_token_cap_are_malformed(codec, monkeypatch):
 
 # -- bounded work -------------------------------------------------------------------------------
 
-def test_semantic_compress_in_batches_equals_one_run(codec, monkeypatch):
+def test_semantic_compress_in_batches_equals_one_run(float_codec, monkeypatch):
     """A message of more than SEMANTIC_BATCH_FRAMES frames is coded in runs of that many frames,
     in order, and the blob is the one a single run makes. (The shipped encoder quantizes its
     activations per run, so its codes depend on which frames share a run: here each frame is
     coded on its own, which a run of any size gives identically.)"""
+    codec = float_codec
     text = LONG * 5
     frames = -(-len(codec.parts.tokenizer.encode(text)) // codec.parts.frame)
     assert frames > blob.SEMANTIC_BATCH_FRAMES

@@ -1,4 +1,6 @@
-"""The codec's exact tier round-trips any text; blobs are versioned and reject bad input clearly."""
+"""The codec's exact tier round-trips any text, with each shipped bundle (the integer default and the
+float model); blobs are versioned and reject bad input clearly. RVQ stages (searchable layers) and
+the semantic tier are the float bundle's: the integer model refuses them."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from rvqstream.models import (
     UnknownModelError,
 )
 from rvqstream.models.blob import HEADER_BYTES, MAGIC, VERSION, Mode, header
+from rvqstream.models.frames import Tier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -31,8 +34,9 @@ SPECIAL = [
 
 
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec.load()
+def codec(each_codec) -> Codec:
+    """Each shipped bundle in turn: these tests are about the exact tier in general."""
+    return each_codec
 
 
 @pytest.mark.parametrize("text", SPECIAL)
@@ -43,10 +47,26 @@ def test_exact_roundtrip_special(codec, text):
 
 
 @pytest.mark.parametrize("stages", [1, 2, 8])
-def test_exact_roundtrip_with_searchable_stages(codec, stages):
+def test_exact_roundtrip_with_searchable_stages(float_codec, stages):
     text = "Searchable layers carry RVQ codes in every frame of the exact tier, and still round-trip."
-    blob = codec.compress(text, stages=stages)
-    assert codec.decompress(blob) == text
+    blob = float_codec.compress(text, stages=stages)
+    assert float_codec.decompress(blob) == text
+
+
+def test_integer_model_codes_the_exact_tier_only(int_codec, float_codec):
+    assert int_codec.parts.stages == 0 and int_codec.tiers == (Tier.EXACT,)
+    assert float_codec.tiers == (Tier.EXACT, Tier.SEMANTIC)
+    text = "The integer model has no RVQ codebooks."
+    for call in (lambda: int_codec.compress(text, tier="semantic"), lambda: int_codec.compress(text, stages=1),
+                 lambda: int_codec.encoder("semantic"), lambda: int_codec.encoder(stages=1),
+                 lambda: int_codec.decoder("semantic")):
+        with pytest.raises(ValueError):
+            call()
+    semantic = float_codec.compress(text, tier="semantic")
+    with pytest.raises(MalformedError, match="semantic"):     # a semantic-mode blob under its own tag
+        int_codec.decompress(header(Mode.SEMANTIC, int_codec.model_id) + semantic[HEADER_BYTES:])
+    with pytest.raises(CodecError):          # the float model's blob as it is: another tag (or malformed)
+        int_codec.decompress(semantic)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,7 +137,7 @@ def test_garbage_never_crashes(codec, data):
 @given(st.data())
 def test_mutated_blobs_never_crash(codec, data):
     text = data.draw(st.sampled_from(SPECIAL[:14] + ["A mutated blob must fail cleanly or decode."]))
-    tier = data.draw(st.sampled_from(["exact", "semantic"]))
+    tier = data.draw(st.sampled_from(codec.tiers))          # the semantic tier: the float bundle
     blob = bytearray(codec.compress(text, tier=tier))
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "cut", "insert"]))

@@ -1,5 +1,7 @@
 """Streaming: chunked input decodes to the same text as one-shot input; frame batches carry
-checks; decoding is identical across ONNX Runtime thread counts and graph-optimization levels."""
+checks; decoding is identical across ONNX Runtime thread counts and graph-optimization levels.
+Exact-tier tests run with each shipped bundle (the integer default and the float model); the
+semantic tier and RVQ stages (searchable layers, degraded stages) are the float bundle's."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rvqstream.models import Codec, CodecError, IntegrityError, SessionSettings
+from tests.conftest import BUNDLE_DIRS
 
 TEXT = ("Edge devices sync notes over thin links. The server cuts text into frames, codes each one "
         "under the decoder's distribution, and a subscriber decodes them locally, byte for byte. "
@@ -16,8 +19,9 @@ TEXT = ("Edge devices sync notes over thin links. The server cuts text into fram
 
 
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec.load()
+def codec(each_codec) -> Codec:
+    """Each shipped bundle in turn: these tests are about the exact tier in general."""
+    return each_codec
 
 
 def _stream(codec, chunks, tier="exact", stages=None, flush_every=0, encoder=None):
@@ -93,20 +97,24 @@ def test_resumed_message_continues_in_a_fresh_context_under_the_same_check(codec
         dec.push(wrong.end_message().data)
 
 
-def test_semantic_stream_decodes_every_stage_count(codec):
+def test_semantic_stream_decodes_every_stage_count(float_codec):
+    codec = float_codec
+    assert codec.parts.stages > 0       # every stage count, and at least one
     for stages in range(1, codec.parts.stages + 1):
         out = _decode(codec, _stream(codec, [TEXT], tier="semantic", stages=stages), tier="semantic")
         assert isinstance(out, str) and out
 
 
-def test_exact_stream_with_searchable_layer(codec):
+def test_exact_stream_with_searchable_layer(float_codec):
+    codec = float_codec
     plain = _stream(codec, [TEXT])
     layered = _stream(codec, [TEXT], stages=2)
     assert sum(len(b.data) for b in layered) > sum(len(b.data) for b in plain)
     assert _decode(codec, layered) == TEXT
 
 
-def test_degraded_stream_still_exact(codec):
+def test_degraded_stream_still_exact(float_codec):
+    codec = float_codec
     enc = codec.encoder(stages=3)
     enc.stages_cap = 0   # a scheduler under pressure
     assert _decode(codec, _stream(codec, [TEXT], encoder=enc)) == TEXT
@@ -174,7 +182,7 @@ def test_decoding_is_identical_across_threads_and_optimization_levels(codec, thr
     texts = [TEXT, "Short note.", "def f(x):\n    return x * 2\n" * 3]
     blobs = [codec.compress(t) for t in texts]
     batches = _stream(codec, [TEXT[i:i + 9] for i in range(0, len(TEXT), 9)], flush_every=3)
-    other = Codec.load(settings=SessionSettings(threads=threads, optimization=level))
+    other = Codec.load(BUNDLE_DIRS[codec.kind], settings=SessionSettings(threads=threads, optimization=level))
     assert [other.decompress(b) for b in blobs] == texts
     assert _decode(other, batches) == TEXT
     sa, sb = codec.parts.step, other.parts.step

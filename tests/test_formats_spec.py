@@ -4,17 +4,23 @@ Tables, constants and layouts are written out here literally as the document giv
 batches and blobs are built by hand with ``ArithmeticEncoder`` and must decode with the codec;
 batches and blobs the codec writes must read with the small readers below, which follow the
 document and use only ``ArithmeticDecoder`` (plus the bundle's decoder step for model-coded
-frames, which no reader can do without).
+frames, which no reader can do without: the float runtime's step, or, for the integer model, the
+bundle's own ``step.onnx`` called as §3.1 says, its gaps made into tables as §1.6 says).
+
+Both kinds of bundle (§0) are read: the integer model (the default: exact tier only, no RVQ stages)
+and the float model (``artifacts/semantic/``: the semantic tier and exact-tier RVQ stages).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import zlib
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import zstandard
 
@@ -23,15 +29,25 @@ from rvqstream.models import batch as batch_mod
 from rvqstream.models import blob as blob_mod
 from rvqstream.models.coding import exact_stage_table
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder
+from rvqstream.models.frames import Tier
+from rvqstream.models.intlm import IntLM, reference_step
 
 ARTIFACTS = Path(coding.__file__).parent / "artifacts"
 
 # -- the specification's values (docs/formats.md §0) ---------------------------------------------
-F, N, K, V, D = 16, 8, 1024, 4096, 128
+F, V = 16, 4096
+K, D = 1024, 128              # float bundles only
+FLOAT_TAG = 0x49              # the shipped float bundle (model 49ca0b58…)
+BUNDLES = {                   # by the manifest's config.kind: where it ships, N, its files (model id)
+    "intlm": (ARTIFACTS, 0, ("tokenizer.json", "lm.npz", "step.onnx", "step_cuda.onnx", "fallback.zdict")),
+    "float": (ARTIFACTS / "semantic", 8,
+              ("tokenizer.json", "encoder.onnx", "step.onnx", "codebooks.npy", "fallback.zdict")),
+}
 KEYFRAME = 240
 CHECK_SEED = 0x5EED
 EOS_ID = 0
-MODEL_TAG = 0x49
+TOP_FREQ = 1 << 24            # §1.5 and §1.6: the most likely token's frequency
+MASKED = -(1 << 24)           # §3.1: the bias of a position a query must not attend (integer bundles)
 
 # §1
 FULL, HALF, QUARTER = 1 << 62, 1 << 61, 1 << 60
@@ -42,7 +58,6 @@ ITEM_FREQS = [4096, 32, 32, 16, 256, 64]
 TERMINATOR_FREQS = [7, 1]     # §5.1: after a MODEL frame of fewer than F tokens: END_BATCH, END_MESSAGE
 # §5.2 / §4.2
 COUNT_FREQS = [1] * (F - 1) + [F - 1]
-STAGE_FREQS = [960] + [8] * N
 LENGTH_CLASSES = 28
 
 # §4.1
@@ -68,6 +83,25 @@ LONG = TEXT.replace(" Ünïcödé, 🎉 and 日本語 travel too.", "") + (
 
 
 # -- helpers written from the document ------------------------------------------------------------
+def stage_freqs(n: int) -> list[int]:
+    """§4.2 / §5.2: the stage table of a bundle with ``n`` RVQ stages (one symbol when n = 0)."""
+    return [960] + [8] * n
+
+
+def manifest_of(kind: str) -> dict:
+    return json.loads((BUNDLES[kind][0] / "manifest.json").read_text())
+
+
+def kind_of(manifest: dict) -> str:
+    """§0: the bundle's kind (no kind: float)."""
+    return manifest["config"].get("kind", "float")
+
+
+def tag_of(kind: str) -> int:
+    """§4.1: the first byte of the model id."""
+    return FLOAT_TAG if kind == "float" else int(manifest_of(kind)["model_id"][:2], 16)
+
+
 def cum_of(freqs) -> list[int]:
     out = [0]
     for f in freqs:
@@ -99,20 +133,20 @@ def spec_crc(data: bytes, crc: int = CHECK_SEED) -> int:
     return reg ^ 0xFFFFFFFF
 
 
-def zdict() -> zstandard.ZstdCompressionDict:
-    return zstandard.ZstdCompressionDict((ARTIFACTS / "fallback.zdict").read_bytes())
+def zdict(kind: str = "intlm") -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict((BUNDLES[kind][0] / "fallback.zdict").read_bytes())
 
 
-def zstd_payload(data: bytes) -> bytes:
+def zstd_payload(data: bytes, kind: str = "intlm") -> bytes:
     """§4.5: level 19, the bundle's dictionary, no content size/checksum/dict id, magic dropped."""
-    z = zstandard.ZstdCompressor(level=19, dict_data=zdict(), write_checksum=False,
+    z = zstandard.ZstdCompressor(level=19, dict_data=zdict(kind), write_checksum=False,
                                  write_content_size=False, write_dict_id=False).compress(data)
     assert z[:4] == ZSTD_MAGIC
     return z[4:]
 
 
-def unzstd(payload: bytes) -> bytes:
-    return zstandard.ZstdDecompressor(dict_data=zdict()).decompressobj().decompress(ZSTD_MAGIC + payload)
+def unzstd(payload: bytes, kind: str = "intlm") -> bytes:
+    return zstandard.ZstdDecompressor(dict_data=zdict(kind)).decompressobj().decompress(ZSTD_MAGIC + payload)
 
 
 class SpecEncoder:
@@ -191,12 +225,69 @@ def put_end(enc: ArithmeticEncoder, message_end: bool, crc: int | None) -> bytes
     return enc.finish()
 
 
+class IntStep:
+    """§3.1 and §1.6, integer bundles: the bundle's ``step.onnx`` on ONNX Runtime's CPU provider,
+    one token per call, its cache one masked slot of zeros and then the context's own keys and
+    values (T = L + 1); the output's logit gaps index ``freq_by_step`` of ``lm.npz``. A context is
+    (last token, L, cache)."""
+
+    def __init__(self, path: Path):
+        self.sess = ort.InferenceSession(str(path / "step.onnx"), providers=["CPUExecutionProvider"])
+        self.freq_by_step = np.load(path / "lm.npz", allow_pickle=False)["freq_by_step"]
+        self.outputs = [o.name for o in self.sess.get_outputs()]
+        self.past = {i.name: i.shape for i in self.sess.get_inputs() if i.name.startswith("past_")}
+
+    def new_state(self) -> dict:
+        """A fresh context: the start symbol at position 0; the cache holds the masked slot alone
+        (ONNX Runtime gets an empty cache, T = 0, wrong)."""
+        slot = {name: np.zeros([1, *(1 if d == "T" else d for d in shape[1:])], np.int8)
+                for name, shape in self.past.items()}
+        return {"token": EOS_ID, "L": 0, "cache": slot}
+
+    @staticmethod
+    def bias(L: int, S: int = 1) -> np.ndarray:
+        """[1,1,S,1+L+S]: the masked slot, then the L cached positions and the S new tokens, each
+        new token attending the cached ones, the new ones before it and itself."""
+        new = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+        rows = np.concatenate([np.full((S, 1), MASKED), np.zeros((S, L), np.int64), new], axis=1)
+        return rows.astype(np.int32).reshape(1, 1, S, 1 + L + S)
+
+    def gaps(self, tokens: list[int], positions: list[int], cache: dict, bias: np.ndarray) -> dict:
+        feeds = {"tokens": np.array([tokens], np.int64), "positions": np.array([positions], np.int64),
+                 "bias": bias, **cache}
+        return dict(zip(self.outputs, self.sess.run(None, feeds)))
+
+    def table(self, gaps: np.ndarray) -> np.ndarray:
+        """§1.6: cum[i + 1] = cum[i] + freq_by_step[gaps[i]]."""
+        return np.concatenate([[0], np.cumsum(self.freq_by_step[gaps])])
+
+    def step(self, state: dict, z, j: int) -> tuple[np.ndarray, dict]:
+        assert z is None, "integer bundles carry no stages"
+        out = self.gaps([state["token"]], [state["L"]], state["cache"], self.bias(state["L"]))
+        return self.table(out["gaps"][0, 0]), out
+
+    @staticmethod
+    def advance(state: dict, token: int, out: dict) -> None:
+        """The step's input token joins the cache (its key and value), ``token`` is the next input."""
+        for name, c in state["cache"].items():
+            new = out["new_" + name[len("past_"):]]
+            state["cache"][name] = np.concatenate([c, new], axis=3 if name.startswith("past_k") else 2)
+        state["token"], state["L"] = token, state["L"] + 1
+
+
 class Model:
     """The decoder step of §3.1 driven by the rules of §3.2-3.4."""
 
     def __init__(self, codec: Codec):
-        self.step = codec.parts.step
-        self.codebooks = np.load(ARTIFACTS / "codebooks.npy")
+        self.kind = kind_of(codec.manifest)
+        path, self.n_stages, _ = BUNDLES[self.kind]
+        self.tag = tag_of(self.kind)
+        if self.kind == "intlm":
+            self.step = IntStep(path)
+            self.codebooks = None
+        else:
+            self.step = codec.parts.step
+            self.codebooks = np.load(path / "codebooks.npy")
         self.token_bytes = codec.parts.tokenizer.token_bytes
         self.ctx = None         # (state, L) or None
         self.fresh = 0          # contexts opened
@@ -246,8 +337,9 @@ class Model:
 class SpecStreamReader:
     """§5: one stream's batches -> (bytes, message_end, item kinds)."""
 
-    def __init__(self, exact: bool, model: Model | None = None):
+    def __init__(self, exact: bool, model: Model | None = None, kind: str = "intlm"):
         self.exact, self.model = exact, model
+        self.kind = model.kind if model else kind
         self.crc = CHECK_SEED
 
     def push(self, data: bytes) -> tuple[bytes, bool, list[int]]:
@@ -276,7 +368,8 @@ class SpecStreamReader:
             if item == MODEL:
                 n = get(dec, COUNT_FREQS) + 1
                 short = n < F
-                s = get(dec, STAGE_FREQS) if self.exact else dec.decode_uniform(N) + 1
+                N = self.model.n_stages
+                s = get(dec, stage_freqs(N)) if self.exact else dec.decode_uniform(N) + 1
                 codes = [dec.decode_uniform(K) for _ in range(s)]
                 self.model.open()
                 toks, _ = self.model.tokens(dec if self.exact else None, codes, n)
@@ -285,7 +378,7 @@ class SpecStreamReader:
                 c = dec.decode_uniform(LENGTH_CLASSES)
                 length = c if c < 2 else (1 << (c - 1)) + dec.decode_uniform(1 << (c - 1))
                 payload = bytes(dec.decode_uniform(256) for _ in range(length))
-                frame = payload if item == RAW else unzstd(payload)
+                frame = payload if item == RAW else unzstd(payload, self.kind)
                 if self.model:
                     self.model.ctx = None
             self.crc = zlib.crc32(frame, self.crc)
@@ -294,13 +387,13 @@ class SpecStreamReader:
 
 def read_exact_blob(model: Model, blob: bytes) -> str:
     """§4.1-4.2."""
-    assert blob[0] >> 5 == BLOB_MAGIC and blob[0] & 3 == MODE_EXACT and blob[1] == MODEL_TAG
+    assert blob[0] >> 5 == BLOB_MAGIC and blob[0] & 3 == MODE_EXACT and blob[1] == model.tag
     dec = ArithmeticDecoder(blob[2:])
     tokens: list[int] = []
     model.ctx = None
     while True:
         model.open()
-        n = get(dec, STAGE_FREQS)
+        n = get(dec, stage_freqs(model.n_stages))
         if n:
             codes = [dec.decode_uniform(K) for _ in range(n)]
             v = dec.decode_uniform(2 * F)
@@ -320,9 +413,9 @@ def read_exact_blob(model: Model, blob: bytes) -> str:
 
 def read_semantic_blob(model: Model, blob: bytes) -> str:
     """§4.3."""
-    assert blob[0] & 3 == MODE_SEMANTIC
+    assert blob[0] & 3 == MODE_SEMANTIC and model.n_stages > 0
     dec = ArithmeticDecoder(blob[2:])
-    n = dec.decode_uniform(N) + 1
+    n = dec.decode_uniform(model.n_stages) + 1
     tokens: list[int] = []
     model.ctx = None
     while (k := dec.decode_uniform(F + 1)) != 0:
@@ -333,16 +426,33 @@ def read_semantic_blob(model: Model, blob: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec.load()
+def codec(each_codec) -> Codec:
+    """Each shipped bundle in turn (§0): what both kinds share is checked with both."""
+    return each_codec
 
 
-# -- §0: the shipped bundle and the constants -----------------------------------------------------
-def test_parameters_match_bundle_and_code(codec):
-    cfg = json.loads((ARTIFACTS / "manifest.json").read_text())["config"]
-    assert (cfg["frame"], cfg["stages"], cfg["codes"], cfg["vocab_size"], cfg["latent_dim"]) == (F, N, K, V, D)
-    assert (codec.parts.frame, codec.parts.stages, codec.parts.codes) == (F, N, K)
-    assert codec.tag == MODEL_TAG == int(codec.model_id[:2], 16)
+@pytest.fixture(scope="module")
+def kind(codec) -> str:
+    return kind_of(codec.manifest)
+
+
+# -- §0: the shipped bundles and the constants ----------------------------------------------------
+def test_parameters_match_bundle_and_code(codec, kind):
+    manifest = manifest_of(kind)
+    cfg = manifest["config"]
+    path, N, _ = BUNDLES[kind]
+    assert codec.kind == kind and codec.model_id == manifest["model_id"]
+    assert (cfg["frame"], cfg["vocab_size"]) == (F, V)
+    assert (codec.parts.frame, codec.parts.stages) == (F, N)
+    if kind == "float":
+        assert "kind" not in cfg or cfg["kind"] == "float"
+        assert (cfg["stages"], cfg["codes"], cfg["latent_dim"]) == (N, K, D)
+        assert codec.parts.codes == K and codec.tiers == (Tier.EXACT, Tier.SEMANTIC)
+    else:
+        assert path == ARTIFACTS and cfg["kind"] == "intlm"    # the default bundle
+        assert "stages" not in cfg and codec.tiers == (Tier.EXACT,)
+        assert cfg["freq_table_size"] == len(np.load(path / "lm.npz")["freq_by_step"])
+    assert codec.tag == tag_of(kind) == int(codec.model_id[:2], 16)
     assert entropy.STATE_BITS == 62
     assert coding.KEYFRAME == KEYFRAME and coding.CHECK_SEED == CHECK_SEED
     assert (batch_mod.BATCH_CHECK_BITS, batch_mod.MESSAGE_CHECK_BITS, batch_mod.LENGTH_CLASSES) == (8, 16, 28)
@@ -352,12 +462,24 @@ def test_parameters_match_bundle_and_code(codec):
     assert [int(m) for m in blob_mod.Mode] == [MODE_EXACT, MODE_SEMANTIC, MODE_ZSTD, MODE_RAW]
 
 
+def test_model_id_covers_the_bundle_files(codec, kind):
+    """§0: sha256 over ``name NUL sha256(content) NL`` of the kind's files in name order."""
+    path, _, files = BUNDLES[kind]
+    lines = b"".join(name.encode() + b"\0" + hashlib.sha256((path / name).read_bytes()).hexdigest().encode()
+                     + b"\n" for name in sorted(files))
+    assert hashlib.sha256(lines).hexdigest() == codec.model_id == manifest_of(kind)["model_id"]
+    assert set(manifest_of(kind)["files"]) == set(files)
+    assert set(codec.bundle_files()) == {*files, "manifest.json"}
+
+
 def test_tables_match_spec():
     assert batch_mod._ITEM_TABLE.tolist() == cum_of(ITEM_FREQS) == [0, 4096, 4128, 4160, 4176, 4432, 4496]
     assert batch_mod._count_table(F).tolist() == cum_of(COUNT_FREQS)
     assert cum_of(COUNT_FREQS)[-1] == 2 * (F - 1) == 30
-    assert exact_stage_table(N).tolist() == cum_of(STAGE_FREQS)     # blobs and batches share it
-    assert cum_of(STAGE_FREQS)[-1] == 1024
+    for _, N, _ in BUNDLES.values():
+        assert exact_stage_table(N).tolist() == cum_of(stage_freqs(N))     # blobs and batches share it
+    assert cum_of(stage_freqs(8))[-1] == 1024
+    assert cum_of(stage_freqs(0)) == [0, 960]         # one symbol: no stages, no bits
 
 
 # -- §1: the coder ---------------------------------------------------------------------------------
@@ -394,15 +516,15 @@ def test_termination_zero_bytes_are_dropped():
     assert enc.finish() == b"\xc0"
 
 
-def test_freq_tables_follow_spec(codec):
+def test_float_freq_tables_follow_spec(float_codec):
     exp2 = []
     for r in range(64):
         e = entropy._EXP2[r]
         assert int(e) ** 64 <= 1 << (1536 + r) < (int(e) + 1) ** 64      # floor(2^(24 + r/64))
         exp2.append(int(e))
     table = [exp2[(i - 1536) % 64] >> -((i - 1536) // 64) for i in range(1537)]
-    assert entropy.FREQ_TABLE.tolist() == table and table[0] == 1 and table[-1] == 1 << 24
-    step = codec.parts.step
+    assert entropy.FREQ_TABLE.tolist() == table and table[0] == 1 and table[-1] == TOP_FREQ
+    step = float_codec.parts.step
     state = step.new_state()
     for j, tok in enumerate([464, 81, 1500]):
         logits, cum, kv = step.run(state, None, j)
@@ -410,6 +532,43 @@ def test_freq_tables_follow_spec(codec):
         assert y.dtype == np.float32
         assert cum.tolist() == cum_of(table[int(v)] for v in np.maximum(y, 0).astype(np.int32))
         step.advance(state, tok, kv)
+
+
+def test_integer_freq_tables_follow_spec(int_codec):
+    """§1.6: the table is ``freq_by_step`` of ``lm.npz`` at each token's logit gap; the gaps are the
+    integer model's (``intlm.reference_step``), whether a frame runs token by token or in one call."""
+    path = BUNDLES["intlm"][0]
+    lm_bytes = (path / "lm.npz").read_bytes()
+    freq = np.load(path / "lm.npz", allow_pickle=False)["freq_by_step"]
+    G = manifest_of("intlm")["config"]["freq_table_size"]
+    assert freq.dtype == np.int64 and freq.shape == (G,)
+    assert freq[0] == TOP_FREQ and freq[-1] >= 1 and (freq[:-1] >= freq[1:]).all()
+    assert V * TOP_FREQ <= 1 << 40                       # every table's total fits the coder
+    lm = IntLM.from_bytes(lm_bytes)
+    spec, ours = IntStep(path), int_codec.parts.step
+    assert (ours.freq_by_step == freq).all()
+    tokens = [464, 81, 1500, 7, 2900]
+    state, theirs = spec.new_state(), ours.new_state()
+    rows = []
+    for j, tok in enumerate(tokens):
+        cum, out = spec.step(state, None, j)
+        gaps = out["gaps"][0, 0]
+        assert gaps.dtype == np.int32 and gaps.min() == 0 and gaps.max() <= G - 1
+        assert cum.tolist() == cum_of(freq[g] for g in gaps)
+        ref, _, _ = reference_step(lm, np.array([[state["token"]]]), np.array([[state["L"]]]),
+                                   [state["cache"][f"past_k{i}"] for i in range(len(lm.layers))],
+                                   [state["cache"][f"past_v{i}"] for i in range(len(lm.layers))],
+                                   spec.bias(state["L"]))
+        assert (ref[0, 0] == gaps).all()
+        table, kv = ours.step(theirs, None, j)          # the runtime's slots and mask: the same table
+        assert table.tolist() == cum.tolist()
+        spec.advance(state, tok, out)
+        ours.advance(theirs, tok, kv)
+        rows.append(gaps)
+    # one call for a frame: S tokens, each attending the ones before it (MASKED the later ones)
+    S = len(tokens)
+    out = spec.gaps([EOS_ID, *tokens[:-1]], list(range(S)), spec.new_state()["cache"], spec.bias(0, S))
+    assert (out["gaps"][0] == np.array(rows)).all()
 
 
 # -- §2: checks ------------------------------------------------------------------------------------
@@ -434,11 +593,11 @@ def test_hand_built_raw_batch_decodes(codec):
     assert SpecStreamReader(exact=True).push(batch) == (data, True, [RAW, END_MESSAGE])
 
 
-def test_hand_built_zstd_batches_with_reset_decode(codec):
+def test_hand_built_zstd_batches_with_reset_decode(codec, kind):
     data = TEXT.encode()
     cut = data.index("🎉".encode()) + 2                    # inside a 4-byte character
     first, second = data[:cut], data[cut:]
-    z = zstd_payload(first)
+    z = zstd_payload(first, kind)
     assert len(z) < len(first)
     enc = ArithmeticEncoder()
     put_fallback(enc, ZSTD, z)
@@ -453,7 +612,7 @@ def test_hand_built_zstd_batches_with_reset_decode(codec):
     d1, d2 = dec.push(b1), dec.push(b2)
     assert d1.text == TEXT[:TEXT.index("🎉")] and not d1.message_end   # the partial character waits
     assert d1.text + d2.text == TEXT and d2.message_end and d2.frames == 2
-    reader = SpecStreamReader(exact=True)
+    reader = SpecStreamReader(exact=True, kind=kind)
     assert reader.push(b1) == (first, False, [ZSTD, END_BATCH])
     assert reader.push(b2) == (second, True, [RESET, RAW, RAW, END_MESSAGE])
 
@@ -473,18 +632,23 @@ def test_hand_built_batch_checks(codec):
         dec.push(empty)
     with pytest.raises(TruncatedError):
         codec.decoder().push(b"")                               # empty payloads are invalid
-    # the semantic tier has no checks: the terminator is the last symbol
+    # the semantic tier has no checks: the terminator is the last symbol (float bundles: the
+    # integer model has no semantic tier)
     enc = ArithmeticEncoder()
     put_fallback(enc, RAW, data)
-    out = codec.decoder("semantic").push(put_end(enc, True, None))
-    assert (out.text, out.message_end) == ("checked text", True)
+    if Tier.SEMANTIC in codec.tiers:
+        out = codec.decoder("semantic").push(put_end(enc, True, None))
+        assert (out.text, out.message_end) == ("checked text", True)
+    else:
+        with pytest.raises(ValueError, match="exact tier only"):
+            codec.decoder("semantic")
 
 
 # -- §5: batches the codec writes read with the spec reader ---------------------------------------
-def test_fallback_only_batches_read_by_spec_reader(codec):
+def test_fallback_only_batches_read_by_spec_reader(codec, kind):
     enc = codec.encoder()
     enc.fallback_only = True
-    reader = SpecStreamReader(exact=True)
+    reader = SpecStreamReader(exact=True, kind=kind)
     batches, kinds = [], []
     for piece in (TEXT[:300], TEXT[300:310], TEXT[310:]):
         enc.push(piece)
@@ -502,8 +666,9 @@ def test_fallback_only_batches_read_by_spec_reader(codec):
     assert kinds.count(END_BATCH) == 3 and kinds[-1] == END_MESSAGE
 
 
-@pytest.mark.parametrize("stages", [None, 2])
-def test_model_batches_read_by_spec_reader(codec, stages):
+@pytest.mark.parametrize("kind, stages", [("intlm", None), ("float", None), ("float", 2)])
+def test_model_batches_read_by_spec_reader(codecs, kind, stages):
+    codec = codecs[kind]                                  # RVQ stages: the float bundle
     text = LONG
     model = Model(codec)
     reader = SpecStreamReader(exact=True, model=model)
@@ -540,7 +705,8 @@ def test_resumed_message_starts_with_reset(codec):
     assert dec.push(b1.data).text + dec.push(b2.data).text == TEXT
 
 
-def test_semantic_batches_read_by_spec_reader(codec):
+def test_semantic_batches_read_by_spec_reader(float_codec):
+    codec = float_codec
     enc = codec.encoder("semantic", stages=3)
     enc.push(TEXT[:400])
     b1 = enc.flush()
@@ -555,37 +721,41 @@ def test_semantic_batches_read_by_spec_reader(codec):
 
 
 # -- §4: blobs -------------------------------------------------------------------------------------
-def test_blob_header_bits(codec):
+def test_blob_header_bits(codec, kind):
     blobs = {
         MODE_EXACT: codec.compress(TEXT),
-        MODE_SEMANTIC: codec.compress(TEXT, tier="semantic"),
         MODE_ZSTD: codec.fallback(TEXT),
         MODE_RAW: codec.fallback("hi"),
     }
+    if kind == "float":
+        blobs[MODE_SEMANTIC] = codec.compress(TEXT, tier="semantic")
+    else:                                                  # §4.3: no semantic blobs without stages
+        with pytest.raises(ValueError, match="exact tier only"):
+            codec.compress(TEXT, tier="semantic")
     for mode, blob in blobs.items():
         assert blob[0] >> 5 == BLOB_MAGIC
         assert (blob[0] >> 2) & 0b111 == BLOB_VERSION
         assert blob[0] & 0b11 == mode
         assert blob[0] == 0xAC + mode
-        assert blob[1] == MODEL_TAG
+        assert blob[1] == tag_of(kind)
 
 
-def test_fallback_blob_check_bytes(codec):
-    short, data = "hi", TEXT.encode()
+def test_fallback_blob_check_bytes(codec, kind):
+    short, data, MODEL_TAG = "hi", TEXT.encode(), tag_of(kind)
     raw = bytes([0xA0 | 3 << 2 | MODE_RAW, MODEL_TAG]) + b"hi" + (spec_crc(b"hi") & 0xFFFF).to_bytes(2, "big")
     assert codec.fallback(short) == raw
-    zblob = bytes([0xAE, MODEL_TAG]) + zstd_payload(data) + (spec_crc(data) & 0xFFFF).to_bytes(2, "big")
+    zblob = bytes([0xAE, MODEL_TAG]) + zstd_payload(data, kind) + (spec_crc(data) & 0xFFFF).to_bytes(2, "big")
     assert codec.decompress(zblob) == TEXT
     got = codec.fallback(TEXT)
     assert got[:2] == zblob[:2] and got[-2:] == zblob[-2:]
-    assert unzstd(got[2:-2]) == data
+    assert unzstd(got[2:-2], kind) == data
     for blob in (raw, zblob):
         bad = blob[:-1] + bytes([blob[-1] ^ 0x01])
         with pytest.raises(IntegrityError):
             codec.decompress(bad)
     # version 2: the same bodies without the check, read only as legacy data
     v2_raw = bytes([0xA0 | 2 << 2 | MODE_RAW, MODEL_TAG]) + b"hi"
-    v2_zstd = bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data)
+    v2_zstd = bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data, kind)
     assert codec.decompress(v2_raw, legacy=True) == short
     assert codec.decompress(v2_zstd, legacy=True) == TEXT
     for blob in (v2_raw, v2_zstd, bytes([raw[0] & ~0x04]) + raw[1:]):   # the last: v3 with a bit flipped
@@ -598,7 +768,8 @@ def test_fallback_blob_check_bytes(codec):
 def test_exact_blobs_read_by_spec_reader(codec):
     model = Model(codec)
     assert len(codec.parts.tokenizer.encode(LONG[:40])) == F      # a full last frame
-    for text, stages in ((LONG, None), (LONG, 1), (LONG[:40], None)):
+    cases = [(LONG, None), (LONG[:40], None)] + ([(LONG, 1)] if model.n_stages else [])   # stages: float
+    for text, stages in cases:
         blob = codec.compress(text, stages=stages)
         assert blob[0] & 3 == MODE_EXACT
         keyframes = model.keyframes
@@ -607,17 +778,27 @@ def test_exact_blobs_read_by_spec_reader(codec):
 
 
 def test_hand_built_exact_blob_of_empty_message(codec):
-    step = codec.parts.step
+    model = Model(codec)
+    step = model.step
     cum, _ = step.step(step.new_state(), None, 0)      # fresh context, no stages, j = 0
     enc = ArithmeticEncoder()
-    put(enc, STAGE_FREQS, 0)
+    put(enc, stage_freqs(model.n_stages), 0)
     enc.encode(int(cum[EOS_ID]), int(cum[EOS_ID + 1]), int(cum[-1]))
     enc.encode_uniform(CHECK_SEED & 0xFFF, 4096)
-    blob = bytes([0xAC, MODEL_TAG]) + enc.finish()
+    blob = bytes([0xAC, model.tag]) + enc.finish()
     assert codec.decompress(blob) == ""
     assert read_exact_blob(Model(codec), blob) == ""
 
 
-def test_semantic_blob_read_by_spec_reader(codec):
+def test_semantic_blob_read_by_spec_reader(float_codec):
+    codec = float_codec
     blob = codec.compress(TEXT[:300], tier="semantic", stages=2)
     assert read_semantic_blob(Model(codec), blob) == codec.decompress(blob)
+
+
+def test_integer_bundles_have_no_semantic_blobs(int_codec):
+    """§4.3: a SEMANTIC blob for a model without stages is malformed."""
+    enc = ArithmeticEncoder()
+    enc.encode_uniform(1, F + 1)
+    with pytest.raises(MalformedError):
+        int_codec.decompress(bytes([0xAD, tag_of("intlm")]) + enc.finish())

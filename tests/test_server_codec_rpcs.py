@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 from rvqstream._proto import codec_pb2, codec_pb2_grpc, frame_pb2
 from rvqstream.models import Codec
 from rvqstream.models.blob import HEADER_BYTES, Mode
+from rvqstream.models.frames import Tier
 from rvqstream.server import ServerConfig
 from tests.conftest import ServerThread
 
@@ -44,9 +45,15 @@ def test_compress_decompress_round_trip(stub, registry):
     assert stub.Decompress(codec_pb2.DecompressRequest(blob=compress(stub, "").blob)).text == ""
 
 
-def test_semantic_tier_compresses(stub):
+def test_semantic_tier_compresses(stub, registry):
     resp = compress(stub, tier=frame_pb2.TIER_SEMANTIC, stage_count=1)
+    float_model = registry.for_tier(Tier.SEMANTIC)              # no model named: the float bundle
+    assert float_model.kind == "float" and resp.model_id == float_model.model_id != registry.default.model_id
+    assert Codec.blob_mode(resp.blob) == Mode.SEMANTIC
     assert isinstance(stub.Decompress(codec_pb2.DecompressRequest(blob=resp.blob)).text, str)
+    exact = compress(stub, model_id=float_model.model_id, stage_count=2)   # exact tier, RVQ stages
+    assert exact.model_id == float_model.model_id
+    assert stub.Decompress(codec_pb2.DecompressRequest(blob=exact.blob)).text == TEXT
 
 
 def test_bad_unary_input_gets_clear_statuses(stub, server_config):
@@ -169,8 +176,12 @@ def test_get_model_streams_the_bundle_that_hashes_to_its_id(stub, registry):
 
 def test_list_models(stub, registry):
     models = stub.ListModels(codec_pb2.ListModelsRequest()).models
-    assert [(m.model_id, m.is_default) for m in models] == [(registry.default.model_id, True)]
-    assert models[0].size_bytes == sum(len(b) for b in registry.default.bundle_files().values())
+    semantic = registry.for_tier(Tier.SEMANTIC)
+    assert registry.default.kind == "intlm" and semantic.kind == "float"
+    assert [(m.model_id, m.is_default) for m in models] == [(registry.default.model_id, True),
+                                                           (semantic.model_id, False)]
+    for m, codec in zip(models, (registry.default, semantic)):
+        assert m.size_bytes == sum(len(b) for b in codec.bundle_files().values())
 
 
 def test_health_and_reflection(channel):

@@ -73,9 +73,17 @@ def test_messages_in_one_stream_decode_separately(shared_client):
     assert texts == ["first message.", "second one"]
 
 
-def test_semantic_tier_stream_decodes(shared_client):
+def test_semantic_tier_stream_decodes(shared_client, float_codec):
     batches = list(shared_client.encode_stream(["a short semantic message"], tier="semantic", stage_count=2))
+    assert batches[0].model_id == float_codec.model_id      # no model named: the float bundle's tier
     assert isinstance(decode(shared_client, batches), str)
+
+
+def test_exact_tier_stream_with_stages_on_the_float_model(shared_client, float_codec):
+    text = "Searchable layers travel in the float model's exact tier."
+    batches = list(shared_client.encode_stream([text], stage_count=2, model_id=float_codec.model_id))
+    assert batches[0].model_id == float_codec.model_id
+    assert decode(shared_client, batches) == text
 
 
 def test_nagle_first_text_of_an_idle_stream_goes_at_once_later_text_waits_for_company(shared_server):

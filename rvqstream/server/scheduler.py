@@ -314,9 +314,10 @@ class Scheduler:
                     if it.deadline is not None and finish > it.deadline:
                         it.degraded = True
             self.metrics.model_batch.record(len(group))
-            if len(group) == 1:
-                self._settle(job.future, run_ops, job)
-                self.costs.update(job)
+            if len(group) == 1:           # not necessarily ``job``: it may have been cancelled
+                (item,) = group
+                self._settle(item.future, run_ops, item)
+                self.costs.update(item)
                 continue
             run = ItemGroup(group)
             run.run(self._deliver)
