@@ -54,6 +54,9 @@ def test_semantic_tier_compresses(stub, registry):
     exact = compress(stub, model_id=float_model.model_id, stage_count=2)   # exact tier, RVQ stages
     assert exact.model_id == float_model.model_id
     assert stub.Decompress(codec_pb2.DecompressRequest(blob=exact.blob)).text == TEXT
+    unnamed = compress(stub, stage_count=2)       # no model named: one whose exact tier has stages
+    assert unnamed.model_id == float_model.model_id
+    assert compress(stub).model_id == registry.default.model_id
 
 
 def test_bad_unary_input_gets_clear_statuses(stub, server_config):

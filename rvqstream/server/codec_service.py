@@ -67,7 +67,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         config = await first_config(requests, "EncodeStream")
         if config is None:
             return
-        codec = self.registry.get(config.model_id, "config.model_id", config.tier)
+        codec = self.registry.get(config.model_id, "config.model_id", config.tier, config.stage_count)
         session = EncodeStreamSession(codec, config, self.scheduler, self.metrics, self.limits)
         async for response in session.responses(requests):
             yield response
@@ -102,7 +102,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
                        context: grpc.aio.ServicerContext) -> codec_pb2.CompressResponse:
         self._check_size(request.text_utf8, "text_utf8")
         text = decode_utf8(request.text_utf8, "text_utf8")
-        codec = self.registry.get(request.model_id, tier_pb=request.tier)
+        codec = self.registry.get(request.model_id, tier_pb=request.tier, stages=request.stage_count)
         tier, stages = stream_settings(codec, request.tier, request.stage_count, "request")
         blob = await self.pool.run(compress_in_time, codec, text, tier, stages, context=context)
         self.metrics.bytes_in.add(len(request.text_utf8))

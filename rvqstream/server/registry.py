@@ -40,20 +40,22 @@ class ModelRegistry:
     def ids(self) -> list[str]:
         return list(self._by_id)
 
-    def for_tier(self, tier: Tier) -> Codec:
-        """The first codec (the default first) that codes ``tier``."""
-        for codec in self._by_id.values():
-            if tier in codec.tiers:
-                return codec
-        raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"no model on this server codes the {tier.name.lower()} tier",
-                           "tier")
+    def for_tier(self, tier: Tier, stages: int = 0) -> Codec:
+        """The first codec (the default first) that codes ``tier``, preferring one with at least
+        ``stages`` RVQ stages (an exact-tier stream that asks for a searchable layer needs a model
+        with codes; when none has that many, the caller's check of the stage count reports it)."""
+        coding = [c for c in self._by_id.values() if tier in c.tiers]
+        if not coding:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"no model on this server codes the {tier.name.lower()} tier", "tier")
+        return next((c for c in coding if c.parts.stages >= stages), coding[0])
 
-    def get(self, model_id: str, field: str = "model_id", tier_pb: int = 0) -> Codec:
+    def get(self, model_id: str, field: str = "model_id", tier_pb: int = 0, stages: int = 0) -> Codec:
         """The codec of ``model_id`` ("": the first that codes the tier ``tier_pb`` names, exact if
-        it names none); NOT_FOUND for a model not held here."""
+        it names none, with ``stages`` RVQ stages); NOT_FOUND for a model not held here."""
         if not model_id:
             try:
-                return self.for_tier(tier_from_pb(tier_pb))
+                return self.for_tier(tier_from_pb(tier_pb), stages)
             except ValueError:
                 return self.default       # the caller reports the bad tier
         codec = self._by_id.get(model_id)
