@@ -7,7 +7,9 @@ call, a backlog many messages per call, a server many streams per call — and a
 
 A context's keys and values live in slots indexed by position (``IntState``: [1,H,dh,C] and
 [1,H,C,dh] int8 per layer, C = the model's context), so a step reads them in place and writes one
-slot. Shapes: S symbols, V vocabulary.
+slot; every call passes at least one slot (an empty cache, T = 0, is not a shape the graphs are
+run with: ONNX Runtime's integer matmul over an empty dimension is not relied on). Shapes: S
+symbols, V vocabulary.
 """
 
 from __future__ import annotations
