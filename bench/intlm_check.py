@@ -87,7 +87,20 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "intlm_check.json")
     ap.add_argument("--skip-ways", action="store_true", help="rate and round trips only")
+    ap.add_argument("--ways", default="", help="comma-separated prefixes: run only the ways named so "
+                    "(split a long run over processes; --merge joins them)")
+    ap.add_argument("--no-round-trips", action="store_true")
+    ap.add_argument("--merge", type=Path, nargs="*", default=None,
+                    help="join the results of runs split with --ways into --out (nothing is run)")
     args = ap.parse_args()
+    if args.merge:
+        merged: dict = {}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            ways = {**merged.get("ways", {}), **part.pop("ways", {})}
+            merged = {**merged, **{k: v for k, v in part.items() if v is not None}, "ways": ways}
+        args.out.write_text(json.dumps(merged, indent=1) + "\n")
+        return
     rows = load_split(args.split, args.limit)
     codec = Codec.load()
     files = codec.bundle_files()
@@ -103,6 +116,7 @@ def main() -> None:
         t = time.time()
         want = per_context(reference_gaps(lm, contexts))
         result["ways"]["numpy reference"] = {"seconds": round(time.time() - t, 1)}
+        result["reference_digest"] = digest([np.frombuffer(bytes.fromhex("".join(want)), np.uint8)])
         ways = [(f"frames threads={th} {lv}", files["step.onnx"], "cpu", th, level, "frames")
                 for th in (1, 2) for lv, level in LEVELS.items()]
         ways += [("steps threads=1 all", files["step.onnx"], "cpu", 1, LEVELS["all"], "steps"),
@@ -110,17 +124,19 @@ def main() -> None:
         if args.device == "cuda":
             ways += [("cuda frames", files["step_cuda.onnx"], "cuda", 1, LEVELS["all"], "frames"),
                      (f"cuda rows of {ROWS}", files["step_cuda.onnx"], "cuda", 1, LEVELS["all"], "rows")]
+        only = [w for w in args.ways.split(",") if w]
+        ways = [w for w in ways if not only or w[0].startswith(tuple(only))]
         for name, graph, device, threads, level, mode in ways:
             step = IntStepModel(graph, info, SessionSettings(threads=threads, optimization=level), device)
             t = time.time()
             gaps = rows_gaps(step, contexts) if mode == "rows" else graph_gaps(step, contexts, mode)
             result["ways"][name] = compare(name, want, per_context(gaps), time.time() - t, tokens)
 
-    result["round_trips"] = round_trips(codec, texts, args.device)
-    result["rate"] = rate(codec, rows)
+    result["round_trips"] = None if args.no_round_trips else round_trips(codec, texts, args.device)
+    result["rate"] = None if args.no_round_trips else rate(codec, rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "ways"}, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "ways" and v is not None}, indent=1))
 
 
 def round_trips(codec: Codec, texts: list[str], device: str) -> dict:
