@@ -306,13 +306,16 @@ class Scheduler:
             group = [it for it in group if not it.future.done()]      # cancelled streams drop out
             if not group:
                 continue
-            now, tokens = time.monotonic(), sum(it.token_estimate(self.costs.frame) for it in group)
-            finish = now + self.costs.base + self.costs.per_token * tokens + self.lag.value
-            for it in group:
-                if it.forces_frames:
+            now, tokens = time.monotonic(), 0.0
+            for it in group:              # due first: an item runs with the model if the group so far,
+                if it.forces_frames:      # it included, is predicted to finish by its deadline
                     self.wait.add(now - it.queued_at)
-                    if it.deadline is not None and finish > it.deadline:
-                        it.degraded = True
+                estimate = it.token_estimate(self.costs.frame)
+                finish = now + self.costs.base + self.costs.per_token * (tokens + estimate) + self.lag.value
+                if it.forces_frames and it.deadline is not None and finish > it.deadline:
+                    it.degraded = True
+                else:
+                    tokens += estimate
             self.metrics.model_batch.record(len(group))
             if len(group) == 1:           # not necessarily ``job``: it may have been cancelled
                 (item,) = group
