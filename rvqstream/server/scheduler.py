@@ -105,6 +105,7 @@ class ItemGroup:
     def __init__(self, items: list[WorkItem]):
         self.items = items
         self.cost = 0.0          # seconds the whole group took
+        self.model_s = 0.0       # seconds of it in model calls
         self.tokens = 0          # tokens it put through the model
 
     def run(self, settle) -> None:
@@ -115,7 +116,9 @@ class ItemGroup:
             self._advance(waiting, i, item, ops_frames(item), None, settle)
         while waiting:
             order = list(waiting.values())
+            t = time.monotonic()
             tables = step.frames([r.state for _, _, r in order], [r.symbols for _, _, r in order])
+            self.model_s += time.monotonic() - t
             for (i, (item, gen, _)), t in zip(list(waiting.items()), tables):
                 self._advance(waiting, i, item, gen, t, settle)
         self.cost = time.monotonic() - start
@@ -153,16 +156,25 @@ class CostModel:
         """Folds in a measured run (the first sample of each part sets it)."""
         self.update_run(item.cost, item.model_tokens)
 
-    def update_run(self, cost: float, model_tokens: int) -> None:
-        """Folds in a run of ``cost`` seconds that put ``model_tokens`` through the model (one item,
-        or a batched group: the per-token part learns what batching saves)."""
-        if model_tokens == 0:
-            name, sample = "base", cost
-        else:
-            name, sample = "per_token", max(0.0, cost - self.base) / model_tokens
+    def update_group(self, cost: float, model_s: float, model_tokens: int) -> None:
+        """Folds in a batched group: its model calls (``model_s`` seconds for ``model_tokens``) teach
+        the per-token part, the rest (tokenizing, fallback frames, bookkeeping) the fixed part, so
+        that items run degraded do not inflate the model's predicted cost."""
+        self._fold("base", cost - model_s)
+        if model_tokens:
+            self._fold("per_token", model_s / model_tokens)
+
+    def _fold(self, name: str, sample: float) -> None:
         old = getattr(self, name)
         setattr(self, name, old + EWMA * (sample - old) if self._seeded[name] else sample)
         self._seeded[name] = True
+
+    def update_run(self, cost: float, model_tokens: int) -> None:
+        """Folds in a run of one item: ``cost`` seconds that put ``model_tokens`` through the model."""
+        if model_tokens == 0:
+            self._fold("base", cost)
+        else:
+            self._fold("per_token", max(0.0, cost - self.base) / model_tokens)
 
 
 class DecayingMax:
@@ -324,7 +336,7 @@ class Scheduler:
                 continue
             run = ItemGroup(group)
             run.run(self._deliver)
-            self.costs.update_run(run.cost, run.tokens)
+            self.costs.update_group(run.cost, run.model_s, run.tokens)
 
     def _take_batchable(self, first: WorkItem) -> list[WorkItem]:
         """Pops the ready items (due first) that can run in one group with ``first``: the same
