@@ -109,11 +109,10 @@ def plan_tokens(parts: Parts, state: ContextState, tokens: list[int], codes: lis
                 with_eos: bool = False) -> FramePlan:
     """Run the decoder over ``tokens`` (and a final EOS when ``with_eos``) from ``state`` (the
     integer model: the whole frame in one call)."""
+    if isinstance(parts.step, IntStepModel):
+        return run_frames(parts, plan_frame(parts, state, tokens, 0, 0, with_eos))
     st = state.copy()
     symbols = tokens + ([EOS_ID] if with_eos else [])
-    if isinstance(parts.step, IntStepModel):
-        tables = parts.step.frame(st, symbols) if symbols else []
-        return FramePlan(0, [], tables, st, symbol_bits(tables, symbols))
     z = dequantize(parts.codebooks, codes) if codes else None
     tables, bits = [], 0.0
     for j, t in enumerate(symbols):

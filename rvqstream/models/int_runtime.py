@@ -141,37 +141,44 @@ class IntStepModel:
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             tokens[b, :len(symbols)] = [st.last_token, *symbols[:-1]]
         positions = np.minimum(lengths[:, None] + np.arange(S), c - 1)
-        bias = np.full((B, 1, S, T + S), MASKED, np.int32)
-        bias[:, 0, :, :T] = np.where(np.arange(T)[None, :] < lengths[:, None], 0, MASKED)[:, None, :]
-        bias[:, 0, :, T:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+        bias = _frame_bias(lengths, T, S)
         keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
         values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
         gaps, k, v = self.run(tokens, positions, keys, values, bias)
         out = []
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
-            n, m = st.length, len(symbols)
-            for i in range(self.layers):
-                st.keys[i][0, :, :, n:n + m] = k[i][b, :, :, :m]
-                st.values[i][0, :, n:n + m, :] = v[i][b, :, :m, :]
-            st.last_token, st.length = symbols[-1], n + m
-            out.append(list(self.tables(gaps[b, :m])))
+            _append_frame(st, symbols, [x[b:b + 1] for x in k], [x[b:b + 1] for x in v])
+            out.append(list(self.tables(gaps[b, :len(symbols)])))
         return out
 
     def frame_gaps(self, state: IntState, symbols: list[int]) -> np.ndarray:
         """``frame``'s logit gaps [S,V] (``state`` advances the same way)."""
-        S, n, c = len(symbols), state.length, self.context
+        S, n = len(symbols), state.length
         inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
         positions = np.arange(n, n + S, dtype=np.int64)[None]
-        bias = np.full((1, 1, S, c + S), MASKED, np.int32)
-        bias[0, 0, :, :n] = 0
-        bias[0, 0, :, c:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+        bias = _frame_bias(np.array([n]), self.context, S)
         gaps, k, v = self.run(inputs, positions, state.keys, state.values, bias)
-        for i in range(self.layers):
-            state.keys[i][0, :, :, n:n + S] = k[i][0]
-            state.values[i][0, :, n:n + S, :] = v[i][0]
-        state.last_token = symbols[-1]
-        state.length = n + S
+        _append_frame(state, symbols, k, v)
         return gaps[0]
+
+
+def _frame_bias(lengths: np.ndarray, slots: int, S: int) -> np.ndarray:
+    """Bias [B,1,S,slots+S] of frames of S symbols after contexts of ``lengths`` [B]: each query
+    sees its context's filled slots and the frame's symbols up to itself."""
+    bias = np.full((len(lengths), 1, S, slots + S), MASKED, np.int32)
+    bias[:, 0, :, :slots] = np.where(np.arange(slots)[None, :] < lengths[:, None], 0, MASKED)[:, None, :]
+    bias[:, 0, :, slots:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
+    return bias
+
+
+def _append_frame(state: IntState, symbols: list[int], keys: list, values: list) -> None:
+    """Write a frame's new keys [1,H,dh,>=S] and values [1,H,>=S,dh] into ``state``'s slots and
+    make its last symbol the next input."""
+    n, m = state.length, len(symbols)
+    for i, (k, v) in enumerate(zip(keys, values)):
+        state.keys[i][0, :, :, n:n + m] = k[0, :, :, :m]
+        state.values[i][0, :, n:n + m, :] = v[0, :, :m, :]
+    state.last_token, state.length = symbols[-1], n + m
 
 
 class StepRows:
