@@ -237,3 +237,16 @@ class Proxy:
         self.drop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
+
+
+@pytest.fixture(scope="session")
+def builtin_messages() -> list[dict]:
+    """Real prose available offline, for training tiny models: the docstrings of the standard
+    library's builtins, paragraphs of 24-600 bytes, in two sources."""
+    import builtins
+    out = []
+    for name in sorted(dir(builtins)):
+        for para in (getattr(builtins, name).__doc__ or "").split("\n\n"):
+            if 24 <= len(para.encode()) <= 600:
+                out.append({"text": para, "source": "builtins" if len(out) % 2 else "builtins2"})
+    return out

@@ -141,31 +141,21 @@ def test_decompress_many_reports_each_bad_blob_and_decodes_the_rest(codec):
     assert isinstance(long[0], TooLargeError)
 
 
-def test_frame_and_step_paths_agree_across_a_keyframe(codec):
+def test_frame_and_step_paths_agree_across_a_keyframe(codec, builtin_messages):
     """A message longer than one context: the encoder's frames and the decoder's steps reset
     together at the keyframe."""
-    text = "\n\n".join(m["text"] for m in _messages()[:40])
+    text = "\n\n".join(m["text"] for m in builtin_messages[:40])
     assert len(codec.parts.tokenizer.encode(text)) > 300
     blob = codec.compress(text)
     assert codec.blob_mode(blob).name == "EXACT"
     assert codec.decompress(blob) == text and codec.decompress_many([blob, blob]) == [text, text]
 
 
-def _messages() -> list[dict]:
-    import builtins
-    out = []
-    for name in sorted(dir(builtins)):
-        for para in (getattr(builtins, name).__doc__ or "").split("\n\n"):
-            if 24 <= len(para.encode()) <= 600:
-                out.append({"text": para, "source": "builtins" if len(out) % 2 else "builtins2"})
-    return out
-
-
-def test_tiny_model_trains_resumes_and_exports_a_bundle_matching_the_reference(tmp_path):
+def test_tiny_model_trains_resumes_and_exports_a_bundle_matching_the_reference(tmp_path, builtin_messages):
     pytest.importorskip("torch")
     data = tmp_path / "data"
     data.mkdir()
-    msgs = _messages()
+    msgs = builtin_messages
     for split, rows in (("train", msgs), ("valid", msgs[::5])):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run"

@@ -24,24 +24,12 @@ TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "enc_layers": 1,
         "codes": 64, "stages": 4, "cond_hidden": 32}
 
 
-def _messages() -> list[dict]:
-    """Real prose available offline: the docstrings of the standard library's builtins."""
-    import builtins
-    out = []
-    for name in sorted(dir(builtins)):
-        doc = getattr(builtins, name).__doc__ or ""
-        for para in doc.split("\n\n"):
-            if 24 <= len(para.encode()) <= 600:
-                out.append({"text": para, "source": "builtins" if len(out) % 2 else "builtins2"})
-    return out
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, builtin_messages) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     data = root / "data"
     data.mkdir()
-    msgs = _messages()
+    msgs = builtin_messages
     for split, rows in (("train", msgs), ("valid", msgs[::5])):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cmd = [sys.executable, "-m", "models.train", "--data", str(data), "--out", str(root / "run"),
