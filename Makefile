@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-server-dev-train
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test protos venv data tokenizer train train-gpu export train-intlm export-intlm bench-intlm \
+.PHONY: demo test protos venv data tokenizer train train-gpu export train-intlm export-intlm bench-intlm codes bench-codes \
 	bench-codec bench bench-quick bench-fuzz bench-attacks
 
 venv: $(STAMP)
@@ -74,6 +75,18 @@ export-intlm: $(STAMP)
 bench-intlm: $(STAMP)
 	$(PY) bench/intlm_check.py
 
+# the message codes (see rvqstream/models/artifacts/codes/MODEL_CARD.md): the teacher as an int8
+# ONNX encoder, residual k-means on its embeddings of the training split, the bundle with its
+# near-duplicate threshold calibrated on the valid split; then the benchmark
+codes: $(BENCH_STAMP)
+	$(PY) -m models.export_encoder --out runs/codes
+	$(PY) -m models.train_codes --data data --encoder runs/codes --out runs/codes
+	$(PY) -m models.export_codes --encoder runs/codes --rvq runs/codes/rvq.npz --data data \
+	  --out rvqstream/models/artifacts/codes
+
+bench-codes: $(BENCH_STAMP)
+	$(PY) bench/semantic_codes.py $(ARGS)
+
 bench-codec: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'
 	$(PY) bench/codec_bench.py
@@ -82,7 +95,6 @@ bench-codec: $(STAMP)
 # make bench                  full run (whole test split; long)
 # make bench ARGS=--quick     small samples, under 5 minutes on 2 cores (same as make bench-quick)
 # make bench ARGS='--jsonl my.jsonl'   also rate messages of your own ({"text": ...} per line)
-BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[server,dev,train,bench]'
 	touch $@

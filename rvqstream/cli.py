@@ -139,6 +139,14 @@ def _subscribe(args: argparse.Namespace) -> None:
                 return
 
 
+def _search(args: argparse.Namespace) -> None:
+    """The server's best messages for a query: "offset<TAB>score<TAB>text" a line, best first."""
+    with _client(args) as client:
+        for hit in client.search(args.channel, args.query, args.k):
+            text = client.fetch(args.channel, hit.offset).text if args.text else ""
+            print(f"{hit.offset}\t{hit.score:.3f}\t{text}".rstrip("\t"))
+
+
 def _models(args: argparse.Namespace) -> None:
     with _client(args) as client:
         for m in client.models():
@@ -208,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("follow", _follow, "print a channel's text as it arrives, replayed then live")
     p.add_argument("channel")
     p.add_argument("--from-offset", type=int, default=0)
+    p = client_command("search", _search, "search a channel by meaning: offsets and scores, best first")
+    p.add_argument("channel")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10, help="results (1-1000)")
+    p.add_argument("--text", action="store_true", help="also fetch and print each message's text")
     client_command("models", _models, "list the server's models")
     p = sub.add_parser("token", help="make a bearer token: the token on stdout, its access-file entry "
                                      "(which keeps only its hash) on stderr")

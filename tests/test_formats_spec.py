@@ -802,3 +802,27 @@ def test_integer_bundles_have_no_semantic_blobs(int_codec):
     enc.encode_uniform(1, F + 1)
     with pytest.raises(MalformedError):
         int_codec.decompress(bytes([0xAD, tag_of("intlm")]) + enc.finish())
+
+
+def test_message_codes_follow_section_7():
+    """§7.1: byte s is the nearest codeword of stage s to the residual; §7.2: a score is q · x̂."""
+    from rvqstream.models.code_model import CodeModel
+
+    model = CodeModel.load()
+    with np.load(Path(model.manifest_dir) / "rvq.npz") as z:
+        books = z["codebooks"]
+    assert books.dtype == np.float32 and books.shape[1:] == (256, 384) and books.shape[0] == model.stages
+    texts = ["The striker scored twice.", "Preheat the oven to 200 degrees.", "git rebase main"]
+    emb = model.embed(texts)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    codes = model.codes(texts)
+    for e, code in zip(emb, codes):
+        r = e.astype(np.float64)
+        for s in range(books.shape[0]):
+            dist = np.linalg.norm(books[s].astype(np.float64) - r, axis=1)
+            assert dist[code[s]] <= dist.min() + 1e-5
+            r = r - books[s][code[s]]
+    index = model.index()
+    index.add(np.arange(3), codes)
+    x_hat = books[np.arange(books.shape[0])[None, :], codes].sum(1)
+    assert np.allclose(index.scores(emb[0]), x_hat @ emb[0], atol=1e-5)

@@ -65,11 +65,13 @@ def requests_for(channel: str, blob: bytes) -> dict[str, tuple[str, object]]:
         "/rvqstream.v1.ChannelService/Subscribe": ("us", channel_pb2.SubscribeRequest(channel=channel)),
         "/rvqstream.v1.ChannelService/FetchMessage": ("uu", channel_pb2.FetchMessageRequest(
             channel=channel)),
+        "/rvqstream.v1.ChannelService/Search": ("uu", channel_pb2.SearchRequest(channel=channel, text="x")),
+        "/rvqstream.v1.ChannelService/SyncCodes": ("us", channel_pb2.SyncCodesRequest(channel=channel)),
     }
 
 
 CHANNEL_RPCS = {"Publish": "publish", "PublishStream": "publish", "Subscribe": "subscribe",
-                "FetchMessage": "subscribe"}
+                "FetchMessage": "subscribe", "Search": "subscribe", "SyncCodes": "subscribe"}
 
 
 def call(ch: grpc.Channel, method: str, kind: str, request, token: str | None) -> grpc.StatusCode:

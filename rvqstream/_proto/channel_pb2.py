@@ -25,43 +25,53 @@ _sym_db = _symbol_database.Default()
 from rvqstream._proto import frame_pb2 as rvqstream_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1arvqstream/v1/channel.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"W\n\rPublishConfig\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\"5\n\x0ePublishMessage\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"x\n\x0ePublishRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.rvqstream.v1.PublishConfigH\x00\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1c.rvqstream.v1.PublishMessageH\x00\x42\x06\n\x04kind\"\\\n\x0fPublishResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x03 \x01(\r\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"\x85\x01\n\x13PublishStreamConfig\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x14\n\x0cmax_delay_ms\x18\x03 \x01(\r\x12\x13\n\x0bproducer_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\"}\n\x14PublishStreamRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.rvqstream.v1.PublishStreamConfigH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.TextChunkH\x00\x42\x06\n\x04kind\"\x85\x01\n\tStreamAck\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\rdurable_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x04 \x01(\x04\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState\"j\n\x13PublishStreamHeader\x12*\n\x06stream\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.StreamHeader\x12\'\n\x06resume\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.StreamAck\"|\n\x15PublishStreamResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.rvqstream.v1.PublishStreamHeaderH\x00\x12&\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.StreamAckH\x00\x42\x06\n\x04kind\"K\n\x10SubscribeRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x11\n\tfrom_part\x18\x03 \x01(\r\"\xca\x01\n\x0e\x43hannelMessage\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62lob\x18\x03 \x01(\x0c\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x12\n\nfirst_part\x18\x07 \x01(\r\x12\x15\n\rframe_batches\x18\x08 \x03(\x0c\"h\n\x11SubscribeResponse\x12-\n\x07message\x18\x01 \x01(\x0b\x32\x1c.rvqstream.v1.ChannelMessage\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x0c\x12\x14\n\x0coffset_delta\x18\x03 \x01(\x12\"6\n\x13\x46\x65tchMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"z\n\x14\x46\x65tchMessageResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rfallback_blob\x18\x03 \x01(\x0c\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState*\x81\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATE_COMPLETE\x10\x01\x12\x1b\n\x17MESSAGE_STATE_STREAMING\x10\x02\x12\x19\n\x15MESSAGE_STATE_ABORTED\x10\x03\x32\xe1\x02\n\x0e\x43hannelService\x12J\n\x07Publish\x12\x1c.rvqstream.v1.PublishRequest\x1a\x1d.rvqstream.v1.PublishResponse(\x01\x30\x01\x12\\\n\rPublishStream\x12\".rvqstream.v1.PublishStreamRequest\x1a#.rvqstream.v1.PublishStreamResponse(\x01\x30\x01\x12N\n\tSubscribe\x12\x1e.rvqstream.v1.SubscribeRequest\x1a\x1f.rvqstream.v1.SubscribeResponse0\x01\x12U\n\x0c\x46\x65tchMessage\x12!.rvqstream.v1.FetchMessageRequest\x1a\".rvqstream.v1.FetchMessageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1arvqstream/v1/channel.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"u\n\rPublishConfig\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x1c\n\x14\x64rop_near_duplicates\x18\x04 \x01(\x08\"5\n\x0ePublishMessage\x12\x11\n\ttext_utf8\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"x\n\x0ePublishRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.rvqstream.v1.PublishConfigH\x00\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1c.rvqstream.v1.PublishMessageH\x00\x42\x06\n\x04kind\"\xa0\x01\n\x0fPublishResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x03 \x01(\r\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x16\n\x0enear_duplicate\x18\x05 \x01(\x08\x12\x19\n\x11near_duplicate_of\x18\x06 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x07 \x01(\x08\"\x85\x01\n\x13PublishStreamConfig\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12 \n\x04tier\x18\x02 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x14\n\x0cmax_delay_ms\x18\x03 \x01(\r\x12\x13\n\x0bproducer_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\"}\n\x14PublishStreamRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.rvqstream.v1.PublishStreamConfigH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.TextChunkH\x00\x42\x06\n\x04kind\"\xb8\x01\n\tStreamAck\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\rdurable_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x04 \x01(\x04\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState\x12\x16\n\x0enear_duplicate\x18\x06 \x01(\x08\x12\x19\n\x11near_duplicate_of\x18\x07 \x01(\x04\"j\n\x13PublishStreamHeader\x12*\n\x06stream\x18\x01 \x01(\x0b\x32\x1a.rvqstream.v1.StreamHeader\x12\'\n\x06resume\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.StreamAck\"|\n\x15PublishStreamResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.rvqstream.v1.PublishStreamHeaderH\x00\x12&\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x17.rvqstream.v1.StreamAckH\x00\x42\x06\n\x04kind\"K\n\x10SubscribeRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x11\n\tfrom_part\x18\x03 \x01(\r\"\xca\x01\n\x0e\x43hannelMessage\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62lob\x18\x03 \x01(\x0c\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\x12\n\nfirst_part\x18\x07 \x01(\r\x12\x15\n\rframe_batches\x18\x08 \x03(\x0c\"h\n\x11SubscribeResponse\x12-\n\x07message\x18\x01 \x01(\x0b\x32\x1c.rvqstream.v1.ChannelMessage\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x0c\x12\x14\n\x0coffset_delta\x18\x03 \x01(\x12\"6\n\x13\x46\x65tchMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"z\n\x14\x46\x65tchMessageResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rfallback_blob\x18\x03 \x01(\x0c\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.rvqstream.v1.MessageState\"d\n\rSearchRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0e\n\x04\x63ode\x18\x03 \x01(\x0cH\x00\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06stages\x18\x05 \x01(\rB\x07\n\x05query\"]\n\tSearchHit\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x16\n\x0enear_duplicate\x18\x03 \x01(\x08\x12\x19\n\x11near_duplicate_of\x18\x04 \x01(\x04\"p\n\x0eSearchResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.rvqstream.v1.SearchHit\x12\x15\n\rcode_model_id\x18\x02 \x01(\t\x12\x0e\n\x06stages\x18\x03 \x01(\r\x12\x10\n\x08searched\x18\x04 \x01(\x04\"H\n\x10SyncCodesRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x0e\n\x06stages\x18\x03 \x01(\r\"t\n\x11SyncCodesResponse\x12\x15\n\rcode_model_id\x18\x01 \x01(\t\x12\x0e\n\x06stages\x18\x02 \x01(\r\x12\x14\n\x0c\x66irst_offset\x18\x03 \x01(\x04\x12\r\n\x05\x63odes\x18\x04 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x05 \x01(\x04*\x81\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATE_COMPLETE\x10\x01\x12\x1b\n\x17MESSAGE_STATE_STREAMING\x10\x02\x12\x19\n\x15MESSAGE_STATE_ABORTED\x10\x03\x32\xf6\x03\n\x0e\x43hannelService\x12J\n\x07Publish\x12\x1c.rvqstream.v1.PublishRequest\x1a\x1d.rvqstream.v1.PublishResponse(\x01\x30\x01\x12\\\n\rPublishStream\x12\".rvqstream.v1.PublishStreamRequest\x1a#.rvqstream.v1.PublishStreamResponse(\x01\x30\x01\x12N\n\tSubscribe\x12\x1e.rvqstream.v1.SubscribeRequest\x1a\x1f.rvqstream.v1.SubscribeResponse0\x01\x12U\n\x0c\x46\x65tchMessage\x12!.rvqstream.v1.FetchMessageRequest\x1a\".rvqstream.v1.FetchMessageResponse\x12\x43\n\x06Search\x12\x1b.rvqstream.v1.SearchRequest\x1a\x1c.rvqstream.v1.SearchResponse\x12N\n\tSyncCodes\x12\x1e.rvqstream.v1.SyncCodesRequest\x1a\x1f.rvqstream.v1.SyncCodesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rvqstream.v1.channel_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGESTATE']._serialized_start=1632
-  _globals['_MESSAGESTATE']._serialized_end=1761
+  _globals['_MESSAGESTATE']._serialized_start=2285
+  _globals['_MESSAGESTATE']._serialized_end=2414
   _globals['_PUBLISHCONFIG']._serialized_start=70
-  _globals['_PUBLISHCONFIG']._serialized_end=157
-  _globals['_PUBLISHMESSAGE']._serialized_start=159
-  _globals['_PUBLISHMESSAGE']._serialized_end=212
-  _globals['_PUBLISHREQUEST']._serialized_start=214
-  _globals['_PUBLISHREQUEST']._serialized_end=334
-  _globals['_PUBLISHRESPONSE']._serialized_start=336
-  _globals['_PUBLISHRESPONSE']._serialized_end=428
-  _globals['_PUBLISHSTREAMCONFIG']._serialized_start=431
-  _globals['_PUBLISHSTREAMCONFIG']._serialized_end=564
-  _globals['_PUBLISHSTREAMREQUEST']._serialized_start=566
-  _globals['_PUBLISHSTREAMREQUEST']._serialized_end=691
-  _globals['_STREAMACK']._serialized_start=694
-  _globals['_STREAMACK']._serialized_end=827
-  _globals['_PUBLISHSTREAMHEADER']._serialized_start=829
-  _globals['_PUBLISHSTREAMHEADER']._serialized_end=935
-  _globals['_PUBLISHSTREAMRESPONSE']._serialized_start=937
-  _globals['_PUBLISHSTREAMRESPONSE']._serialized_end=1061
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1063
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1138
-  _globals['_CHANNELMESSAGE']._serialized_start=1141
-  _globals['_CHANNELMESSAGE']._serialized_end=1343
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1345
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1449
-  _globals['_FETCHMESSAGEREQUEST']._serialized_start=1451
-  _globals['_FETCHMESSAGEREQUEST']._serialized_end=1505
-  _globals['_FETCHMESSAGERESPONSE']._serialized_start=1507
-  _globals['_FETCHMESSAGERESPONSE']._serialized_end=1629
-  _globals['_CHANNELSERVICE']._serialized_start=1764
-  _globals['_CHANNELSERVICE']._serialized_end=2117
+  _globals['_PUBLISHCONFIG']._serialized_end=187
+  _globals['_PUBLISHMESSAGE']._serialized_start=189
+  _globals['_PUBLISHMESSAGE']._serialized_end=242
+  _globals['_PUBLISHREQUEST']._serialized_start=244
+  _globals['_PUBLISHREQUEST']._serialized_end=364
+  _globals['_PUBLISHRESPONSE']._serialized_start=367
+  _globals['_PUBLISHRESPONSE']._serialized_end=527
+  _globals['_PUBLISHSTREAMCONFIG']._serialized_start=530
+  _globals['_PUBLISHSTREAMCONFIG']._serialized_end=663
+  _globals['_PUBLISHSTREAMREQUEST']._serialized_start=665
+  _globals['_PUBLISHSTREAMREQUEST']._serialized_end=790
+  _globals['_STREAMACK']._serialized_start=793
+  _globals['_STREAMACK']._serialized_end=977
+  _globals['_PUBLISHSTREAMHEADER']._serialized_start=979
+  _globals['_PUBLISHSTREAMHEADER']._serialized_end=1085
+  _globals['_PUBLISHSTREAMRESPONSE']._serialized_start=1087
+  _globals['_PUBLISHSTREAMRESPONSE']._serialized_end=1211
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1213
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1288
+  _globals['_CHANNELMESSAGE']._serialized_start=1291
+  _globals['_CHANNELMESSAGE']._serialized_end=1493
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1495
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1599
+  _globals['_FETCHMESSAGEREQUEST']._serialized_start=1601
+  _globals['_FETCHMESSAGEREQUEST']._serialized_end=1655
+  _globals['_FETCHMESSAGERESPONSE']._serialized_start=1657
+  _globals['_FETCHMESSAGERESPONSE']._serialized_end=1779
+  _globals['_SEARCHREQUEST']._serialized_start=1781
+  _globals['_SEARCHREQUEST']._serialized_end=1881
+  _globals['_SEARCHHIT']._serialized_start=1883
+  _globals['_SEARCHHIT']._serialized_end=1976
+  _globals['_SEARCHRESPONSE']._serialized_start=1978
+  _globals['_SEARCHRESPONSE']._serialized_end=2090
+  _globals['_SYNCCODESREQUEST']._serialized_start=2092
+  _globals['_SYNCCODESREQUEST']._serialized_end=2164
+  _globals['_SYNCCODESRESPONSE']._serialized_start=2166
+  _globals['_SYNCCODESRESPONSE']._serialized_end=2282
+  _globals['_CHANNELSERVICE']._serialized_start=2417
+  _globals['_CHANNELSERVICE']._serialized_end=2919
 # @@protoc_insertion_point(module_scope)

@@ -20,14 +20,16 @@ MESSAGE_STATE_STREAMING: MessageState
 MESSAGE_STATE_ABORTED: MessageState
 
 class PublishConfig(_message.Message):
-    __slots__ = ("channel", "tier", "producer_id")
+    __slots__ = ("channel", "tier", "producer_id", "drop_near_duplicates")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    DROP_NEAR_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     channel: str
     tier: _frame_pb2.Tier
     producer_id: str
-    def __init__(self, channel: _Optional[str] = ..., tier: _Optional[_Union[_frame_pb2.Tier, str]] = ..., producer_id: _Optional[str] = ...) -> None: ...
+    drop_near_duplicates: bool
+    def __init__(self, channel: _Optional[str] = ..., tier: _Optional[_Union[_frame_pb2.Tier, str]] = ..., producer_id: _Optional[str] = ..., drop_near_duplicates: _Optional[bool] = ...) -> None: ...
 
 class PublishMessage(_message.Message):
     __slots__ = ("text_utf8", "sequence")
@@ -46,16 +48,22 @@ class PublishRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[PublishConfig, _Mapping]] = ..., message: _Optional[_Union[PublishMessage, _Mapping]] = ...) -> None: ...
 
 class PublishResponse(_message.Message):
-    __slots__ = ("offset", "sequence", "stored_bytes", "duplicate")
+    __slots__ = ("offset", "sequence", "stored_bytes", "duplicate", "near_duplicate", "near_duplicate_of", "dropped")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     offset: int
     sequence: int
     stored_bytes: int
     duplicate: bool
-    def __init__(self, offset: _Optional[int] = ..., sequence: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    near_duplicate: bool
+    near_duplicate_of: int
+    dropped: bool
+    def __init__(self, offset: _Optional[int] = ..., sequence: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., duplicate: _Optional[bool] = ..., near_duplicate: _Optional[bool] = ..., near_duplicate_of: _Optional[int] = ..., dropped: _Optional[bool] = ...) -> None: ...
 
 class PublishStreamConfig(_message.Message):
     __slots__ = ("channel", "tier", "max_delay_ms", "producer_id", "sequence")
@@ -80,18 +88,22 @@ class PublishStreamRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[PublishStreamConfig, _Mapping]] = ..., chunk: _Optional[_Union[_frame_pb2.TextChunk, _Mapping]] = ...) -> None: ...
 
 class StreamAck(_message.Message):
-    __slots__ = ("offset", "sequence", "durable_bytes", "stored_bytes", "state")
+    __slots__ = ("offset", "sequence", "durable_bytes", "stored_bytes", "state", "near_duplicate", "near_duplicate_of")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DURABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     offset: int
     sequence: int
     durable_bytes: int
     stored_bytes: int
     state: MessageState
-    def __init__(self, offset: _Optional[int] = ..., sequence: _Optional[int] = ..., durable_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., state: _Optional[_Union[MessageState, str]] = ...) -> None: ...
+    near_duplicate: bool
+    near_duplicate_of: int
+    def __init__(self, offset: _Optional[int] = ..., sequence: _Optional[int] = ..., durable_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., state: _Optional[_Union[MessageState, str]] = ..., near_duplicate: _Optional[bool] = ..., near_duplicate_of: _Optional[int] = ...) -> None: ...
 
 class PublishStreamHeader(_message.Message):
     __slots__ = ("stream", "resume")
@@ -168,3 +180,65 @@ class FetchMessageResponse(_message.Message):
     fallback_blob: bytes
     state: MessageState
     def __init__(self, offset: _Optional[int] = ..., model_id: _Optional[str] = ..., fallback_blob: _Optional[bytes] = ..., state: _Optional[_Union[MessageState, str]] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("channel", "text", "code", "k", "stages")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    text: str
+    code: bytes
+    k: int
+    stages: int
+    def __init__(self, channel: _Optional[str] = ..., text: _Optional[str] = ..., code: _Optional[bytes] = ..., k: _Optional[int] = ..., stages: _Optional[int] = ...) -> None: ...
+
+class SearchHit(_message.Message):
+    __slots__ = ("offset", "score", "near_duplicate", "near_duplicate_of")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    score: float
+    near_duplicate: bool
+    near_duplicate_of: int
+    def __init__(self, offset: _Optional[int] = ..., score: _Optional[float] = ..., near_duplicate: _Optional[bool] = ..., near_duplicate_of: _Optional[int] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits", "code_model_id", "stages", "searched")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    CODE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
+    code_model_id: str
+    stages: int
+    searched: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., code_model_id: _Optional[str] = ..., stages: _Optional[int] = ..., searched: _Optional[int] = ...) -> None: ...
+
+class SyncCodesRequest(_message.Message):
+    __slots__ = ("channel", "from_offset", "stages")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    from_offset: int
+    stages: int
+    def __init__(self, channel: _Optional[str] = ..., from_offset: _Optional[int] = ..., stages: _Optional[int] = ...) -> None: ...
+
+class SyncCodesResponse(_message.Message):
+    __slots__ = ("code_model_id", "stages", "first_offset", "codes", "next_offset")
+    CODE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    code_model_id: str
+    stages: int
+    first_offset: int
+    codes: bytes
+    next_offset: int
+    def __init__(self, code_model_id: _Optional[str] = ..., stages: _Optional[int] = ..., first_offset: _Optional[int] = ..., codes: _Optional[bytes] = ..., next_offset: _Optional[int] = ...) -> None: ...

@@ -57,6 +57,16 @@ class ChannelServiceStub:
                 request_serializer=rvqstream_dot_v1_dot_channel__pb2.FetchMessageRequest.SerializeToString,
                 response_deserializer=rvqstream_dot_v1_dot_channel__pb2.FetchMessageResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/rvqstream.v1.ChannelService/Search',
+                request_serializer=rvqstream_dot_v1_dot_channel__pb2.SearchRequest.SerializeToString,
+                response_deserializer=rvqstream_dot_v1_dot_channel__pb2.SearchResponse.FromString,
+                _registered_method=True)
+        self.SyncCodes = channel.unary_stream(
+                '/rvqstream.v1.ChannelService/SyncCodes',
+                request_serializer=rvqstream_dot_v1_dot_channel__pb2.SyncCodesRequest.SerializeToString,
+                response_deserializer=rvqstream_dot_v1_dot_channel__pb2.SyncCodesResponse.FromString,
+                _registered_method=True)
 
 
 class ChannelServiceServicer:
@@ -103,6 +113,23 @@ class ChannelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """Searches a channel by meaning: the `k` messages whose codes score best against the query (a
+        text, embedded here, or a code), by asymmetric distance over the codes' first `stages` stages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncCodes(self, request, context):
+        """Sends a channel's message codes from an offset on, up to the first message whose code is not
+        made yet (one still streaming) or the channel's end, in pages of consecutive offsets: a device
+        keeps a few bytes a message, searches them itself, and fetches only the text it wants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChannelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +152,16 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     servicer.FetchMessage,
                     request_deserializer=rvqstream_dot_v1_dot_channel__pb2.FetchMessageRequest.FromString,
                     response_serializer=rvqstream_dot_v1_dot_channel__pb2.FetchMessageResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=rvqstream_dot_v1_dot_channel__pb2.SearchRequest.FromString,
+                    response_serializer=rvqstream_dot_v1_dot_channel__pb2.SearchResponse.SerializeToString,
+            ),
+            'SyncCodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.SyncCodes,
+                    request_deserializer=rvqstream_dot_v1_dot_channel__pb2.SyncCodesRequest.FromString,
+                    response_serializer=rvqstream_dot_v1_dot_channel__pb2.SyncCodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +275,60 @@ class ChannelService:
             '/rvqstream.v1.ChannelService/FetchMessage',
             rvqstream_dot_v1_dot_channel__pb2.FetchMessageRequest.SerializeToString,
             rvqstream_dot_v1_dot_channel__pb2.FetchMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvqstream.v1.ChannelService/Search',
+            rvqstream_dot_v1_dot_channel__pb2.SearchRequest.SerializeToString,
+            rvqstream_dot_v1_dot_channel__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rvqstream.v1.ChannelService/SyncCodes',
+            rvqstream_dot_v1_dot_channel__pb2.SyncCodesRequest.SerializeToString,
+            rvqstream_dot_v1_dot_channel__pb2.SyncCodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

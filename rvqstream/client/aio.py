@@ -44,6 +44,7 @@ from rvqstream.client.calls import (
     decode_fallback,
     tier_pb,
 )
+from rvqstream.client.codes import search, sync_codes
 from rvqstream.client.credentials import TLSConfig, open_channel
 from rvqstream.client.errors import RvqstreamError
 from rvqstream.client.follow import Follower
@@ -52,6 +53,7 @@ from rvqstream.client.types import END_MESSAGE, FLUSH, Delta, EncodedBatch, Mess
 from rvqstream.models import Codec, StreamDecoder, Tier
 from rvqstream.models.bundle import valid_model_id
 from rvqstream.models.errors import CodecError
+from rvqstream.models.rvq_codes import Hit, SemanticIndex
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
 _SOURCE_END = object()
@@ -248,8 +250,10 @@ class AsyncClient:
     # -- channels -------------------------------------------------------------------------------
 
     async def publish(self, channel: str, messages: Iterable[str] | AsyncIterable[str], *,
-                      tier: Tier | str = "exact") -> list[int]:
-        """Publishes ``messages`` in order; returns their offsets once each is durable."""
+                      tier: Tier | str = "exact", drop_near_duplicates: bool = False) -> list[int]:
+        """Publishes ``messages`` in order; returns their offsets once each is durable. With
+        ``drop_near_duplicates``, a message whose meaning repeats a recent message of the channel
+        is not stored, and its offset is that message's."""
         if not CHANNEL_NAME.fullmatch(channel):
             raise RvqstreamError("INVALID_ARGUMENT", f"channel name {channel!r} is invalid: {CHANNEL_NAME_RULE}")
         producer = uuid.uuid4().hex
@@ -271,7 +275,8 @@ class AsyncClient:
         state = {"next_seq": 0, "exhausted": False, "error": None}
         room = asyncio.Event()
         backoff = Backoff(self.reconnect_timeout_s)
-        config = channel_pb2.PublishConfig(channel=channel, tier=tier_pb(tier), producer_id=producer)
+        config = channel_pb2.PublishConfig(channel=channel, tier=tier_pb(tier), producer_id=producer,
+                                           drop_near_duplicates=drop_near_duplicates)
 
         async def write(call):
             try:
@@ -385,6 +390,20 @@ class AsyncClient:
         text = await decode_fallback(codec, resp.fallback_blob, f"message {offset} of {channel!r}")
         return Message(resp.offset, text, resp.model_id, len(resp.fallback_blob), True,
                        resp.ByteSize() + GRPC_PREFIX_BYTES)
+
+    async def codes(self, channel: str, from_offset: int = 0, *, index: SemanticIndex | None = None) -> SemanticIndex:
+        """Syncs ``channel``'s message codes (a few bytes a message, no text) from ``from_offset``
+        on into ``index`` (default: a new index of the shipped code model) and returns it; search
+        it here with ``index.search(CodeModel.query(text))``, and sync it again later from
+        ``index.next_offset``."""
+        _check_channel(channel)
+        return await sync_codes(self._channel_stub, channel, from_offset, index, self.reconnect_timeout_s)
+
+    async def search(self, channel: str, query: str | bytes, k: int = 10, stages: int = 0) -> list[Hit]:
+        """The server's ``k`` best messages of ``channel`` for ``query`` (a text, or a code as
+        ``codes`` syncs them), best first: ``Hit(offset, score)``, score the estimated cosine."""
+        _check_channel(channel)
+        return await search(self._channel_stub, channel, query, k, stages, self.reconnect_timeout_s)
 
     async def _decode(self, channel: str, offset: int, model_id: str, blob: bytes,
                       wire_bytes: int = 0) -> Message:

@@ -23,6 +23,7 @@ from rvqstream.client.credentials import TLSConfig
 from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
+from rvqstream.models.rvq_codes import Hit, SemanticIndex
 
 _STOP = object()
 
@@ -101,8 +102,10 @@ class Client:
             _from_blocking(chunks), tier=tier, stage_count=stage_count, max_delay_ms=max_delay_ms,
             model_id=model_id, end_message=end_message))
 
-    def publish(self, channel: str, messages: Iterable[str], *, tier: Tier | str = "exact") -> list[int]:
-        return self._run(self._aio.publish(channel, _from_blocking(messages), tier=tier))
+    def publish(self, channel: str, messages: Iterable[str], *, tier: Tier | str = "exact",
+                drop_near_duplicates: bool = False) -> list[int]:
+        return self._run(self._aio.publish(channel, _from_blocking(messages), tier=tier,
+                                           drop_near_duplicates=drop_near_duplicates))
 
     def subscribe(self, channel: str, from_offset: int = 0) -> Iterator[Message]:
         return self._iterate(self._aio.subscribe(channel, from_offset))
@@ -122,6 +125,14 @@ class Client:
 
     def fetch(self, channel: str, offset: int) -> Message:
         return self._run(self._aio.fetch(channel, offset))
+
+    def codes(self, channel: str, from_offset: int = 0, *, index: SemanticIndex | None = None) -> SemanticIndex:
+        """``AsyncClient.codes``: the channel's message codes, synced into a searchable index."""
+        return self._run(self._aio.codes(channel, from_offset, index=index))
+
+    def search(self, channel: str, query: str | bytes, k: int = 10, stages: int = 0) -> list[Hit]:
+        """``AsyncClient.search``: the server searches the channel's codes."""
+        return self._run(self._aio.search(channel, query, k, stages))
 
 
 class StreamWriter:

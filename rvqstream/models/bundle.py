@@ -1,8 +1,9 @@
 """The model bundle: the files a codec needs, their manifest, and the model id.
 
-Two kinds of bundle: ``intlm`` (the integer language model of the exact tier, ``INT_FILES``: the
-default) and ``float`` (frame encoder, RVQ codebooks and the code-conditioned float decoder,
-``FLOAT_FILES``: the semantic tier, and exact-tier data made before the integer model). A
+Three kinds of bundle: ``intlm`` (the integer language model of the exact tier, ``INT_FILES``: the
+default), ``float`` (frame encoder, RVQ codebooks and the code-conditioned float decoder,
+``FLOAT_FILES``: the semantic tier, and exact-tier data made before the integer model) and
+``codes`` (message encoder and residual quantizer of the message codes, ``CODE_FILES``). A
 manifest's ``config.kind`` names the kind (no kind: ``float``).
 
 The model id is the sha256 (hex) of the bundle's files, taken in name order as
@@ -22,9 +23,11 @@ from rvqstream.models.errors import UnknownModelError
 
 FLOAT_FILES = ("tokenizer.json", "encoder.onnx", "step.onnx", "codebooks.npy", "fallback.zdict")
 INT_FILES = ("tokenizer.json", "lm.npz", "step.onnx", "step_cuda.onnx", "fallback.zdict")
+CODE_FILES = ("encoder.onnx", "encoder_tokenizer.json", "rvq.npz")
 MANIFEST = "manifest.json"
 DEFAULT_DIR = Path(__file__).parent / "artifacts"
 SEMANTIC_DIR = DEFAULT_DIR / "semantic"
+CODES_DIR = DEFAULT_DIR / "codes"
 _MODEL_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -48,15 +51,18 @@ def model_id_of(files: dict[str, bytes]) -> str:
 
 
 def bundle_kind(manifest: dict) -> str:
-    """"intlm" or "float": the kind of bundle a manifest describes."""
+    """"intlm", "float" or "codes": the kind of bundle a manifest describes."""
     kind = manifest.get("config", {}).get("kind", "float")
-    if kind not in ("intlm", "float"):
+    if kind not in _FILES:
         raise ValueError(f"unknown bundle kind {kind!r}")
     return kind
 
 
+_FILES = {"intlm": INT_FILES, "float": FLOAT_FILES, "codes": CODE_FILES}
+
+
 def bundle_files(kind: str) -> tuple[str, ...]:
-    return INT_FILES if kind == "intlm" else FLOAT_FILES
+    return _FILES[kind]
 
 
 def read_bundle(path: Path, kind: str = "float") -> dict[str, bytes]:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc, codec_pb2, codec_pb2_grpc
 from rvqstream.server.access import AccessRules
+from rvqstream.server.channel_codes import ChannelCodes
 from rvqstream.server.channels import ChannelLimits, ChannelService
 from rvqstream.server.codec_service import CodecService
 from rvqstream.server.config import ServerConfig
@@ -90,7 +91,8 @@ class RvqServer:
             ChannelService(store, registry, self.scheduler, self.pool, telemetry.metrics,
                            ChannelLimits(config.max_message_bytes, config.subscribe_page,
                                          config.subscribe_page_bytes, limits), self.streams,
-                           FreeSpace(config.data_dir, config.min_free_bytes)), self.grpc)
+                           FreeSpace(config.data_dir, config.min_free_bytes),
+                           ChannelCodes(store, registry.codes, config.index_codes)), self.grpc)
         self.retention = Retention(config.retention_age_s, config.retention_bytes)
         self._retainer: asyncio.Task | None = None
         self.health = HealthServicer()

@@ -10,6 +10,7 @@ or digit, so that access rules can match them by prefix or pattern.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import grpc
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
 from rvqstream.models.errors import Cancel, CodecError
+from rvqstream.server.channel_codes import ChannelCodes, make_codes
+from rvqstream.server.code_queries import CodeQueries
 from rvqstream.server.codec_service import compress_in_time, first_config
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import StreamLimits
@@ -54,10 +57,12 @@ def check_channel(name: str, field: str = "channel") -> str:
 
 class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
     def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler, pool: WorkPool,
-                 metrics: Metrics, limits: ChannelLimits, streams: OpenStreams, space: FreeSpace):
+                 metrics: Metrics, limits: ChannelLimits, streams: OpenStreams, space: FreeSpace,
+                 codes: ChannelCodes):
         self.store, self.registry, self.scheduler, self.pool, self.metrics, self.limits = (
             store, registry, scheduler, pool, metrics, limits)
-        self.streams, self.space = streams, space
+        self.streams, self.space, self.codes = streams, space, codes
+        self.queries = CodeQueries(store, codes, pool, metrics, limits.max_message_bytes)
 
     async def _end(self, channel: str) -> int:
         end = await self.store.end_offset(channel)
@@ -90,23 +95,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 tail = batch[-1]
                 messages = [m for m in batch if isinstance(m, tuple)]
                 if messages:
-                    blobs = await self.pool.run(_compress_all, codec, tier, [m[0] for m in messages],
-                                                self.pool.max_call_s, context=context, wait=True,
-                                                budget_s=self.pool.max_call_s * len(messages))
-                    records = [Record(blob, codec.model_id, config.producer_id, seq)
-                               for blob, (_, seq, _) in zip(blobs, messages)]
-                    self.space.check()
-                    try:
-                        appended = await self.store.append(channel, records)
-                    except LogFull as e:
-                        raise full_error(str(e)) from None
-                    for blob, (_, seq, size), ack in zip(blobs, messages, appended):
-                        self.metrics.bytes_in.add(size)
-                        self.metrics.bytes_out.add(len(blob))
-                        if size:
-                            self.metrics.compression_ratio.record(len(blob) / size)
-                        yield channel_pb2.PublishResponse(offset=ack.offset, sequence=seq,
-                                                          stored_bytes=len(blob), duplicate=ack.duplicate)
+                    async for response in self._publish_batch(channel, config, codec, tier, messages, context):
+                        yield response
                 if tail is _DONE:
                     return
                 if isinstance(tail, Exception):
@@ -114,6 +104,61 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+
+    async def _publish_batch(self, channel: str, config: channel_pb2.PublishConfig, codec, tier,
+                             messages: list[tuple[str, int, int]],
+                             context) -> AsyncIterator[channel_pb2.PublishResponse]:
+        """Codes a batch of (text, sequence, size) messages, stores them with their codes (less
+        the near-duplicates the config drops) in one append, and acknowledges each in order."""
+        texts = [m[0] for m in messages]
+        blobs = await self.pool.run(_compress_all, codec, tier, texts, self.pool.max_call_s, context=context,
+                                    wait=True, budget_s=self.pool.max_call_s * len(messages))
+        emb, codes = await self.pool.run(make_codes, self.codes, texts, context=context, wait=True,
+                                         budget_s=self.pool.max_call_s * len(messages))
+        near = self.codes.near(channel, emb, config.drop_near_duplicates)
+        threshold = self.codes.model.near_duplicate_score
+        records: list[Record] = []
+        slot: list[int | None] = []       # each message's record, None for one dropped
+        for i, (blob, (_, seq, _)) in enumerate(zip(blobs, messages)):
+            n = near[i]
+            if n is not None and n.record is not None:      # an earlier message of this batch
+                n = dataclasses.replace(n, record=slot[n.record])
+            if config.drop_near_duplicates and n is not None and n.score >= threshold:
+                slot.append(None)
+                near[i] = n
+                continue
+            slot.append(len(records))
+            records.append(Record(blob, codec.model_id, config.producer_id, seq, self.codes.code(codes[i], n)))
+            near[i] = n
+        self.space.check()
+        try:
+            appended = await self.store.append(channel, records)
+        except LogFull as e:
+            raise full_error(str(e)) from None
+        fresh = [k for k, a in enumerate(appended) if not a.duplicate]
+        self.codes.stored(channel, [appended[k].offset for k in fresh], [records[k].code for k in fresh],
+                          emb[[slot.index(k) for k in fresh]] if fresh else emb[:0])
+        for i, (blob, (_, seq, size)) in enumerate(zip(blobs, messages)):
+            n = near[i]
+            near_of = None
+            if n is not None and n.score >= threshold:
+                near_of = n.offset if n.record is None else appended[n.record].offset
+            if slot[i] is None:
+                self.metrics.near_duplicates_dropped.add(1)
+                yield channel_pb2.PublishResponse(offset=near_of, sequence=seq, near_duplicate=True,
+                                                  near_duplicate_of=near_of, dropped=True)
+                continue
+            ack = appended[slot[i]]
+            self.metrics.bytes_in.add(size)
+            self.metrics.bytes_out.add(len(blob))
+            if size:
+                self.metrics.compression_ratio.record(len(blob) / size)
+            flagged = near_of is not None and not ack.duplicate
+            if flagged:
+                self.metrics.near_duplicates.add(1)
+            yield channel_pb2.PublishResponse(offset=ack.offset, sequence=seq, stored_bytes=len(blob),
+                                              duplicate=ack.duplicate, near_duplicate=flagged,
+                                              near_duplicate_of=near_of if flagged else 0)
 
     async def _read_messages(self, requests, inbox: asyncio.Queue) -> None:
         """Puts (text, sequence, size) per message, then _DONE, or the error that ends the stream."""
@@ -143,7 +188,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         channel = check_channel(config.channel, "config.channel")
         stream = ProducerStream(self.store, self.streams, channel, config,
                                 self.registry.get("", "config.tier", config.tier),
-                                self.scheduler, self.metrics, self.limits.stream, self.space)
+                                self.scheduler, self.metrics, self.limits.stream, self.space,
+                                self.codes, self.pool)
         async for response in stream.responses(requests):
             yield response
 
@@ -195,6 +241,25 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         blob = await self.pool.run(_fallback, codec, text, context=context, wait=True)
         return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
                                                 fallback_blob=blob, state=int(state))
+
+    @rpc_errors
+    async def Search(self, request: channel_pb2.SearchRequest,
+                     context: grpc.aio.ServicerContext) -> channel_pb2.SearchResponse:
+        channel = check_channel(request.channel)
+        await self._end(channel)
+        return await self.queries.search(channel, request, context)
+
+    @rpc_errors
+    async def SyncCodes(self, request: channel_pb2.SyncCodesRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.SyncCodesResponse]:
+        channel = check_channel(request.channel)
+        end = await self._end(channel)
+        if request.from_offset > end:
+            raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
+                               f"from_offset {request.from_offset} is past the end of channel {channel!r} "
+                               f"(its next offset is {end})", "from_offset")
+        async for response in self.queries.sync(channel, request.from_offset, request.stages):
+            yield response
 
     async def _all_parts(self, channel: str, offset: int) -> tuple[list[bytes], MessageState]:
         """Every batch of a streamed message as of one moment, and its state then."""

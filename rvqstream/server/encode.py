@@ -66,11 +66,13 @@ def check_delay(max_delay_ms: int, field: str) -> None:
 
 class EncodeSession:
     """Per-stream encoder state (times are ``time.monotonic()`` seconds). ``emit(batch)`` takes
-    each flush's batch in order; ``on_text(n)`` is told of every chunk's UTF-8 bytes as read."""
+    each flush's batch in order; ``on_text(text, end)``, when given, is told of the text as it is
+    read, and of each message's end (``end`` True)."""
 
     def __init__(self, codec: Codec, tier: Tier, stages: int | None, max_delay_ms: int,
                  scheduler: Scheduler, metrics: Metrics, limits: StreamLimits,
-                 emit: Callable[[Batch], Awaitable[None]]):
+                 emit: Callable[[Batch], Awaitable[None]],
+                 on_text: Callable[[str, bool], None] | None = None):
         self.codec, self.tier, self.scheduler, self.metrics, self.limits = (
             codec, tier, scheduler, metrics, limits)
         self.cancel = Cancel()                  # set when the stream ends: its model work stops
@@ -79,6 +81,7 @@ class EncodeSession:
         self.max_delay_ms = max_delay_ms or limits.default_delay_ms
         self.budget = self.max_delay_ms / 1000
         self._emit = emit
+        self._on_text = on_text
         self._slack = SLACK_S + SLACK_FRACTION * self.budget
         self._degraded_cap = self.encoder.min_stages if tier == Tier.EXACT else 1
         self._ops: list[tuple] = []          # operations not yet handed to the scheduler
@@ -138,6 +141,8 @@ class EncodeSession:
             text = self._decode(chunk.text_utf8, final=chunk.end_message)
             self._bytes_read += size
             self.metrics.bytes_in.add(size)
+            if self._on_text is not None and (text or chunk.end_message):
+                self._on_text(text, chunk.end_message)
             if text:
                 now = time.monotonic()
                 idle = (self._anchor is None and self._ops_anchor is None

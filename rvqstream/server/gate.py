@@ -60,6 +60,8 @@ METHOD_ACCESS: dict[str, Access] = {
     "/rvqstream.v1.ChannelService/PublishStream": Access("publish", _config_channel, first=True),
     "/rvqstream.v1.ChannelService/Subscribe": Access("subscribe", lambda r: r.channel),
     "/rvqstream.v1.ChannelService/FetchMessage": Access("subscribe", lambda r: r.channel),
+    "/rvqstream.v1.ChannelService/Search": Access("subscribe", lambda r: r.channel),
+    "/rvqstream.v1.ChannelService/SyncCodes": Access("subscribe", lambda r: r.channel),
     "/grpc.health.v1.Health/Check": Access("open"),
     "/grpc.health.v1.Health/Watch": Access("open"),
 }

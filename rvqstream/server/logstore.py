@@ -25,13 +25,36 @@ class MessageState(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class Code:
+    """A message's semantic code: the code model that made it (``model_id``), ``code`` (one byte a
+    stage) and, for a near-duplicate, what it repeats: ``near_of``, an earlier message's offset, or
+    ``near_record``, the index of an earlier record of the same ``append`` call."""
+
+    model_id: str
+    code: bytes
+    near_of: int | None = None
+    near_record: int | None = None
+
+
+@dataclass(frozen=True)
+class CodeEntry:
+    """A message as a code reader sees it: its offset, state and code (None: none, yet or ever)."""
+
+    offset: int
+    state: MessageState
+    code: Code | None
+
+
+@dataclass(frozen=True)
 class Record:
-    """A whole message to append: its blob, the model that made it, and an optional dedup key."""
+    """A whole message to append: its blob, the model that made it, an optional dedup key and its
+    semantic code."""
 
     blob: bytes
     model_id: str
     producer_id: str = ""
     sequence: int = 0
+    code: Code | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +80,15 @@ class StreamKey:
 class Part:
     """A frame batch to append to a streamed message: ``index`` is the part number the writer
     expects it to get (a conflict otherwise), ``text_bytes`` the UTF-8 bytes of text it carries,
-    ``crc`` the message's running check value after it, ``end`` whether it ends the message."""
+    ``crc`` the message's running check value after it, ``end`` whether it ends the message,
+    ``code`` the message's semantic code (stored with the part that ends it)."""
 
     index: int
     batch: bytes
     text_bytes: int
     crc: int
     end: bool
+    code: Code | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +171,10 @@ class LogStore(abc.ABC):
     async def read(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
         """Entries from ``from_offset`` on, in offset order: at least one when there is one, then
         as many as fit in ``limit`` entries and ``limit_bytes`` bytes of blobs."""
+
+    @abc.abstractmethod
+    async def read_codes(self, channel: str, from_offset: int, limit: int) -> list[CodeEntry]:
+        """Up to ``limit`` messages from ``from_offset`` on, in offset order, with their codes."""
 
     @abc.abstractmethod
     async def first_offset(self, channel: str) -> int:

@@ -11,16 +11,20 @@ carried on, so the message's check still covers all of it.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 import grpc
+import numpy as np
 
 from rvqstream._proto import channel_pb2
 from rvqstream.models import Batch, Codec
+from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes, make_codes
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
 from rvqstream.server.errors import ServiceError, invalid, quoted
 from rvqstream.server.logstore import (
+    Code,
     LogFull,
     LogStore,
     MessageState,
@@ -31,6 +35,7 @@ from rvqstream.server.logstore import (
 )
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
+from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
 
 
@@ -116,7 +121,8 @@ class ProducerStream:
     """One PublishStream call: its encode session, the message it writes and its acks."""
 
     def __init__(self, store: LogStore, streams: OpenStreams, channel: str, config,
-                 codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits, space: FreeSpace):
+                 codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits, space: FreeSpace,
+                 codes: ChannelCodes, pool: WorkPool):
         check_delay(config.max_delay_ms, "config.max_delay_ms")
         try:
             self.tier = tier_from_pb(config.tier)
@@ -124,14 +130,34 @@ class ProducerStream:
             raise invalid(f"config.tier: {e}", "config.tier") from None
         check_sequence(config.sequence, "config.sequence")
         self.store, self.streams, self.channel, self.codec = store, streams, channel, codec
-        self.space = space
+        self.space, self.codes, self.pool, self.metrics = space, codes, pool, metrics
+        self.head: list[str] = []                   # the current message's first CODE_TEXT characters
+        self.head_chars = 0
+        self.heads: deque[str] = deque()            # the text of messages read to their end, to code
         self.producer = check_producer(config.producer_id)
         self.sequence = config.sequence
         self.part = 0                       # next part number of the current message
         self.offset: int | None = None      # the current message, once it has one
         self.out: asyncio.Queue = asyncio.Queue(maxsize=limits.queue_frames)
         self.session = EncodeSession(codec, self.tier, None, config.max_delay_ms, scheduler, metrics,
-                                     limits, self._emit)
+                                     limits, self._emit, self._on_text)
+
+    def _on_text(self, text: str, end: bool) -> None:
+        """Keeps the head of each message's text: its code is made from it when the message ends."""
+        if self.head_chars < CODE_TEXT:
+            self.head.append(text[:CODE_TEXT - self.head_chars])
+            self.head_chars += len(self.head[-1])
+        if end:
+            self.heads.append("".join(self.head))
+            self.head, self.head_chars = [], 0
+
+    async def _code(self) -> tuple[Code, np.ndarray]:
+        """The code of the message that ends now, flagged when it repeats a recent message, and
+        its embedding."""
+        text = self.heads.popleft()
+        emb, codes = await self.pool.run(make_codes, self.codes, [text], wait=True)
+        (near,) = self.codes.near(self.channel, emb, drop=False)
+        return self.codes.code(codes[0], near), emb
 
     async def _resume(self) -> channel_pb2.StreamAck | None:
         """Where the message (producer, sequence) stands, if the channel holds it; the call then
@@ -168,7 +194,8 @@ class ProducerStream:
         check_sequence(self.sequence, "the next message's sequence")
         self.space.check()
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
-        part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end)
+        code, emb = await self._code() if batch.message_end else (None, None)
+        part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end, code)
         append = asyncio.ensure_future(self.store.append_part(self.channel, key, part))
         try:
             info = await asyncio.shield(append)   # the write goes on if this call is cancelled ...
@@ -183,6 +210,11 @@ class ProducerStream:
             self.streams.claim(self.channel, info.offset, self)
         self.offset, self.part = info.offset, self.part + 1
         response = channel_pb2.PublishStreamResponse(ack=ack(info, self.sequence))
+        if code is not None:
+            self.codes.stored(self.channel, [info.offset], [code], emb)
+            if code.near_of is not None:
+                self.metrics.near_duplicates.add(1)
+                response.ack.near_duplicate, response.ack.near_duplicate_of = True, code.near_of
         if batch.message_end:
             self.streams.done(self.channel, info.offset)
             self.offset, self.part = None, 0

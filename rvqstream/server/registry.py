@@ -10,6 +10,7 @@ import grpc
 from rvqstream.models import Codec
 from rvqstream.models.blob import parse_header
 from rvqstream.models.bundle import SEMANTIC_DIR
+from rvqstream.models.code_model import CodeModel, shipped_code_model
 from rvqstream.models.errors import CodecError
 from rvqstream.models.frames import Tier
 from rvqstream.server.errors import ServiceError, codec_error, quoted
@@ -17,11 +18,13 @@ from rvqstream.wire import tier_from_pb
 
 
 class ModelRegistry:
-    """Codecs by model id; the first one is the default."""
+    """Codecs by model id (the first one is the default) and the code model of message codes
+    (default: the shipped one)."""
 
-    def __init__(self, codecs: list[Codec]):
+    def __init__(self, codecs: list[Codec], codes: CodeModel | None = None):
         if not codecs:
             raise ValueError("a registry needs at least one model")
+        self.codes = codes or shipped_code_model()
         self.default = codecs[0]
         self._by_id = {c.model_id: c for c in codecs}
         self._by_tag: dict[int, list[Codec]] = {}

@@ -42,5 +42,6 @@ def retain_tx(tx, retention: Retention) -> int:
         cur = conn.execute("DELETE FROM entries WHERE channel = ? AND msg_offset < ?", (cid, keep))
         removed += cur.rowcount
         conn.execute("DELETE FROM parts WHERE channel = ? AND msg_offset < ?", (cid, keep))
+        conn.execute("DELETE FROM codes WHERE channel = ? AND msg_offset < ?", (cid, keep))
         conn.execute("UPDATE channels SET first_offset = ? WHERE id = ?", (keep, cid))
     return removed

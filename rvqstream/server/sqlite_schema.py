@@ -18,6 +18,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS entries_producer
 CREATE TABLE IF NOT EXISTS parts (
     channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, part INTEGER NOT NULL, batch BLOB NOT NULL,
     PRIMARY KEY (channel, msg_offset, part)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS codes (
+    channel INTEGER NOT NULL, msg_offset INTEGER NOT NULL, model INTEGER NOT NULL, code BLOB NOT NULL,
+    near_of INTEGER, PRIMARY KEY (channel, msg_offset)) WITHOUT ROWID;
 """
 # columns of streamed messages, added to logs made before streams existed
 _STREAM_COLUMNS = {

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from rvqstream.server.logstore import (
     Appended,
+    Code,
+    CodeEntry,
     Entry,
     LogFull,
     LogStore,
@@ -203,9 +205,14 @@ class SQLiteLogStore(LogStore):
             group[0][2].call_soon_threadsafe(self._committed, changes)
 
     @staticmethod
-    def _append_tx(tx: _Tx, channel: str, records: list[Record]) -> list[Appended]:
+    def _code_tx(tx: _Tx, cid: int, offset: int, code: Code, near_of: int | None) -> None:
+        tx.conn.execute("INSERT OR REPLACE INTO codes (channel, msg_offset, model, code, near_of)"
+                        " VALUES (?, ?, ?, ?, ?)", (cid, offset, tx.model(code.model_id), code.code, near_of))
+
+    @classmethod
+    def _append_tx(cls, tx: _Tx, channel: str, records: list[Record]) -> list[Appended]:
         cid = tx.channel(channel)
-        out = []
+        out: list[Appended] = []
         for rec in records:
             if rec.producer_id:
                 row = tx.conn.execute(
@@ -220,11 +227,14 @@ class SQLiteLogStore(LogStore):
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
                 (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
                  rec.sequence if rec.producer_id else None, len(rec.blob)))
+            if rec.code is not None:
+                near = rec.code.near_of if rec.code.near_record is None else out[rec.code.near_record].offset
+                cls._code_tx(tx, cid, offset, rec.code, near)
             out.append(Appended(offset, False))
         return out
 
-    @staticmethod
-    def _part_tx(tx: _Tx, channel: str, key: StreamKey, part: Part) -> StreamInfo:
+    @classmethod
+    def _part_tx(cls, tx: _Tx, channel: str, key: StreamKey, part: Part) -> StreamInfo:
         cid = tx.channel(channel)
         row = tx.conn.execute(_STREAM_SELECT + " WHERE e.channel = ? AND e.producer = ? AND e.sequence = ?",
                               (cid, key.producer_id, key.sequence)).fetchone()
@@ -249,6 +259,8 @@ class SQLiteLogStore(LogStore):
             "UPDATE entries SET parts = parts + 1, text_bytes = text_bytes + ?, crc = ?, state = ?,"
             " stored_bytes = stored_bytes + ? WHERE channel = ? AND msg_offset = ?",
             (part.text_bytes, part.crc, int(state), len(part.batch), cid, info.offset))
+        if part.code is not None:
+            cls._code_tx(tx, cid, info.offset, part.code, part.code.near_of)
         return StreamInfo(info.offset, state, info.parts + 1, info.text_bytes + part.text_bytes, part.crc,
                           info.model_id, info.tier, info.stored_bytes + len(part.batch))
 
@@ -299,6 +311,16 @@ class SQLiteLogStore(LogStore):
             size += len(b)
         rows.close()
         return out
+
+    def _codes_sync(self, channel: str, from_offset: int, limit: int) -> list[CodeEntry]:
+        rows = self._reader().execute(
+            "SELECT e.msg_offset, e.state, c.code, m.model_id, c.near_of FROM entries e"
+            " JOIN channels ch ON e.channel = ch.id LEFT JOIN codes c"
+            " ON c.channel = e.channel AND c.msg_offset = e.msg_offset LEFT JOIN models m ON c.model = m.id"
+            " WHERE ch.name = ? AND e.msg_offset >= ? ORDER BY e.msg_offset LIMIT ?",
+            (channel, from_offset, limit)).fetchall()
+        return [CodeEntry(o, MessageState(s), None if code is None else Code(m, code, near))
+                for o, s, code, m, near in rows]
 
     def _first_sync(self, channel: str) -> int:
         row = self._reader().execute("SELECT first_offset FROM channels WHERE name = ?", (channel,)).fetchone()
@@ -354,6 +376,9 @@ class SQLiteLogStore(LogStore):
         if from_offset >= self._ends.get(channel, from_offset + 1):   # this writer knows: nothing new
             return []
         return await self._query(self._read_sync, channel, from_offset, limit, limit_bytes)
+
+    async def read_codes(self, channel: str, from_offset: int, limit: int) -> list[CodeEntry]:
+        return await self._query(self._codes_sync, channel, from_offset, limit)
 
     async def first_offset(self, channel: str) -> int:
         return await self._query(self._first_sync, channel)

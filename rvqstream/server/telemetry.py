@@ -43,6 +43,14 @@ class Metrics:
             description="frames degraded (fewer stages or fallback) to meet the budget")
         self.fallback_frames = meter.create_counter("rvqstream.fallback_frames", unit="{frame}",
                                                     description="frames sent in fallback form")
+        self.near_duplicates = meter.create_counter(
+            "rvqstream.near_duplicates", unit="{message}",
+            description="messages whose meaning repeats a recent message of their channel (flagged)")
+        self.near_duplicates_dropped = meter.create_counter(
+            "rvqstream.near_duplicates_dropped", unit="{message}",
+            description="near-duplicate messages not stored, as their publisher asked")
+        self.searches = meter.create_histogram("rvqstream.search_codes", unit="{code}",
+                                               description="codes scored by one search")
 
 
 class Telemetry:

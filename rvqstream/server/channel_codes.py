@@ -1,0 +1,207 @@
+"""The server's view of message codes: codes made at publish, per-channel search indexes kept in
+memory, and near-duplicate detection.
+
+Every message gets a code when its text is complete (a published message at publish, a streamed
+one when it ends), made by the code model on the work pool and stored in the log beside it. A
+channel's index (``SemanticIndex``) is read from the log the first time the channel is searched or
+checked for near-duplicates, then kept up to date by the appends of this process. Indexes hold at
+most ``max_codes`` codes over all channels: past that the least recently used channels' indexes are
+dropped (and read again when needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from rvqstream.models.code_model import CodeModel
+from rvqstream.models.errors import Cancel
+from rvqstream.models.rvq_codes import SemanticIndex
+from rvqstream.server.logstore import Code, LogStore, MessageState
+
+READ_PAGE = 8192           # codes read from the log at once
+NEAR_WINDOW = 1000         # a near-duplicate repeats one of the channel's last NEAR_WINDOW messages ...
+WINDOW_BUDGET = 100_000    # ... published since the server started; windows hold this many at most
+CODE_TEXT = 4096           # characters of a message's start its code is made from (the encoder
+                           # reads 256 word pieces at most, about 1 KB of English)
+
+
+@dataclass(frozen=True)
+class Near:
+    """The best earlier match of a new message: the message's ``offset`` (or, within one publish
+    batch, ``record``: the index of an earlier message of the batch) and its estimated cosine."""
+
+    score: float
+    offset: int | None = None
+    record: int | None = None
+
+
+def to_int8(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [N, D] -> (int8 [N, D], scales float32 [N]): each vector over its largest |value|."""
+    scales = (np.abs(embeddings).max(1) / 127).astype(np.float32)
+    scales[scales == 0] = 1.0
+    return np.round(embeddings / scales[:, None]).astype(np.int8), scales
+
+
+def window_vectors(embeddings: np.ndarray) -> np.ndarray:
+    """The vectors a recent window holds for float32 [N, D] embeddings (their int8 rounding)."""
+    q, scales = to_int8(embeddings)
+    return q.astype(np.float32) * scales[:, None]
+
+
+class RecentEmbeddings:
+    """The embeddings of each channel's last ``window`` messages stored by this process (int8, one
+    scale a vector: 388 bytes a message), for near-duplicate detection: codes are too coarse to
+    tell a retold message from a related one. At most ``budget`` over all channels: past that the
+    least recently used channels' windows are dropped. A restarted server starts them empty."""
+
+    def __init__(self, window: int, budget: int, dim: int):
+        self.window, self.budget, self.dim = window, budget, dim
+        self._channels: OrderedDict[str, list] = OrderedDict()   # [int8 [W, D], scales [W], offsets [W], n]
+        self._held = 0
+
+    def best(self, channel: str, e: np.ndarray) -> Near | None:
+        """The best match of embedding ``e`` [D] in the channel's window, by cosine."""
+        ch = self._channels.get(channel)
+        if ch is None or ch[3] == 0:
+            return None
+        self._channels.move_to_end(channel)
+        n = min(ch[3], self.window)
+        scores = (ch[0][:n] @ e) * ch[1][:n]
+        j = int(scores.argmax())
+        return Near(float(scores[j]), offset=int(ch[2][j]))
+
+    def add(self, channel: str, offsets: list[int], embeddings: np.ndarray) -> None:
+        ch = self._channels.get(channel)
+        if ch is None:
+            ch = self._channels[channel] = [np.zeros((self.window, self.dim), np.int8),
+                                            np.zeros(self.window, np.float32), np.zeros(self.window, np.int64), 0]
+        self._channels.move_to_end(channel)
+        q, scales = to_int8(embeddings)
+        for o, v, scale in zip(offsets, q, scales):
+            slot = ch[3] % self.window
+            ch[0][slot], ch[1][slot], ch[2][slot] = v, scale, o
+            self._held += ch[3] < self.window
+            ch[3] += 1
+        while self._held > self.budget and len(self._channels) > 1:
+            _, dropped = self._channels.popitem(last=False)
+            self._held -= min(dropped[3], self.window)
+
+
+class _ChannelIndex:
+    """One channel's index and how far the log has been read into it. ``pending`` holds the
+    offsets read while their message was still streaming: their codes come later, by ``note``."""
+
+    def __init__(self, index: SemanticIndex):
+        self.index = index
+        self.read_to = 0
+        self.pending: set[int] = set()
+        self.lock = asyncio.Lock()
+        self.loaded = False
+
+
+class ChannelCodes:
+    """Codes of the channels' messages: making them, searching them, near-duplicates."""
+
+    def __init__(self, store: LogStore, model: CodeModel, max_codes: int,
+                 window: int = NEAR_WINDOW, window_budget: int = WINDOW_BUDGET):
+        self.store, self.model, self.max_codes = store, model, max_codes
+        self._channels: OrderedDict[str, _ChannelIndex] = OrderedDict()
+        self.recent = RecentEmbeddings(window, window_budget, model.quantizer.dim)
+
+    def make(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings float32 [N, D], codes uint8 [N, stages]) of texts (blocking: run it on the
+        work pool)."""
+        emb = self.model.embed(texts)
+        return emb, self.model.quantizer.encode(emb)
+
+    def code(self, code: np.ndarray, near: Near | None = None) -> Code:
+        """The log's record of a code, with its near-duplicate when it has one."""
+        hit = near if near is not None and near.score >= self.model.near_duplicate_score else None
+        return Code(self.model.model_id, bytes(code), hit.offset if hit else None, hit.record if hit else None)
+
+    async def index(self, channel: str) -> SemanticIndex:
+        """The channel's index, read from the log as far as it goes."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            ch = self._channels[channel] = _ChannelIndex(self.model.index())
+        self._channels.move_to_end(channel)
+        async with ch.lock:
+            if not ch.loaded:
+                await self._load(channel, ch)
+                ch.loaded = True
+            first = await self.store.first_offset(channel)
+            ch.index.drop_below(first)
+        self._evict()
+        return ch.index
+
+    async def _load(self, channel: str, ch: _ChannelIndex) -> None:
+        while True:
+            entries = await self.store.read_codes(channel, ch.read_to, READ_PAGE)
+            if not entries:
+                return
+            offsets, codes = [], []
+            for e in entries:
+                if e.code is not None and e.code.model_id == self.model.model_id:
+                    offsets.append(e.offset)
+                    codes.append(np.frombuffer(e.code.code, np.uint8))
+                elif e.code is None and e.state == MessageState.STREAMING:
+                    ch.pending.add(e.offset)
+            if offsets:
+                ch.index.add(np.array(offsets), np.stack(codes))
+            ch.read_to = entries[-1].offset + 1
+
+    def note(self, channel: str, offsets: list[int], codes: list[Code]) -> None:
+        """Adds codes this process stored (after the append is durable) to a loaded index."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return
+        keep = [(o, c) for o, c in zip(offsets, codes)
+                if c.model_id == self.model.model_id and (o >= ch.read_to or o in ch.pending)]
+        for o, _ in keep:
+            ch.pending.discard(o)
+        if keep:
+            ch.index.add(np.array([o for o, _ in keep]), np.stack([np.frombuffer(c.code, np.uint8)
+                                                                   for _, c in keep]))
+            self._evict()
+
+    def near(self, channel: str, embeddings: np.ndarray, drop: bool) -> list[Near | None]:
+        """For each new message (float32 [N, D], in publish order), its best match by cosine
+        among the channel's recent messages and the batch's earlier ones (None: nothing to match).
+        With ``drop``, a message that is a near-duplicate is no match for the ones after it (it
+        will not be stored)."""
+        threshold = self.model.near_duplicate_score
+        kept: list[int] = []
+        out: list[Near | None] = []
+        for i, e in enumerate(embeddings):
+            best = self.recent.best(channel, e)
+            if kept:
+                scores = embeddings[kept] @ e
+                j = int(scores.argmax())
+                if best is None or scores[j] > best.score:
+                    best = Near(float(scores[j]), record=kept[j])
+            if not (drop and best is not None and best.score >= threshold):
+                kept.append(i)
+            out.append(best)
+        return out
+
+    def stored(self, channel: str, offsets: list[int], codes: list[Code], embeddings: np.ndarray) -> None:
+        """Messages this process stored (the append is durable): their codes join the channel's
+        index when it is loaded, their embeddings the recent window."""
+        self.note(channel, offsets, codes)
+        self.recent.add(channel, offsets, embeddings)
+
+    def _evict(self) -> None:
+        total = sum(len(ch.index) for ch in self._channels.values())
+        while total > self.max_codes and len(self._channels) > 1:
+            _, ch = self._channels.popitem(last=False)
+            total -= len(ch.index)
+
+
+def make_codes(codes: ChannelCodes, texts: list[str], cancel: Cancel) -> tuple[np.ndarray, np.ndarray]:
+    """``codes.make(texts)`` as work-pool work: texts cut to CODE_TEXT characters."""
+    cancel.check()
+    return codes.make([t[:CODE_TEXT] for t in texts])

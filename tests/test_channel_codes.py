@@ -1,0 +1,201 @@
+"""Message codes against a real server and SQLite log: codes made at publish (whole and streamed),
+Search by text and by code, SyncCodes pages and the SDK's index, near-duplicates flagged and
+dropped, and every bad request."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from rvqstream._proto import channel_pb2, channel_pb2_grpc
+from rvqstream.client import AsyncClient, Client, RvqstreamError
+from rvqstream.models.code_model import shipped_code_model
+from tests.conftest import ServerThread
+
+TEXTS = [
+    "The kernel scheduler picks the next task to run on each CPU core.",
+    "Preheat the oven to 200 degrees and bake the bread for forty minutes.",
+    "The striker scored twice in the second half to win the cup final.",
+    "Use git rebase to move your branch on top of the latest main branch.",
+    "A heavy storm is expected along the coast with winds over 100 km/h.",
+    "The committee approved the budget for the new public library.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "Our quarterly revenue grew by twelve percent compared to last year.",
+    "The patient was given antibiotics for a bacterial infection.",
+    "Install the package with pip and import it in your Python script.",
+]
+
+
+@pytest.fixture
+def stub(channel):
+    return channel_pb2_grpc.ChannelServiceStub(channel)
+
+
+def status_of(fn) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as err:
+        fn()
+    return err.value
+
+
+def test_codes_are_made_at_publish_and_synced_to_the_device(server, cache_dir):
+    model = shipped_code_model()
+    with Client(server.target, cache_dir=cache_dir) as client:
+        assert client.publish("kb", TEXTS) == list(range(len(TEXTS)))
+        index = client.codes("kb")
+        assert list(index.offsets) == list(range(len(TEXTS))) and index.next_offset == len(TEXTS)
+        assert (index.codes == model.codes(TEXTS)).all()           # what the server stored
+        for i, text in enumerate(TEXTS):                            # on the device ...
+            assert index.search(model.embed([text])[0], k=1)[0].offset == i
+            hits = client.search("kb", text, k=3)                   # ... and on the server
+            assert hits[0].offset == i and len(hits) == 3 and hits[0].score >= hits[1].score
+        # in other words: a query that shares few words with the message still finds it
+        assert client.search("kb", "how do I bake a loaf", k=1)[0].offset == 1
+        assert client.search("kb", "football match result", k=1)[0].offset == 2
+        # a code as the query; fewer stages
+        code = bytes(model.codes([TEXTS[4]])[0])
+        assert client.search("kb", code, k=1)[0].offset == 4
+        assert client.search("kb", code[:4], k=1, stages=4)[0].offset == 4
+        # a later sync goes on where the last one ended
+        client.publish("kb", ["Bake the cake at a low heat so it does not crack."])
+        again = client.codes("kb", index.next_offset, index=index)
+        assert again is index and len(index) == len(TEXTS) + 1 and index.next_offset == len(TEXTS) + 1
+
+
+def test_sync_pages_cut_codes_to_the_stages_asked(server, stub, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client:
+        client.publish("kb", TEXTS)
+    pages = list(stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="kb", stages=4)))
+    assert len(pages) == 1 and pages[0].first_offset == 0 and pages[0].stages == 4
+    assert len(pages[0].codes) == 4 * len(TEXTS) and pages[0].next_offset == len(TEXTS)
+    assert pages[0].code_model_id == shipped_code_model().model_id
+    full = list(stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="kb", from_offset=3)))
+    assert full[0].first_offset == 3 and len(full[0].codes) == 16 * (len(TEXTS) - 3)
+    assert bytes(full[0].codes[:4]) == bytes(pages[0].codes[12:16])       # a prefix of the same code
+    tail = list(stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="kb", from_offset=len(TEXTS))))
+    assert len(tail) == 1 and tail[0].codes == b"" and tail[0].next_offset == len(TEXTS)
+
+
+async def test_streamed_messages_get_their_code_when_they_end(server, cache_dir):
+    async with AsyncClient(server.target, cache_dir=cache_dir) as client:
+        await client.publish("live", TEXTS[:2])
+        async with client.open_stream("live", max_delay_ms=20) as w:
+            await w.write("The striker scored twice ")
+            await w.flush()
+            index = await client.codes("live")
+            assert list(index.offsets) == [0, 1] and index.next_offset == 2   # stops at the open message
+            await w.write("in the second half and the team won the final.")
+            await w.end_message()
+        await client.publish("live", TEXTS[3:4])
+        await client.codes("live", index.next_offset, index=index)
+        assert list(index.offsets) == [0, 1, 2, 3] and index.next_offset == 4
+        hits = await client.search("live", "who won the football final", k=1)
+        assert hits[0].offset == 2
+
+
+def test_near_duplicates_are_flagged_or_dropped(server, stub, cache_dir):
+    def publish(texts, drop=False):
+        reqs = [channel_pb2.PublishRequest(config=channel_pb2.PublishConfig(
+            channel="dup", producer_id="p", drop_near_duplicates=drop))]
+        reqs += [channel_pb2.PublishRequest(message=channel_pb2.PublishMessage(
+            text_utf8=t.encode(), sequence=publish.seq + i)) for i, t in enumerate(texts)]
+        publish.seq += len(texts)
+        return list(stub.Publish(iter(reqs)))
+    publish.seq = 0
+
+    acks = publish(TEXTS[:3])
+    assert not any(a.near_duplicate for a in acks)
+    retold = "The striker scored twice in the second half to win the cup final!"
+    (ack,) = publish([retold])
+    assert ack.near_duplicate and ack.near_duplicate_of == 2 and not ack.dropped and ack.offset == 3
+    # dropped: nothing stored, the ack names the earlier message; within one batch too
+    acks = publish(["the kernel scheduler picks the next task to run on each cpu core",
+                    "Water boils at one hundred degrees Celsius at sea level.",
+                    "Water boils at 100 degrees Celsius at sea level."], drop=True)
+    assert acks[0].dropped and acks[0].offset == 0 and acks[0].near_duplicate_of == 0
+    assert not acks[1].near_duplicate and acks[1].offset == 4
+    assert acks[2].dropped and acks[2].offset == 4
+    assert [p.next_offset for p in stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="dup"))][-1] == 5
+    with Client(server.target, cache_dir=cache_dir) as client:
+        assert [m.text for m in _take(client.subscribe("dup"), 5)][3:] == [retold, TEXTS[6]]
+
+
+def _take(it, n):
+    out = []
+    for m in it:
+        out.append(m)
+        if len(out) == n:
+            return out
+
+
+def test_codes_survive_a_restart(server_config, registry, cache_dir):
+    srv = ServerThread(server_config, registry).start()
+    try:
+        with Client(srv.target, cache_dir=cache_dir) as client:
+            client.publish("kb", TEXTS)
+            assert client.search("kb", TEXTS[5], k=1)[0].offset == 5
+    finally:
+        srv.close()
+    srv = ServerThread(server_config, registry).start()
+    try:
+        with Client(srv.target, cache_dir=cache_dir) as client:
+            assert client.search("kb", TEXTS[5], k=1)[0].offset == 5      # read back from the log
+            client.publish("kb", ["A new budget was approved by the library committee."])
+            assert {h.offset for h in client.search("kb", TEXTS[5], k=2)} == {5, 10}
+    finally:
+        srv.close()
+
+
+def test_bad_requests(server, stub, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client:
+        client.publish("kb", TEXTS[:2])
+        with pytest.raises(RvqstreamError) as err:
+            client.search("nope", "x")
+        assert err.value.code == "NOT_FOUND"
+    cases = [
+        (channel_pb2.SearchRequest(channel="kb"), grpc.StatusCode.INVALID_ARGUMENT, "query"),
+        (channel_pb2.SearchRequest(channel="kb", text="x", k=1001), grpc.StatusCode.INVALID_ARGUMENT, "k"),
+        (channel_pb2.SearchRequest(channel="kb", text="x", stages=17), grpc.StatusCode.INVALID_ARGUMENT, "stages"),
+        (channel_pb2.SearchRequest(channel="kb", code=bytes(17)), grpc.StatusCode.INVALID_ARGUMENT, "code"),
+        (channel_pb2.SearchRequest(channel="kb", text="x" * (65 << 10)), grpc.StatusCode.INVALID_ARGUMENT, "text"),
+        (channel_pb2.SearchRequest(channel="bad name", text="x"), grpc.StatusCode.INVALID_ARGUMENT, "channel"),
+    ]
+    for request, code, word in cases:
+        e = status_of(lambda r=request: stub.Search(r))
+        assert e.code() == code and word in e.details(), (request, e.details())
+    e = status_of(lambda: list(stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="kb", from_offset=3))))
+    assert e.code() == grpc.StatusCode.OUT_OF_RANGE
+    e = status_of(lambda: list(stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="kb", stages=99))))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert stub.Search(channel_pb2.SearchRequest(channel="kb", text="x")).searched == 2   # still serving
+
+
+def test_store_keeps_codes_beside_messages(tmp_path):
+    import asyncio
+
+    from rvqstream.server.logstore import Code, MessageState, Part, Record, Retention, StreamKey
+    from rvqstream.server.sqlite_store import SQLiteLogStore
+
+    async def run():
+        store = SQLiteLogStore(tmp_path / "log.sqlite3")
+        try:
+            recs = [Record(b"a", "m" * 64, code=Code("c" * 64, b"\x01\x02")),
+                    Record(b"b", "m" * 64, code=Code("c" * 64, b"\x03\x04", near_record=0)),
+                    Record(b"c", "m" * 64)]
+            await store.append("ch", recs)
+            await store.append_part("ch", StreamKey("p", 0, "m" * 64, 0), Part(0, b"x", 1, 0, False))
+            entries = await store.read_codes("ch", 0, 10)
+            assert [(e.offset, e.state, e.code and e.code.code) for e in entries] == [
+                (0, MessageState.COMPLETE, b"\x01\x02"), (1, MessageState.COMPLETE, b"\x03\x04"),
+                (2, MessageState.COMPLETE, None), (3, MessageState.STREAMING, None)]
+            assert entries[1].code.near_of == 0 and entries[0].code.near_of is None
+            await store.append_part("ch", StreamKey("p", 0, "m" * 64, 0),
+                                    Part(1, b"y", 1, 0, True, Code("c" * 64, b"\x05\x06", near_of=1)))
+            last = (await store.read_codes("ch", 3, 10))[0]
+            assert last.code.code == b"\x05\x06" and last.code.near_of == 1 and last.state == MessageState.COMPLETE
+            await store.retain(Retention(max_bytes=2))
+            first = await store.first_offset("ch")
+            assert first > 0 and (await store.read_codes("ch", 0, 10))[0].offset == first
+        finally:
+            await store.close()
+
+    asyncio.run(run())
