@@ -80,7 +80,7 @@ bench-intlm: $(STAMP)
 # near-duplicate threshold calibrated on the valid split; then the benchmark
 codes: $(BENCH_STAMP)
 	$(PY) -m models.export_encoder --out runs/codes
-	$(PY) -m models.train_codes --data data --encoder runs/codes --out runs/codes
+	$(PY) -m models.train_codes --data data --encoder runs/codes --out runs/codes --uniform 100000
 	$(PY) -m models.export_codes --encoder runs/codes --rvq runs/codes/rvq.npz --data data \
 	  --out rvqstream/models/artifacts/codes
 

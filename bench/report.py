@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 from codec_bench import FLOAT_EXACT, OURS
 from intlm_check import OLD_SOURCES
+from semantic_codes_report import report_section as codes_section
 
 ANCHORS = ("gzip-9", "brotli-11", "zstd-19", "zstd-19+dict", "zstd-19+dict stream")
 ANCHOR_STYLE = {"gzip-9": "tab:gray", "brotli-11": "tab:brown", "zstd-19": "tab:olive",
@@ -580,7 +581,7 @@ def write_report(results: dict, out: Path) -> None:
     decode from ``out``'s json files when the run has none)."""
     results = dict(results)
     own = {}
-    for key in ("intlm_check", "edge_decode"):
+    for key in ("intlm_check", "edge_decode", "semantic_codes"):
         results[key], own[key] = _own_or_file(results, key, out)
     results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
@@ -604,6 +605,7 @@ def write_report(results: dict, out: Path) -> None:
         live_section(results, out), determinism_section(results),
         *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
         *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
+        *([codes_section(results["semantic_codes"], own["semantic_codes"])] if results.get("semantic_codes") else []),
     ]
     (out / "REPORT.md").write_text("\n".join(parts))
 

@@ -8,7 +8,8 @@ concurrent streams (bench/service.py), live code streams on channels: wire bytes
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
 (bench/determinism.py), the integer model's whole-split check (bench/intlm_check.py: every way of
 computing its tables against the numpy reference, round trips, rate per source) and edge decode
-speed on one core (bench/edge_decode.py, pinned with ``taskset``), both run as scripts of their
+speed on one core (bench/edge_decode.py, pinned with ``taskset``) and the message codes (bench/semantic_codes.py:
+search quality against the baselines, near-duplicates, search latency, sync bytes), run as scripts of their
 own. REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the fuzzing section of
 ``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make bench-attacks``; bench/fuzz.py,
 ``make bench-fuzz``: runs of their own, not repeated here).
@@ -249,6 +250,12 @@ def run(plan: Plan, data: Path, jsonl: list[Path], out: Path) -> dict:
         res["edge_decode"] = script([*one_core(), sys.executable, "bench/edge_decode.py", "--split",
                                      str(data / "test.jsonl"), *opts], where / "edge_decode.json")
         t.done("edge_decode")
+
+        where = out if plan is FULL else Path(tmp)
+        t.part("semantic_codes")
+        res["semantic_codes"] = script([sys.executable, "bench/semantic_codes.py", "--data", str(data),
+                                        *([] if plan is FULL else ["--quick"])], where / "semantic_codes.json")
+        t.done("semantic_codes")
     res["seconds"] = {**t.seconds, "total": time.perf_counter() - t0}
     return res
 

@@ -70,7 +70,7 @@ def kmeans(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.nd
     best = sq - 2 * x @ centers[0] + centers[0] @ centers[0]
     for _ in range(1, k):
         p = np.maximum(best, 0)
-        c = x[rng.choice(n, p=p / p.sum())]
+        c = x[rng.choice(n, p=p / p.sum()) if p.sum() > 0 else rng.integers(n)]
         centers.append(c)
         best = np.minimum(best, sq - 2 * x @ c + c @ c)
     c = np.stack(centers).astype(np.float32)

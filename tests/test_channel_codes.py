@@ -199,3 +199,22 @@ def test_store_keeps_codes_beside_messages(tmp_path):
             await store.close()
 
     asyncio.run(run())
+
+
+def test_readme_example(server, cache_dir):
+    with Client(server.target, cache_dir=cache_dir) as client:
+        assert client.publish("news", ["The deploy finished at noon.", "second"]) == [0, 1]
+        with client.open_stream("news", max_delay_ms=200) as w:
+            for token in ["Streamed ", "as it ", "is written."]:
+                w.write(token)
+            assert w.end_message() == 2
+        hits = client.search("news", "what was streamed", k=10)
+        assert hits[0].offset == 2 and len(hits) == 3
+        assert client.publish("news", ["the deploy was finished at noon"], drop_near_duplicates=True) == [0]
+        model = shipped_code_model()
+        index = client.codes("news")
+        top = index.search(model.embed(["what was streamed"])[0], k=3)
+        assert [h.offset for h in top][0] == 2 and client.fetch("news", 2).text == "Streamed as it is written."
+        client.publish("news", ["third"])
+        index = client.codes("news", index.next_offset, index=index)
+        assert list(index.offsets) == [0, 1, 2, 3]

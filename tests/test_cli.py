@@ -76,3 +76,14 @@ def test_publish_stream_and_follow(server, cache_dir):
     follower.wait()
     out = run("subscribe", *common, "live", "--limit", "3").stdout.decode().splitlines()
     assert out == ["0\tfirst streamed line — ü", "1\tsecond, written in two pieces", "2\tunfinished at EOF"]
+
+
+def test_search_prints_offsets_scores_and_text(server, cache_dir, tmp_path):
+    common = ["--target", server.target, "--cache-dir", str(cache_dir)]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("The server crashed at noon and restarted.\nBake the bread for forty minutes.\n")
+    run("publish", *common, "ops", str(lines))
+    out = run("search", *common, "ops", "a machine went down", "-k", "2", "--text").stdout.decode().splitlines()
+    offset, score, text = out[0].split("\t")
+    assert (offset, text) == ("0", "The server crashed at noon and restarted.") and -1 <= float(score) <= 1
+    assert len(out) == 2 and out[1].split("\t")[0] == "1"
