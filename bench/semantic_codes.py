@@ -19,7 +19,9 @@ bench/results/semantic_codes.json. Measured in one run, on held-out messages (th
   messages; precision and recall at the shipped threshold, per kind of edit, beside exact-hash
   dedup (sha256 of the text) and beside the same test against the originals' codes alone.
 - **search latency**: ``SemanticIndex.search`` over 10^5 and 10^6 codes on one core (this
-  process pinned to one CPU, one thread), median of 20 queries; the server runs the same class.
+  process pinned to one CPU, one thread), median of 20 queries; and a real server's Search RPC
+  over a channel of 10^6 messages with codes (its first search reads them from the log), by code
+  and by text (the query embedded on the server), median of 20 calls.
 - **sync**: a real server on loopback, messages published, then ``SyncCodes`` from offset 0: gRPC
   bytes a message (5-byte prefixes included), beside Subscribe's bytes a message.
 """
@@ -239,6 +241,51 @@ def latency(codes: CodeModel, sizes: tuple[int, ...], repeats: int) -> dict:
     return out
 
 
+async def server_search(n: int, repeats: int) -> dict:
+    """A real server over a channel of ``n`` messages with codes (written straight into its SQLite
+    log): the first Search (reads the codes into the index), then Search RPCs by code and by text."""
+    import grpc
+
+    from rvqstream._proto import channel_pb2, channel_pb2_grpc
+    from rvqstream.models.code_model import shipped_code_model
+    from rvqstream.server.app import create_server
+    from rvqstream.server.config import ServerConfig
+    from rvqstream.server.logstore import Code, Record
+    from rvqstream.server.sqlite_store import SQLiteLogStore
+
+    model = shipped_code_model()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteLogStore(Path(tmp) / "log.sqlite3")
+        codes = rng.integers(0, 256, (n, model.stages), dtype=np.uint8)
+        for a in range(0, n, 20_000):
+            await store.append("big", [Record(b"", "0" * 64, code=Code(model.model_id, bytes(c)))
+                                       for c in codes[a:a + 20_000]])
+        await store.close()
+        server, port = create_server("127.0.0.1:0", ServerConfig(data_dir=Path(tmp)))
+        await server.start()
+        out: dict = {"codes": n}
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                stub = channel_pb2_grpc.ChannelServiceStub(ch)
+                t = time.perf_counter()
+                first = await stub.Search(channel_pb2.SearchRequest(channel="big", code=bytes(codes[0])))
+                out["first_search_s"] = time.perf_counter() - t
+                assert first.searched == n and first.hits[0].offset == 0
+                for name, request in (("by_code", channel_pb2.SearchRequest(channel="big", code=bytes(codes[1]))),
+                                      ("by_text", channel_pb2.SearchRequest(channel="big", text="the server is down"))):
+                    runs = []
+                    for _ in range(repeats):
+                        t = time.perf_counter()
+                        await stub.Search(request)
+                        runs.append(time.perf_counter() - t)
+                    out[name] = {"median_ms": 1e3 * statistics.median(runs), "max_ms": 1e3 * max(runs)}
+        finally:
+            await server.stop(0)
+    print("server search", json.dumps(out), flush=True)
+    return out
+
+
 async def sync_cost(texts: list[str]) -> dict:
     """Publishes ``texts`` to a real server, then measures SyncCodes and Subscribe bytes a message."""
     from rvqstream._proto import channel_pb2, channel_pb2_grpc
@@ -278,34 +325,52 @@ async def sync_cost(texts: list[str]) -> dict:
     return out
 
 
+PARTS = ("dedup", "search_quality", "text_tier", "sync", "server_search", "latency")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "data")
     ap.add_argument("--quick", action="store_true", help="small sets (a few minutes)")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated parts to run; the others are kept from --out when it exists")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "semantic_codes.json")
     args = ap.parse_args()
+    parts = args.parts.split(",")
+    if unknown := set(parts) - set(PARTS):
+        sys.exit(f"unknown parts {sorted(unknown)}; parts: {', '.join(PARTS)}")
     n = 300 if args.quick else 800
     test = args.data / "test.jsonl"
     codes = CodeModel.load(threads=2)
-    res: dict = {"code_model_id": codes.model_id, "stages": codes.stages}
-
+    res: dict = json.loads(args.out.read_text()) if set(parts) != set(PARTS) and args.out.exists() else {}
+    if res.get("code_model_id", codes.model_id) != codes.model_id:
+        sys.exit(f"{args.out} holds figures of another code model: run every part")
+    res.update({"code_model_id": codes.model_id, "stages": codes.stages})
     t0 = time.time()
-    res["dedup"] = dedup(test, codes, n, 0)
-    print("dedup", json.dumps({k: res["dedup"][k] for k in ("threshold", "precision", "recall")}), flush=True)
-
-    tmodel = teacher.load()
-    train = teacher.embed(tmodel, sample_messages(args.data / "train.jsonl", 100 if args.quick else 500))
-    base = Baselines(train)
-    import wordllama
-    from wordllama import WordLlama
-    wl = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-    sets = {"dictionary (gcide)": held_out(test, n, {"gcide"}, 0), "every source": held_out(test, n, None, 0)}
-    res["search_quality"] = search_quality(sets, tmodel, codes, wl, base)
-    res["text_tier"] = text_tier(held_out(test, 100 if args.quick else 300, None, 5), wl)
-    res["sync"] = asyncio.run(sync_cost(held_out(test, 300 if args.quick else 2000, None, 3)))
-    print("sync", json.dumps(res["sync"]), flush=True)
-    res["latency"] = latency(codes, (10 ** 5, 10 ** 6), 7 if args.quick else 20)
-    res["seconds"] = time.time() - t0
+    if "dedup" in parts:
+        res["dedup"] = dedup(test, codes, n, 0)
+        print("dedup", json.dumps({k: res["dedup"][k] for k in ("threshold", "precision", "recall")}), flush=True)
+    if "search_quality" in parts or "text_tier" in parts:
+        import wordllama
+        from wordllama import WordLlama
+        wl = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    if "search_quality" in parts:
+        tmodel = teacher.load()
+        train = teacher.embed(tmodel, sample_messages(args.data / "train.jsonl", 100 if args.quick else 500))
+        sets = {"dictionary (gcide)": held_out(test, n, {"gcide"}, 0), "every source": held_out(test, n, None, 0)}
+        res["search_quality"] = search_quality(sets, tmodel, codes, wl, Baselines(train))
+    if "text_tier" in parts:
+        res["text_tier"] = text_tier(held_out(test, 100 if args.quick else 300, None, 5), wl)
+    if "sync" in parts:
+        res["sync"] = asyncio.run(sync_cost(held_out(test, 300 if args.quick else 2000, None, 3)))
+        print("sync", json.dumps(res["sync"]), flush=True)
+    if "server_search" in parts:
+        res["server_search"] = asyncio.run(server_search(10 ** 5 if args.quick else 10 ** 6, 7 if args.quick else 20))
+    if "latency" in parts:
+        res["latency"] = latency(codes, (10 ** 5, 10 ** 6), 7 if args.quick else 20)
+    res.setdefault("seconds", {})
+    res["seconds"] = {**(res["seconds"] if isinstance(res["seconds"], dict) else {}),
+                      args.parts: time.time() - t0}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
 

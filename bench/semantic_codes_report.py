@@ -54,6 +54,13 @@ def report_section(d: dict, where: str = "this run") -> str:
             for v in d["latency"].values()]
     out.append("### Search latency, one core\n\n`SemanticIndex.search` (the server's Search runs the same), "
                "k = 10, median and max of the queries.\n\n" + _table(["codes", "stages", "median ms", "max ms"], rows))
+    if "server_search" in d:
+        ss = d["server_search"]
+        out.append(f"A real server's `Search` over a channel of {ss['codes']:,} messages with codes (2 cores, gRPC "
+                   f"on loopback; its first search read the codes from the log in {ss['first_search_s']:.1f} s): "
+                   f"by code, median {ss['by_code']['median_ms']:.1f} ms (max {ss['by_code']['max_ms']:.1f}); by "
+                   f"text, the query embedded on the server, median {ss['by_text']['median_ms']:.1f} ms (max "
+                   f"{ss['by_text']['max_ms']:.1f}).\n")
     sy = d["sync"]
     rows = [[k.split("_")[1], v["pages"], f"{v['bytes_per_message']:.2f}"] for k, v in sy.items()
             if k.startswith("sync_")]

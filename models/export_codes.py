@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--calib", type=int, default=1000)
-    ap.add_argument("--precision", type=float, default=0.972)
+    ap.add_argument("--precision", type=float, default=0.995)
     ap.add_argument("--info", type=Path, help="JSON of training facts for the manifest")
     args = ap.parse_args()
     info = json.loads(args.info.read_text()) if args.info else {}

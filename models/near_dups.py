@@ -18,6 +18,10 @@ import re
 
 import numpy as np
 
+from rvqstream.models.code_model import numbers, numbers_agree
+
+DISAGREE_FLOOR = 0.5      # scores below this are never near-duplicates: numbers go unchecked there
+
 KINDS = ("typos", "reorder", "paraphrase", "mixed")
 
 SYNONYMS = {
@@ -106,13 +110,22 @@ def dedup_eval(originals: list[str], others: list[str], embed, stored_of, rng: n
 
     Queries: an edited copy of each original (positives; ``near_duplicate``) and each of
     ``others`` (messages not in the database: negatives). ``embed(texts)`` -> float32 [N, D]
-    queries; ``stored_of(texts)`` -> float32 [N, D], the database's vectors as stored. Returns
+    queries; ``stored_of(texts)`` -> float32 [N, D], the database's vectors as stored. A pair whose
+    numbers disagree (``numbers_agree``) scores -1, as the server does not flag it. Returns
     per query: ``best`` (the highest score), ``hit`` (a positive whose best match is its original),
     ``positive``, ``kind``."""
     edited = [near_duplicate(t, rng) for t in originals]
     db = stored_of(originals)
-    q = embed([e for e, _ in edited] + list(others))
+    queries = [e for e, _ in edited] + list(others)
+    q = embed(queries)
     scores = q @ db.T
+    # as the server: a match whose numbers disagree is no near-duplicate (checked where it could be)
+    db_numbers = [numbers(t) for t in originals]
+    for i, text in enumerate(queries):
+        mine = numbers(text)
+        for j in np.nonzero(scores[i] >= DISAGREE_FLOOR)[0]:
+            if not numbers_agree(mine, db_numbers[j]):
+                scores[i, j] = -1.0
     best, arg = scores.max(1), scores.argmax(1)
     n = len(originals)
     return {"best": best, "hit": np.concatenate([arg[:n] == np.arange(n), np.zeros(len(others), bool)]),

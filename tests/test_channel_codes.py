@@ -109,14 +109,19 @@ def test_near_duplicates_are_flagged_or_dropped(server, stub, cache_dir):
     assert ack.near_duplicate and ack.near_duplicate_of == 2 and not ack.dropped and ack.offset == 3
     # dropped: nothing stored, the ack names the earlier message; within one batch too
     acks = publish(["the kernel scheduler picks the next task to run on each cpu core",
-                    "Water boils at one hundred degrees Celsius at sea level.",
-                    "Water boils at 100 degrees Celsius at sea level."], drop=True)
+                    "Water boils at 100 degrees Celsius at sea level.",
+                    "At sea level, water boils at 100 degrees Celsius.",
+                    "Water boils at 90 degrees Celsius at sea level."], drop=True)
     assert acks[0].dropped and acks[0].offset == 0 and acks[0].near_duplicate_of == 0
     assert not acks[1].near_duplicate and acks[1].offset == 4
     assert acks[2].dropped and acks[2].offset == 4
-    assert [p.next_offset for p in stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="dup"))][-1] == 5
+    # alike, but it states another number: another fact, stored
+    assert not acks[3].near_duplicate and not acks[3].dropped and acks[3].offset == 5
+    assert [p.next_offset for p in stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="dup"))][-1] == 6
     with Client(server.target, cache_dir=cache_dir) as client:
-        assert [m.text for m in _take(client.subscribe("dup"), 5)][3:] == [retold, TEXTS[6]]
+        assert [m.text for m in _take(client.subscribe("dup"), 6)][3:] == [
+            retold, "Water boils at 100 degrees Celsius at sea level.",
+            "Water boils at 90 degrees Celsius at sea level."]
 
 
 def _take(it, n):
@@ -214,7 +219,33 @@ def test_readme_example(server, cache_dir):
         model = shipped_code_model()
         index = client.codes("news")
         top = index.search(model.embed(["what was streamed"])[0], k=3)
-        assert [h.offset for h in top][0] == 2 and client.fetch("news", 2).text == "Streamed as it is written."
+        assert top[0].offset == 2 and client.fetch("news", 2).text == "Streamed as it is written."
         client.publish("news", ["third"])
         index = client.codes("news", index.next_offset, index=index)
         assert list(index.offsets) == [0, 1, 2, 3]
+
+
+def test_numbers_decide_between_alike_messages():
+    from rvqstream.models.code_model import numbers, numbers_agree
+
+    assert numbers("paid $1,200.50 at 10:30 for order 42") == {"1,200.50", "10:30", "42"}
+    assert numbers_agree(numbers("no numbers"), numbers("none here either"))
+    assert numbers_agree(numbers("order 42 shipped at 10:30"), numbers("at 10:30 order 42 shipped"))
+    assert not numbers_agree(numbers("order 42 shipped"), numbers("order 43 shipped"))
+    assert not numbers_agree(numbers("order 42 shipped"), numbers("an order shipped"))
+
+
+def test_recent_windows_are_bounded():
+    import numpy as np
+
+    from rvqstream.server.channel_codes import RecentEmbeddings
+
+    recent = RecentEmbeddings(window=3, budget=5, dim=4)
+    e = np.eye(4, dtype=np.float32)
+    recent.add("a", [0, 1, 2, 3], e, [frozenset()] * 4)          # the window keeps the last 3
+    assert recent.best("a", e[0], frozenset(), 0.9) is None
+    assert recent.best("a", e[3], frozenset(), 0.9).offset == 3
+    assert recent.best("a", e[3], frozenset({"7"}), 0.9) is None  # the numbers disagree
+    recent.add("b", [0, 1, 2], e[:3], [frozenset()] * 3)          # 6 held > 5: "a" is dropped
+    assert recent.best("a", e[3], frozenset(), 0.9) is None
+    assert recent.best("b", e[1], frozenset(), 0.9).offset == 1

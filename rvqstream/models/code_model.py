@@ -2,14 +2,16 @@
 
 ``CodeModel.load()`` reads the shipped bundle (``artifacts/codes``: encoder.onnx,
 encoder_tokenizer.json, rvq.npz, manifest.json). A message's code is ``stages`` bytes (one per RVQ
-stage, 8 bits each); the manifest's ``config.near_duplicate_score`` is the estimated cosine from
-which two messages count as near-duplicates (measured by ``bench/semantic_codes.py``).
+stage, 8 bits each); the manifest's ``config.near_duplicate_score`` is the cosine of two messages'
+embeddings from which they count as near-duplicates when their numbers agree (``numbers_agree``);
+calibrated by ``models/export_codes.py``, measured by ``bench/semantic_codes.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,21 @@ import numpy as np
 from rvqstream.models.bundle import CODES_DIR, MANIFEST, bundle_kind, model_id_of, read_bundle
 from rvqstream.models.message_encoder import MessageEncoder
 from rvqstream.models.rvq_codes import ResidualQuantizer, SemanticIndex
+
+_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
+
+
+def numbers(text: str) -> frozenset[str]:
+    """The numbers a text states (runs of digits, with their inner separators): two messages that
+    state different numbers (ids, amounts, times) tell different facts, however alike they read."""
+    return frozenset(_NUMBER.findall(text))
+
+
+def numbers_agree(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two texts' numbers are mostly the same (Jaccard >= 0.5; no numbers in either: yes)."""
+    if not a and not b:
+        return True
+    return len(a & b) >= 0.5 * len(a | b)
 
 
 class CodeModel:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvqstream.models.code_model import CodeModel
+from rvqstream.models.code_model import CodeModel, numbers, numbers_agree
 from rvqstream.models.errors import Cancel
 from rvqstream.models.rvq_codes import SemanticIndex
 from rvqstream.server.logstore import Code, LogStore, MessageState
@@ -31,8 +31,8 @@ CODE_TEXT = 4096           # characters of a message's start its code is made fr
 
 @dataclass(frozen=True)
 class Near:
-    """The best earlier match of a new message: the message's ``offset`` (or, within one publish
-    batch, ``record``: the index of an earlier message of the batch) and its estimated cosine."""
+    """The earlier message a new one repeats: its ``offset`` (or, within one publish batch,
+    ``record``: the index of an earlier message of the batch) and the cosine of their embeddings."""
 
     score: float
     offset: int | None = None
@@ -54,8 +54,8 @@ def window_vectors(embeddings: np.ndarray) -> np.ndarray:
 
 class RecentEmbeddings:
     """The embeddings of each channel's last ``window`` messages stored by this process (int8, one
-    scale a vector: 388 bytes a message), for near-duplicate detection: codes are too coarse to
-    tell a retold message from a related one. At most ``budget`` over all channels: past that the
+    scale a vector: 388 bytes a message) and the numbers they state, for near-duplicate detection:
+    codes are too coarse to tell a retold message from a related one. At most ``budget`` over all channels: past that the
     least recently used channels' windows are dropped. A restarted server starts them empty."""
 
     def __init__(self, window: int, budget: int, dim: int):
@@ -63,27 +63,33 @@ class RecentEmbeddings:
         self._channels: OrderedDict[str, list] = OrderedDict()   # [int8 [W, D], scales [W], offsets [W], n]
         self._held = 0
 
-    def best(self, channel: str, e: np.ndarray) -> Near | None:
-        """The best match of embedding ``e`` [D] in the channel's window, by cosine."""
+    def best(self, channel: str, e: np.ndarray, nums: frozenset[str], threshold: float) -> Near | None:
+        """The message of the channel's window that embedding ``e`` [D] (of a text stating
+        ``nums``) repeats: the highest cosine at least ``threshold`` whose numbers agree; None if
+        there is none."""
         ch = self._channels.get(channel)
         if ch is None or ch[3] == 0:
             return None
         self._channels.move_to_end(channel)
         n = min(ch[3], self.window)
         scores = (ch[0][:n] @ e) * ch[1][:n]
-        j = int(scores.argmax())
-        return Near(float(scores[j]), offset=int(ch[2][j]))
+        candidates = np.nonzero(scores >= threshold)[0]
+        for j in candidates[np.argsort(-scores[candidates], kind="stable")]:
+            if numbers_agree(nums, ch[4][j]):
+                return Near(float(scores[j]), offset=int(ch[2][j]))
+        return None
 
-    def add(self, channel: str, offsets: list[int], embeddings: np.ndarray) -> None:
+    def add(self, channel: str, offsets: list[int], embeddings: np.ndarray, nums: list[frozenset[str]]) -> None:
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = [np.zeros((self.window, self.dim), np.int8),
-                                            np.zeros(self.window, np.float32), np.zeros(self.window, np.int64), 0]
+                                            np.zeros(self.window, np.float32), np.zeros(self.window, np.int64), 0,
+                                            [frozenset()] * self.window]
         self._channels.move_to_end(channel)
         q, scales = to_int8(embeddings)
-        for o, v, scale in zip(offsets, q, scales):
+        for o, v, scale, ns in zip(offsets, q, scales, nums):
             slot = ch[3] % self.window
-            ch[0][slot], ch[1][slot], ch[2][slot] = v, scale, o
+            ch[0][slot], ch[1][slot], ch[2][slot], ch[4][slot] = v, scale, o, ns
             self._held += ch[3] < self.window
             ch[3] += 1
         while self._held > self.budget and len(self._channels) > 1:
@@ -119,9 +125,8 @@ class ChannelCodes:
         return emb, self.model.quantizer.encode(emb)
 
     def code(self, code: np.ndarray, near: Near | None = None) -> Code:
-        """The log's record of a code, with its near-duplicate when it has one."""
-        hit = near if near is not None and near.score >= self.model.near_duplicate_score else None
-        return Code(self.model.model_id, bytes(code), hit.offset if hit else None, hit.record if hit else None)
+        """The log's record of a code, with the message it repeats when it is a near-duplicate."""
+        return Code(self.model.model_id, bytes(code), near.offset if near else None, near.record if near else None)
 
     async def index(self, channel: str) -> SemanticIndex:
         """The channel's index, read from the log as far as it goes."""
@@ -168,31 +173,36 @@ class ChannelCodes:
                                                                    for _, c in keep]))
             self._evict()
 
-    def near(self, channel: str, embeddings: np.ndarray, drop: bool) -> list[Near | None]:
-        """For each new message (float32 [N, D], in publish order), its best match by cosine
-        among the channel's recent messages and the batch's earlier ones (None: nothing to match).
-        With ``drop``, a message that is a near-duplicate is no match for the ones after it (it
-        will not be stored)."""
+    def near(self, channel: str, texts: list[str], embeddings: np.ndarray, drop: bool) -> list[Near | None]:
+        """For each new message (its text, and its embedding in float32 [N, D], in publish
+        order), the recent message or earlier message of the batch it repeats: a cosine of at
+        least the model's ``near_duplicate_score`` and the same numbers (None: it repeats none).
+        With ``drop``, a near-duplicate is no match for the messages after it (it is not stored)."""
         threshold = self.model.near_duplicate_score
+        nums = [numbers(t) for t in texts]
         kept: list[int] = []
         out: list[Near | None] = []
         for i, e in enumerate(embeddings):
-            best = self.recent.best(channel, e)
+            best = self.recent.best(channel, e, nums[i], threshold)
             if kept:
                 scores = embeddings[kept] @ e
-                j = int(scores.argmax())
-                if best is None or scores[j] > best.score:
-                    best = Near(float(scores[j]), record=kept[j])
-            if not (drop and best is not None and best.score >= threshold):
+                for j in np.argsort(-scores, kind="stable"):
+                    if scores[j] < threshold or (best is not None and scores[j] <= best.score):
+                        break
+                    if numbers_agree(nums[i], nums[kept[j]]):
+                        best = Near(float(scores[j]), record=kept[j])
+                        break
+            if best is None or not drop:
                 kept.append(i)
             out.append(best)
         return out
 
-    def stored(self, channel: str, offsets: list[int], codes: list[Code], embeddings: np.ndarray) -> None:
+    def stored(self, channel: str, offsets: list[int], codes: list[Code], texts: list[str],
+               embeddings: np.ndarray) -> None:
         """Messages this process stored (the append is durable): their codes join the channel's
-        index when it is loaded, their embeddings the recent window."""
+        index when it is loaded, their embeddings and numbers the recent window."""
         self.note(channel, offsets, codes)
-        self.recent.add(channel, offsets, embeddings)
+        self.recent.add(channel, offsets, embeddings, [numbers(t) for t in texts])
 
     def _evict(self) -> None:
         total = sum(len(ch.index) for ch in self._channels.values())

@@ -115,34 +115,30 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                                     wait=True, budget_s=self.pool.max_call_s * len(messages))
         emb, codes = await self.pool.run(make_codes, self.codes, texts, context=context, wait=True,
                                          budget_s=self.pool.max_call_s * len(messages))
-        near = self.codes.near(channel, emb, config.drop_near_duplicates)
-        threshold = self.codes.model.near_duplicate_score
+        near = self.codes.near(channel, texts, emb, config.drop_near_duplicates)
         records: list[Record] = []
         slot: list[int | None] = []       # each message's record, None for one dropped
         for i, (blob, (_, seq, _)) in enumerate(zip(blobs, messages)):
             n = near[i]
             if n is not None and n.record is not None:      # an earlier message of this batch
-                n = dataclasses.replace(n, record=slot[n.record])
-            if config.drop_near_duplicates and n is not None and n.score >= threshold:
+                n = near[i] = dataclasses.replace(n, record=slot[n.record])
+            if config.drop_near_duplicates and n is not None:
                 slot.append(None)
-                near[i] = n
                 continue
             slot.append(len(records))
             records.append(Record(blob, codec.model_id, config.producer_id, seq, self.codes.code(codes[i], n)))
-            near[i] = n
         self.space.check()
         try:
             appended = await self.store.append(channel, records)
         except LogFull as e:
             raise full_error(str(e)) from None
         fresh = [k for k, a in enumerate(appended) if not a.duplicate]
+        index = [slot.index(k) for k in fresh]          # the message of each fresh record
         self.codes.stored(channel, [appended[k].offset for k in fresh], [records[k].code for k in fresh],
-                          emb[[slot.index(k) for k in fresh]] if fresh else emb[:0])
+                          [texts[i] for i in index], emb[index] if index else emb[:0])
         for i, (blob, (_, seq, size)) in enumerate(zip(blobs, messages)):
             n = near[i]
-            near_of = None
-            if n is not None and n.score >= threshold:
-                near_of = n.offset if n.record is None else appended[n.record].offset
+            near_of = None if n is None else n.offset if n.record is None else appended[n.record].offset
             if slot[i] is None:
                 self.metrics.near_duplicates_dropped.add(1)
                 yield channel_pb2.PublishResponse(offset=near_of, sequence=seq, near_duplicate=True,

@@ -151,13 +151,13 @@ class ProducerStream:
             self.heads.append("".join(self.head))
             self.head, self.head_chars = [], 0
 
-    async def _code(self) -> tuple[Code, np.ndarray]:
-        """The code of the message that ends now, flagged when it repeats a recent message, and
-        its embedding."""
+    async def _code(self) -> tuple[Code, str, np.ndarray]:
+        """The code of the message that ends now (flagged when it repeats a recent message), the
+        text it was made from, and its embedding."""
         text = self.heads.popleft()
         emb, codes = await self.pool.run(make_codes, self.codes, [text], wait=True)
-        (near,) = self.codes.near(self.channel, emb, drop=False)
-        return self.codes.code(codes[0], near), emb
+        (near,) = self.codes.near(self.channel, [text], emb, drop=False)
+        return self.codes.code(codes[0], near), text, emb
 
     async def _resume(self) -> channel_pb2.StreamAck | None:
         """Where the message (producer, sequence) stands, if the channel holds it; the call then
@@ -194,7 +194,7 @@ class ProducerStream:
         check_sequence(self.sequence, "the next message's sequence")
         self.space.check()
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
-        code, emb = await self._code() if batch.message_end else (None, None)
+        code, text, emb = await self._code() if batch.message_end else (None, "", None)
         part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end, code)
         append = asyncio.ensure_future(self.store.append_part(self.channel, key, part))
         try:
@@ -211,7 +211,7 @@ class ProducerStream:
         self.offset, self.part = info.offset, self.part + 1
         response = channel_pb2.PublishStreamResponse(ack=ack(info, self.sequence))
         if code is not None:
-            self.codes.stored(self.channel, [info.offset], [code], emb)
+            self.codes.stored(self.channel, [info.offset], [code], [text], emb)
             if code.near_of is not None:
                 self.metrics.near_duplicates.add(1)
                 response.ack.near_duplicate, response.ack.near_duplicate_of = True, code.near_of
