@@ -248,7 +248,7 @@ async def server_search(n: int, repeats: int) -> dict:
 
     from rvqstream._proto import channel_pb2, channel_pb2_grpc
     from rvqstream.models.code_model import shipped_code_model
-    from rvqstream.server.app import create_server
+    from rvqstream.server.app import LOG_FILE, create_server
     from rvqstream.server.config import ServerConfig
     from rvqstream.server.logstore import Code, Record
     from rvqstream.server.sqlite_store import SQLiteLogStore
@@ -256,7 +256,7 @@ async def server_search(n: int, repeats: int) -> dict:
     model = shipped_code_model()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteLogStore(Path(tmp) / "log.sqlite3")
+        store = SQLiteLogStore(Path(tmp) / LOG_FILE)
         codes = rng.integers(0, 256, (n, model.stages), dtype=np.uint8)
         for a in range(0, n, 20_000):
             await store.append("big", [Record(b"", "0" * 64, code=Code(model.model_id, bytes(c)))
@@ -347,8 +347,16 @@ def main() -> None:
         sys.exit(f"{args.out} holds figures of another code model: run every part")
     res.update({"code_model_id": codes.model_id, "stages": codes.stages})
     t0 = time.time()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def done(part: str, value) -> None:       # every part is kept as soon as it is measured
+        res[part] = value
+        res["seconds"] = {**(res.get("seconds") if isinstance(res.get("seconds"), dict) else {}),
+                          args.parts: time.time() - t0}
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+
     if "dedup" in parts:
-        res["dedup"] = dedup(test, codes, n, 0)
+        done("dedup", dedup(test, codes, n, 0))
         print("dedup", json.dumps({k: res["dedup"][k] for k in ("threshold", "precision", "recall")}), flush=True)
     if "search_quality" in parts or "text_tier" in parts:
         import wordllama
@@ -358,21 +366,16 @@ def main() -> None:
         tmodel = teacher.load()
         train = teacher.embed(tmodel, sample_messages(args.data / "train.jsonl", 100 if args.quick else 500))
         sets = {"dictionary (gcide)": held_out(test, n, {"gcide"}, 0), "every source": held_out(test, n, None, 0)}
-        res["search_quality"] = search_quality(sets, tmodel, codes, wl, Baselines(train))
+        done("search_quality", search_quality(sets, tmodel, codes, wl, Baselines(train)))
     if "text_tier" in parts:
-        res["text_tier"] = text_tier(held_out(test, 100 if args.quick else 300, None, 5), wl)
+        done("text_tier", text_tier(held_out(test, 100 if args.quick else 300, None, 5), wl))
     if "sync" in parts:
-        res["sync"] = asyncio.run(sync_cost(held_out(test, 300 if args.quick else 2000, None, 3)))
+        done("sync", asyncio.run(sync_cost(held_out(test, 300 if args.quick else 2000, None, 3))))
         print("sync", json.dumps(res["sync"]), flush=True)
     if "server_search" in parts:
-        res["server_search"] = asyncio.run(server_search(10 ** 5 if args.quick else 10 ** 6, 7 if args.quick else 20))
+        done("server_search", asyncio.run(server_search(10 ** 5 if args.quick else 10 ** 6, 7 if args.quick else 20)))
     if "latency" in parts:
-        res["latency"] = latency(codes, (10 ** 5, 10 ** 6), 7 if args.quick else 20)
-    res.setdefault("seconds", {})
-    res["seconds"] = {**(res["seconds"] if isinstance(res["seconds"], dict) else {}),
-                      args.parts: time.time() - t0}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+        done("latency", latency(codes, (10 ** 5, 10 ** 6), 7 if args.quick else 20))
 
 
 if __name__ == "__main__":

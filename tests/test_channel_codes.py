@@ -218,7 +218,7 @@ def test_readme_example(server, cache_dir):
         assert client.publish("news", ["the deploy was finished at noon"], drop_near_duplicates=True) == [0]
         model = shipped_code_model()
         index = client.codes("news")
-        top = index.search(model.embed(["what was streamed"])[0], k=3)
+        top = index.search(model.query("what was streamed"), k=3)
         assert top[0].offset == 2 and client.fetch("news", 2).text == "Streamed as it is written."
         client.publish("news", ["third"])
         index = client.codes("news", index.next_offset, index=index)

@@ -394,8 +394,8 @@ class AsyncClient:
     async def codes(self, channel: str, from_offset: int = 0, *, index: SemanticIndex | None = None) -> SemanticIndex:
         """Syncs ``channel``'s message codes (a few bytes a message, no text) from ``from_offset``
         on into ``index`` (default: a new index of the shipped code model) and returns it; search
-        it here with ``index.search(CodeModel.query(text))``, and sync it again later from
-        ``index.next_offset``."""
+        it here with ``index.search(shipped_code_model().query(text))``, and sync it again later
+        from ``index.next_offset``."""
         _check_channel(channel)
         return await sync_codes(self._channel_stub, channel, from_offset, index, self.reconnect_timeout_s)
 

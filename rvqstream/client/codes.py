@@ -1,9 +1,9 @@
 """Message codes on the device: syncing a channel's codes into a ``SemanticIndex``, and asking the
 server to search.
 
-A synced index holds ``stages`` bytes a message (16 at full stages) and is searched here, with the
-shipped code model embedding the query (``CodeModel.query``); the text of the messages found is
-fetched on demand (``fetch``/``subscribe``). A sync goes on from ``index.next_offset``: the end of
+A synced index holds ``stages`` bytes a message (16 at full stages) and is searched here, with
+the shipped code model embedding the query (``shipped_code_model().query(text)``); the text of
+the messages found is fetched on demand (``fetch``/``subscribe``). A sync goes on from ``index.next_offset``: the end of
 the channel, or the first message that was still streaming (its code is made when it ends).
 """
 

@@ -63,6 +63,10 @@ class CodeModel:
         """float32 [len(texts), D], unit length."""
         return self.encoder.embed(texts)
 
+    def query(self, text: str) -> np.ndarray:
+        """float32 [D]: a search query's embedding (``SemanticIndex.search`` takes it)."""
+        return self.encoder.embed([text])[0]
+
     def codes(self, texts: list[str]) -> np.ndarray:
         """uint8 [len(texts), stages]: each text's code at every stage."""
         return self.quantizer.encode(self.embed(texts))

@@ -151,26 +151,30 @@ class SemanticIndex:
 
     def scores(self, query: np.ndarray, stages: int | None = None) -> np.ndarray:
         """float32 [N]: every code's estimated inner product with ``query`` [D], over the first
-        ``stages`` stages (default: the index's)."""
+        ``stages`` stages (default: the index's). Safe while another thread adds codes: it scores
+        the codes there were when it began."""
+        pairs, n = self._pairs, self.size
         stages = self.stages if stages is None else min(self.quantizer._check(stages), self.stages)
         tables = self.quantizer.tables(query, stages)
         if stages % 2:
             tables = np.concatenate([tables, np.zeros((1, K), np.float32)])
-        out = np.zeros(self.size, np.float32)
-        buf = np.empty(self.size, np.float32)
+        out = np.zeros(n, np.float32)
+        buf = np.empty(n, np.float32)
         for p in range(len(tables) // 2):
             # entry a + K·b of the pair's table: stage 2p's codeword a plus stage 2p+1's codeword b
             table = (tables[2 * p][None, :] + tables[2 * p + 1][:, None]).reshape(-1)
-            np.take(table, self._pairs[p, :self.size], out=buf)
+            np.take(table, pairs[p, :n], out=buf)
             out += buf
         return out
 
     def search(self, query: np.ndarray, k: int = 10, stages: int | None = None) -> list[Hit]:
         """The ``k`` best messages for ``query`` (a unit embedding [D]), best first."""
-        if self.size == 0 or k <= 0:
-            return []
+        offsets = self._offsets
         scores = self.scores(query, stages)
-        k = min(k, self.size)
-        top = np.argpartition(scores, self.size - k)[self.size - k:]
+        n = len(scores)
+        if n == 0 or k <= 0:
+            return []
+        k = min(k, n)
+        top = np.argpartition(scores, n - k)[n - k:]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [Hit(int(self._offsets[i]), float(scores[i])) for i in top]
+        return [Hit(int(offsets[i]), float(scores[i])) for i in top]
