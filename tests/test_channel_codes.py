@@ -249,3 +249,42 @@ def test_recent_windows_are_bounded():
     recent.add("b", [0, 1, 2], e[:3], [frozenset()] * 3)          # 6 held > 5: "a" is dropped
     assert recent.best("a", e[3], frozenset(), 0.9) is None
     assert recent.best("b", e[1], frozenset(), 0.9).offset == 1
+
+
+def test_codes_noted_while_the_index_reads_the_log_are_counted_once(tmp_path):
+    import asyncio
+
+    from rvqstream.server.channel_codes import ChannelCodes
+    from rvqstream.server.logstore import Code, Record
+    from rvqstream.server.sqlite_store import SQLiteLogStore
+
+    model = shipped_code_model()
+
+    class GatedStore(SQLiteLogStore):
+        """Holds the index's first read of the log until the test lets it go."""
+        gate: asyncio.Event
+
+        async def read_codes(self, channel, from_offset, limit):
+            await self.gate.wait()
+            return await super().read_codes(channel, from_offset, limit)
+
+    async def run():
+        store = GatedStore(tmp_path / "log.sqlite3")
+        store.gate = asyncio.Event()
+        try:
+            codes = [Code(model.model_id, bytes([i] * model.stages)) for i in range(4)]
+            await store.append("ch", [Record(b"x", "m" * 64, code=c) for c in codes[:3]])
+            channel_codes = ChannelCodes(store, model, 100)
+            loading = asyncio.create_task(channel_codes.index("ch"))
+            await asyncio.sleep(0.05)                                  # the load waits at the gate
+            (appended,) = await store.append("ch", [Record(b"x", "m" * 64, code=codes[3])])
+            channel_codes.note("ch", [1, appended.offset], [codes[1], codes[3]])   # 1 is in the log already
+            store.gate.set()
+            index = await loading
+            assert sorted(index.offsets) == [0, 1, 2, 3]
+            channel_codes.note("ch", [4], [Code(model.model_id, bytes(model.stages))])   # after the load
+            assert sorted((await channel_codes.index("ch")).offsets) == [0, 1, 2, 3, 4]
+        finally:
+            await store.close()
+
+    asyncio.run(run())

@@ -3,10 +3,11 @@ memory, and near-duplicate detection.
 
 Every message gets a code when its text is complete (a published message at publish, a streamed
 one when it ends), made by the code model on the work pool and stored in the log beside it. A
-channel's index (``SemanticIndex``) is read from the log the first time the channel is searched or
-checked for near-duplicates, then kept up to date by the appends of this process. Indexes hold at
-most ``max_codes`` codes over all channels: past that the least recently used channels' indexes are
-dropped (and read again when needed).
+channel's index (``SemanticIndex``) is read from the log the first time the channel is searched,
+then kept up to date by the appends of this process. Indexes hold at most ``max_codes`` codes over
+all channels: past that the least recently used channels' indexes are dropped (and read again
+when needed). Near-duplicates are found among the embeddings of each channel's recent messages
+(``RecentEmbeddings``), not among codes.
 """
 
 from __future__ import annotations
@@ -52,59 +53,77 @@ def window_vectors(embeddings: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scales[:, None]
 
 
+class _Window:
+    """One channel's ring of recent messages: ``count`` added so far, the last ``len(offsets)``
+    kept (int8 vectors [W, D] with their scales [W], offsets [W], numbers)."""
+
+    def __init__(self, window: int, dim: int):
+        self.vectors = np.zeros((window, dim), np.int8)
+        self.scales = np.zeros(window, np.float32)
+        self.offsets = np.zeros(window, np.int64)
+        self.numbers: list[frozenset[str]] = [frozenset()] * window
+        self.count = 0
+
+    @property
+    def held(self) -> int:
+        return min(self.count, len(self.offsets))
+
+
 class RecentEmbeddings:
     """The embeddings of each channel's last ``window`` messages stored by this process (int8, one
     scale a vector: 388 bytes a message) and the numbers they state, for near-duplicate detection:
-    codes are too coarse to tell a retold message from a related one. At most ``budget`` over all channels: past that the
-    least recently used channels' windows are dropped. A restarted server starts them empty."""
+    codes are too coarse to tell a retold message from a related one. At most ``budget`` over all
+    channels: past that the least recently used channels' windows are dropped. A restarted server
+    starts them empty."""
 
     def __init__(self, window: int, budget: int, dim: int):
         self.window, self.budget, self.dim = window, budget, dim
-        self._channels: OrderedDict[str, list] = OrderedDict()   # [int8 [W, D], scales [W], offsets [W], n]
+        self._channels: OrderedDict[str, _Window] = OrderedDict()
         self._held = 0
 
     def best(self, channel: str, e: np.ndarray, nums: frozenset[str], threshold: float) -> Near | None:
         """The message of the channel's window that embedding ``e`` [D] (of a text stating
         ``nums``) repeats: the highest cosine at least ``threshold`` whose numbers agree; None if
         there is none."""
-        ch = self._channels.get(channel)
-        if ch is None or ch[3] == 0:
+        w = self._channels.get(channel)
+        if w is None or w.count == 0:
             return None
         self._channels.move_to_end(channel)
-        n = min(ch[3], self.window)
-        scores = (ch[0][:n] @ e) * ch[1][:n]
+        n = w.held
+        scores = (w.vectors[:n] @ e) * w.scales[:n]
         candidates = np.nonzero(scores >= threshold)[0]
         for j in candidates[np.argsort(-scores[candidates], kind="stable")]:
-            if numbers_agree(nums, ch[4][j]):
-                return Near(float(scores[j]), offset=int(ch[2][j]))
+            if numbers_agree(nums, w.numbers[j]):
+                return Near(float(scores[j]), offset=int(w.offsets[j]))
         return None
 
     def add(self, channel: str, offsets: list[int], embeddings: np.ndarray, nums: list[frozenset[str]]) -> None:
-        ch = self._channels.get(channel)
-        if ch is None:
-            ch = self._channels[channel] = [np.zeros((self.window, self.dim), np.int8),
-                                            np.zeros(self.window, np.float32), np.zeros(self.window, np.int64), 0,
-                                            [frozenset()] * self.window]
+        """Adds stored messages (offsets, float32 [N, D] embeddings, the numbers of their texts)."""
+        w = self._channels.get(channel)
+        if w is None:
+            w = self._channels[channel] = _Window(self.window, self.dim)
         self._channels.move_to_end(channel)
         q, scales = to_int8(embeddings)
         for o, v, scale, ns in zip(offsets, q, scales, nums):
-            slot = ch[3] % self.window
-            ch[0][slot], ch[1][slot], ch[2][slot], ch[4][slot] = v, scale, o, ns
-            self._held += ch[3] < self.window
-            ch[3] += 1
+            slot = w.count % self.window
+            w.vectors[slot], w.scales[slot], w.offsets[slot], w.numbers[slot] = v, scale, o, ns
+            self._held += w.count < self.window
+            w.count += 1
         while self._held > self.budget and len(self._channels) > 1:
             _, dropped = self._channels.popitem(last=False)
-            self._held -= min(dropped[3], self.window)
+            self._held -= dropped.held
 
 
 class _ChannelIndex:
     """One channel's index and how far the log has been read into it. ``pending`` holds the
-    offsets read while their message was still streaming: their codes come later, by ``note``."""
+    offsets read while their message was still streaming: their codes come later, by ``note``;
+    ``deferred``, the codes noted while the log was being read (sorted out once it is read)."""
 
     def __init__(self, index: SemanticIndex):
         self.index = index
         self.read_to = 0
         self.pending: set[int] = set()
+        self.deferred: list[tuple[list[int], list[Code]]] = []
         self.lock = asyncio.Lock()
         self.loaded = False
 
@@ -138,6 +157,9 @@ class ChannelCodes:
             if not ch.loaded:
                 await self._load(channel, ch)
                 ch.loaded = True
+                for offsets, codes in ch.deferred:
+                    self._add_noted(ch, offsets, codes)
+                ch.deferred.clear()
             first = await self.store.first_offset(channel)
             ch.index.drop_below(first)
         self._evict()
@@ -160,10 +182,17 @@ class ChannelCodes:
             ch.read_to = entries[-1].offset + 1
 
     def note(self, channel: str, offsets: list[int], codes: list[Code]) -> None:
-        """Adds codes this process stored (after the append is durable) to a loaded index."""
+        """Adds codes this process stored (after the append is durable) to the channel's index,
+        unless the index read them from the log already."""
         ch = self._channels.get(channel)
         if ch is None:
             return
+        if not ch.loaded:
+            ch.deferred.append((offsets, codes))
+            return
+        self._add_noted(ch, offsets, codes)
+
+    def _add_noted(self, ch: _ChannelIndex, offsets: list[int], codes: list[Code]) -> None:
         keep = [(o, c) for o, c in zip(offsets, codes)
                 if c.model_id == self.model.model_id and (o >= ch.read_to or o in ch.pending)]
         for o, _ in keep:
