@@ -89,7 +89,7 @@ def main() -> None:
             return model(ids, offsets).numpy()
 
     out = {"parameters": sum(p.numel() for p in model.parameters()), "steps": steps,
-           "seconds": time.time() - t0, "final_cosine_loss": float(loss)}
+           "seconds": time.time() - t0, "final_cosine_loss": loss.item()}
     for name, embed in (("student", student), ("shipped int8 teacher", codes.embed)):
         d, q = embed(db), embed(queries)
         full = codes.quantizer.encode(d)
