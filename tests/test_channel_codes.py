@@ -288,3 +288,23 @@ def test_codes_noted_while_the_index_reads_the_log_are_counted_once(tmp_path):
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_server_without_message_codes(tmp_path, registry, cache_dir):
+    from rvqstream.server.config import ServerConfig
+
+    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data", message_codes=False), registry).start()
+    try:
+        with Client(srv.target, cache_dir=cache_dir) as client:
+            assert client.publish("kb", TEXTS[:3]) == [0, 1, 2]
+            with client.open_stream("kb") as w:
+                w.write("streamed without a code")
+                assert w.end_message() == 3
+            assert [m.text for m in _take(client.subscribe("kb"), 4)][3] == "streamed without a code"
+            for call in (lambda: client.search("kb", "x"), lambda: client.codes("kb"),
+                         lambda: client.publish("kb", ["y"], drop_near_duplicates=True)):
+                with pytest.raises(RvqstreamError) as err:
+                    call()
+                assert err.value.code == "FAILED_PRECONDITION" and "--no-message-codes" in err.value.message
+    finally:
+        srv.close()

@@ -92,7 +92,8 @@ class RvqServer:
                            ChannelLimits(config.max_message_bytes, config.subscribe_page,
                                          config.subscribe_page_bytes, limits), self.streams,
                            FreeSpace(config.data_dir, config.min_free_bytes),
-                           ChannelCodes(store, registry.codes, config.index_codes)), self.grpc)
+                           ChannelCodes(store, registry.codes, config.index_codes) if config.message_codes
+                           else None), self.grpc)
         self.retention = Retention(config.retention_age_s, config.retention_bytes)
         self._retainer: asyncio.Task | None = None
         self.health = HealthServicer()

@@ -34,6 +34,7 @@ from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
 
 PUBLISH_BATCH = 64       # messages compressed and committed together at most
+CODES_OFF = "this server makes no message codes (it runs with --no-message-codes)"
 _DONE = object()
 
 
@@ -58,11 +59,11 @@ def check_channel(name: str, field: str = "channel") -> str:
 class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
     def __init__(self, store: LogStore, registry: ModelRegistry, scheduler: Scheduler, pool: WorkPool,
                  metrics: Metrics, limits: ChannelLimits, streams: OpenStreams, space: FreeSpace,
-                 codes: ChannelCodes):
+                 codes: ChannelCodes | None):
         self.store, self.registry, self.scheduler, self.pool, self.metrics, self.limits = (
             store, registry, scheduler, pool, metrics, limits)
         self.streams, self.space, self.codes = streams, space, codes
-        self.queries = CodeQueries(store, codes, pool, metrics, limits.max_message_bytes)
+        self.queries = CodeQueries(store, codes, pool, metrics, limits.max_message_bytes) if codes else None
 
     async def _end(self, channel: str) -> int:
         end = await self.store.end_offset(channel)
@@ -79,6 +80,8 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
             return
         channel = check_channel(config.channel, "config.channel")
         check_producer(config.producer_id, allow_empty=True)
+        if config.drop_near_duplicates and self.codes is None:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, CODES_OFF, "config.drop_near_duplicates")
         try:
             tier = tier_from_pb(config.tier)
         except ValueError as e:
@@ -113,9 +116,12 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         texts = [m[0] for m in messages]
         blobs = await self.pool.run(_compress_all, codec, tier, texts, self.pool.max_call_s, context=context,
                                     wait=True, budget_s=self.pool.max_call_s * len(messages))
-        emb, codes = await self.pool.run(make_codes, self.codes, texts, context=context, wait=True,
-                                         budget_s=self.pool.max_call_s * len(messages))
-        near = self.codes.near(channel, texts, emb, config.drop_near_duplicates)
+        if self.codes is None:
+            emb, codes, near = None, None, [None] * len(messages)
+        else:
+            emb, codes = await self.pool.run(make_codes, self.codes, texts, context=context, wait=True,
+                                             budget_s=self.pool.max_call_s * len(messages))
+            near = self.codes.near(channel, texts, emb, config.drop_near_duplicates)
         records: list[Record] = []
         slot: list[int | None] = []       # each message's record, None for one dropped
         for i, (blob, (_, seq, _)) in enumerate(zip(blobs, messages)):
@@ -126,16 +132,18 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                 slot.append(None)
                 continue
             slot.append(len(records))
-            records.append(Record(blob, codec.model_id, config.producer_id, seq, self.codes.code(codes[i], n)))
+            code = None if self.codes is None else self.codes.code(codes[i], n)
+            records.append(Record(blob, codec.model_id, config.producer_id, seq, code))
         self.space.check()
         try:
             appended = await self.store.append(channel, records)
         except LogFull as e:
             raise full_error(str(e)) from None
-        fresh = [k for k, a in enumerate(appended) if not a.duplicate]
-        index = [slot.index(k) for k in fresh]          # the message of each fresh record
-        self.codes.stored(channel, [appended[k].offset for k in fresh], [records[k].code for k in fresh],
-                          [texts[i] for i in index], emb[index] if index else emb[:0])
+        if self.codes is not None:
+            fresh = [k for k, a in enumerate(appended) if not a.duplicate]
+            index = [slot.index(k) for k in fresh]          # the message of each fresh record
+            self.codes.stored(channel, [appended[k].offset for k in fresh], [records[k].code for k in fresh],
+                              [texts[i] for i in index], emb[index] if index else emb[:0])
         for i, (blob, (_, seq, size)) in enumerate(zip(blobs, messages)):
             n = near[i]
             near_of = None if n is None else n.offset if n.record is None else appended[n.record].offset
@@ -238,23 +246,30 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         return channel_pb2.FetchMessageResponse(offset=entry.offset, model_id=codec.model_id,
                                                 fallback_blob=blob, state=int(state))
 
+    def _queries(self) -> CodeQueries:
+        if self.queries is None:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, CODES_OFF)
+        return self.queries
+
     @rpc_errors
     async def Search(self, request: channel_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> channel_pb2.SearchResponse:
         channel = check_channel(request.channel)
+        queries = self._queries()
         await self._end(channel)
-        return await self.queries.search(channel, request, context)
+        return await queries.search(channel, request, context)
 
     @rpc_errors
     async def SyncCodes(self, request: channel_pb2.SyncCodesRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[channel_pb2.SyncCodesResponse]:
         channel = check_channel(request.channel)
+        queries = self._queries()
         end = await self._end(channel)
         if request.from_offset > end:
             raise ServiceError(grpc.StatusCode.OUT_OF_RANGE,
                                f"from_offset {request.from_offset} is past the end of channel {channel!r} "
                                f"(its next offset is {end})", "from_offset")
-        async for response in self.queries.sync(channel, request.from_offset, request.stages):
+        async for response in queries.sync(channel, request.from_offset, request.stages):
             yield response
 
     async def _all_parts(self, channel: str, offset: int) -> tuple[list[bytes], MessageState]:

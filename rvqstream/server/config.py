@@ -79,6 +79,9 @@ class ServerConfig:
         "help": "largest the channel log file may grow (0: as the disk allows)"})
     min_free_bytes: int = field(default=256 << 20, metadata={
         "help": "publishing is refused while the data directory's disk has less free space"})
+    message_codes: bool = field(default=True, metadata={
+        "help": "give every channel message a code at publish (Search, SyncCodes, near-duplicates); "
+                "about half again a message's CPU time at publish"})
     index_codes: int = field(default=4_000_000, metadata={
         "help": "message codes the search indexes hold in memory over all channels (~26 bytes each)"})
     grace_s: float = field(default=5.0, metadata={"help": "seconds in-flight RPCs get at shutdown"})

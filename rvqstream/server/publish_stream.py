@@ -122,7 +122,7 @@ class ProducerStream:
 
     def __init__(self, store: LogStore, streams: OpenStreams, channel: str, config,
                  codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits, space: FreeSpace,
-                 codes: ChannelCodes, pool: WorkPool):
+                 codes: ChannelCodes | None, pool: WorkPool):
         check_delay(config.max_delay_ms, "config.max_delay_ms")
         try:
             self.tier = tier_from_pb(config.tier)
@@ -144,6 +144,8 @@ class ProducerStream:
 
     def _on_text(self, text: str, end: bool) -> None:
         """Keeps the head of each message's text: its code is made from it when the message ends."""
+        if self.codes is None:
+            return
         if self.head_chars < CODE_TEXT:
             self.head.append(text[:CODE_TEXT - self.head_chars])
             self.head_chars += len(self.head[-1])
@@ -194,7 +196,8 @@ class ProducerStream:
         check_sequence(self.sequence, "the next message's sequence")
         self.space.check()
         key = StreamKey(self.producer, self.sequence, self.codec.model_id, tier_to_pb(self.tier))
-        code, text, emb = await self._code() if batch.message_end else (None, "", None)
+        code, text, emb = (await self._code() if batch.message_end and self.codes is not None
+                           else (None, "", None))
         part = Part(self.part, batch.data, batch.text_bytes, batch.crc, batch.message_end, code)
         append = asyncio.ensure_future(self.store.append_part(self.channel, key, part))
         try:

@@ -24,7 +24,7 @@ class ModelRegistry:
     def __init__(self, codecs: list[Codec], codes: CodeModel | None = None):
         if not codecs:
             raise ValueError("a registry needs at least one model")
-        self.codes = codes or shipped_code_model()
+        self._codes = codes
         self.default = codecs[0]
         self._by_id = {c.model_id: c for c in codecs}
         self._by_tag: dict[int, list[Codec]] = {}
@@ -39,6 +39,13 @@ class ModelRegistry:
         semantic tier, and the bundles in ``extra_dirs``."""
         return cls([Codec.load(device=device), Codec.load(SEMANTIC_DIR),
                     *(Codec.load(d, device=device) for d in extra_dirs)])
+
+    @property
+    def codes(self) -> CodeModel:
+        """The code model (loaded when first asked for)."""
+        if self._codes is None:
+            self._codes = shipped_code_model()
+        return self._codes
 
     def ids(self) -> list[str]:
         return list(self._by_id)
