@@ -308,3 +308,23 @@ def test_a_server_without_message_codes(tmp_path, registry, cache_dir):
                 assert err.value.code == "FAILED_PRECONDITION" and "--no-message-codes" in err.value.message
     finally:
         srv.close()
+
+
+def test_a_message_continued_after_a_reconnect_is_coded_from_all_its_text(server, stub):
+    from rvqstream._proto import frame_pb2
+
+    def config():
+        return channel_pb2.PublishStreamRequest(config=channel_pb2.PublishStreamConfig(
+            channel="resumed", producer_id="px"))
+
+    def chunk(text: str, **kw):
+        return channel_pb2.PublishStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=text.encode(), **kw))
+
+    first, rest = "Preheat the oven to 200 degrees and bake the bread ", "for forty minutes."
+    out = list(stub.PublishStream(iter([config(), chunk(first, flush=True)])))    # the call ends mid-message
+    assert out[-1].ack.durable_bytes == len(first)
+    resumed = list(stub.PublishStream(iter([config(), chunk(rest, end_message=True)])))
+    assert resumed[0].header.resume.durable_bytes == len(first)
+    assert resumed[-1].ack.state == channel_pb2.MESSAGE_STATE_COMPLETE
+    (page,) = stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="resumed"))
+    assert page.codes == bytes(shipped_code_model().codes([first + rest])[0])

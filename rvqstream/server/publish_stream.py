@@ -11,6 +11,7 @@ carried on, so the message's check still covers all of it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,7 @@ import grpc
 import numpy as np
 
 from rvqstream._proto import channel_pb2
-from rvqstream.models import Batch, Codec
+from rvqstream.models import Batch, Codec, CodecError, Tier
 from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes, make_codes
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
@@ -37,6 +38,8 @@ from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.telemetry import Metrics
 from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
+
+log = logging.getLogger(__name__)
 
 
 class OpenStreams:
@@ -153,6 +156,15 @@ class ProducerStream:
             self.heads.append("".join(self.head))
             self.head, self.head_chars = [], 0
 
+    async def _stored_head(self, info: StreamInfo) -> str:
+        """The first CODE_TEXT characters of a streamed message's stored text (decoded from its
+        parts, no further than that)."""
+        batches: list[bytes] = []
+        while len(batches) < info.parts:
+            more, _ = await self.store.read_parts(self.channel, info.offset, len(batches), 1 << 20)
+            batches += more
+        return await self.pool.run(_decode_head, self.codec, self.tier, batches[:info.parts], wait=True)
+
     async def _code(self) -> tuple[Code, str, np.ndarray]:
         """The code of the message that ends now (flagged when it repeats a recent message), the
         text it was made from, and its embedding."""
@@ -175,6 +187,12 @@ class ProducerStream:
         if info.state == MessageState.STREAMING:
             self.streams.claim(self.channel, info.offset, self)
             self.offset, self.part = info.offset, info.parts
+            if self.codes is not None:       # its code is made from its whole head, stored text first
+                try:
+                    self._on_text(await self._stored_head(info), False)
+                except (CodecError, ServiceError) as e:     # coded from this call's text only
+                    log.warning("message %d of %r: its stored text did not decode for its code: %s",
+                                info.offset, self.channel, e)
             self.session.encoder.resume_message(info.crc)
             self.session.message_bytes = info.text_bytes
         else:
@@ -232,3 +250,17 @@ class ProducerStream:
         info = append.result()
         if info.state == MessageState.STREAMING:
             self.streams.orphaned(self.channel, info.offset)
+
+
+def _decode_head(codec: Codec, tier: Tier, batches: list[bytes], cancel) -> str:
+    """The text of ``batches`` (one message's parts, in order) up to CODE_TEXT characters."""
+    decoder = codec.decoder(tier)
+    text: list[str] = []
+    chars = 0
+    for batch in batches:
+        piece = decoder.push(batch, cancel=cancel).text
+        text.append(piece)
+        chars += len(piece)
+        if chars >= CODE_TEXT:
+            break
+    return "".join(text)[:CODE_TEXT]
