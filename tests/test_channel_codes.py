@@ -328,3 +328,36 @@ def test_a_message_continued_after_a_reconnect_is_coded_from_all_its_text(server
     assert resumed[-1].ack.state == channel_pb2.MESSAGE_STATE_COMPLETE
     (page,) = stub.SyncCodes(channel_pb2.SyncCodesRequest(channel="resumed"))
     assert page.codes == bytes(shipped_code_model().codes([first + rest])[0])
+
+
+def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cache_dir):
+    import numpy as np
+
+    from models.train_codes import fit
+    from rvqstream.models.code_model import CodeModel
+    from rvqstream.server.config import ServerConfig
+    from rvqstream.server.registry import ModelRegistry
+
+    shipped = shipped_code_model()
+    x = np.random.default_rng(0).standard_normal((1500, shipped.quantizer.dim)).astype(np.float32)
+    files = {**{n: b for n, b in shipped.bundle_files().items() if n != "manifest.json"},
+             "rvq.npz": fit(x / np.linalg.norm(x, axis=1, keepdims=True), 4, iters=2, log=lambda s: None).to_bytes()}
+    other = CodeModel(files, {"config": {"kind": "codes", "near_duplicate_score": 0.8}})
+    assert other.model_id != shipped.model_id
+    own = ModelRegistry([registry.get(m) for m in registry.ids()], codes=other)
+    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data"), own).start()
+    try:
+        with Client(srv.target, cache_dir=cache_dir) as client:
+            client.publish("kb", TEXTS)
+            index = client.codes("kb")                  # the server's code model, fetched and cached
+            assert index.model_id == other.model_id and index.stages == 4 and len(index) == len(TEXTS)
+            model = client.code_model(index.model_id)
+            assert model.model_id == other.model_id and (cache_dir / other.model_id).is_dir()
+            assert index.search(model.query(TEXTS[3]), k=1)[0].offset == 3
+        with Client(srv.target, cache_dir=cache_dir) as client:   # from the cache this time
+            assert client.code_model(other.model_id).stages == 4
+            with pytest.raises(RvqstreamError) as err:               # codes of another model: refused
+                client.codes("kb", index=shipped.index(4))
+            assert err.value.code == "FAILED_PRECONDITION"
+    finally:
+        srv.close()

@@ -106,6 +106,7 @@ class CodecServiceServicer:
 
     def GetModel(self, request, context):
         """Streams every file of a model bundle: first the manifest, then the file contents in chunks.
+        A codec's bundle, or the message-code model's (the `code_model_id` SyncCodes and Search name).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

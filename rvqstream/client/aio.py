@@ -52,6 +52,7 @@ from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import END_MESSAGE, FLUSH, Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
 from rvqstream.models.bundle import valid_model_id
+from rvqstream.models.code_model import CodeModel, shipped_code_model
 from rvqstream.models.errors import CodecError
 from rvqstream.models.rvq_codes import Hit, SemanticIndex
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
@@ -75,6 +76,7 @@ class AsyncClient:
         self._channel_stub = channel_pb2_grpc.ChannelServiceStub(self._channel)
         self._cache = ModelCache(cache_dir)
         self._codecs: dict[str, Codec] = {}
+        self._code_models: dict[str, CodeModel] = {}
         self._model_locks: dict[str, asyncio.Lock] = {}
         self._writers: weakref.WeakSet[AsyncStreamWriter] = weakref.WeakSet()
 
@@ -124,7 +126,22 @@ class AsyncClient:
                 self._codecs[model_id] = codec or await self._download(model_id)
         return self._codecs[model_id]
 
-    async def _download(self, model_id: str) -> Codec:
+    async def code_model(self, model_id: str) -> CodeModel:
+        """The message-code model ``model_id`` (as SyncCodes and Search name it): the one shipped in
+        this package, else from the disk cache (verified) or fetched with GetModel and cached."""
+        shipped = shipped_code_model()
+        if model_id == shipped.model_id:
+            return shipped
+        if not valid_model_id(model_id):
+            raise RvqstreamError("DATA_LOSS", f"the server named {model_id[:80]!r}, which is not a model id")
+        lock = self._model_locks.setdefault(model_id, asyncio.Lock())
+        async with lock:
+            if model_id not in self._code_models:
+                model = await asyncio.to_thread(self._cache.load, model_id, CodeModel.load)
+                self._code_models[model_id] = model or await self._download(model_id, CodeModel.load)
+        return self._code_models[model_id]
+
+    async def _download(self, model_id: str, loader=Codec.load):
         backoff = Backoff(self.reconnect_timeout_s)
         while True:
             try:
@@ -154,7 +171,7 @@ class AsyncClient:
                                      "not match its size and sha256 in the manifest")
         try:
             return await asyncio.to_thread(self._cache.store, manifest.model_id,
-                                           {n: bytes(b) for n, b in files.items()})
+                                           {n: bytes(b) for n, b in files.items()}, loader)
         except (ValueError, CodecError) as e:
             raise RvqstreamError("DATA_LOSS", f"model {manifest.model_id} failed verification: {e}") from None
 
@@ -393,11 +410,12 @@ class AsyncClient:
 
     async def codes(self, channel: str, from_offset: int = 0, *, index: SemanticIndex | None = None) -> SemanticIndex:
         """Syncs ``channel``'s message codes (a few bytes a message, no text) from ``from_offset``
-        on into ``index`` (default: a new index of the shipped code model) and returns it; search
-        it here with ``index.search(shipped_code_model().query(text))``, and sync it again later
-        from ``index.next_offset``."""
+        on into ``index`` (default: a new index of the code model the server names) and returns
+        it; search it here with ``index.search((await client.code_model(index.model_id)).query(text))``,
+        and sync it again later from ``index.next_offset``."""
         _check_channel(channel)
-        return await sync_codes(self._channel_stub, channel, from_offset, index, self.reconnect_timeout_s)
+        return await sync_codes(self._channel_stub, channel, from_offset, index, self.code_model,
+                                self.reconnect_timeout_s)
 
     async def search(self, channel: str, query: str | bytes, k: int = 10, stages: int = 0) -> list[Hit]:
         """The server's ``k`` best messages of ``channel`` for ``query`` (a text, or a code as

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rvqstream.models import Codec, UnknownModelError
 from rvqstream.models.bundle import check_model_id
@@ -39,14 +41,15 @@ class ModelCache:
             raise UnknownModelError(f"cache entry {path} leads outside the cache root {root}")
         return path
 
-    def load(self, model_id: str) -> Codec | None:
-        """The cached codec of ``model_id``, or None (absent, or failed verification and removed);
+    def load(self, model_id: str, loader: Callable[[Path], Any] = Codec.load):
+        """The cached model of ``model_id`` as ``loader`` (``Codec.load``, ``CodeModel.load``)
+        makes it from its directory, or None (absent, or failed verification and removed);
         ``UnknownModelError`` as ``path``."""
         path = self.path(model_id)
         if not path.is_dir():
             return None
         try:
-            codec = Codec.load(path)
+            codec = loader(path)
         except (OSError, ValueError, KeyError):
             codec = None
         if codec is None or codec.model_id != model_id:
@@ -54,9 +57,9 @@ class ModelCache:
             return None
         return codec
 
-    def store(self, model_id: str, files: dict[str, bytes]) -> Codec:
-        """Writes and verifies a bundle; ``ValueError`` when its files do not hash to ``model_id``,
-        ``UnknownModelError`` as ``path``."""
+    def store(self, model_id: str, files: dict[str, bytes], loader: Callable[[Path], Any] = Codec.load):
+        """Writes and verifies a bundle -> the model ``loader`` makes of it; ``ValueError`` when its
+        files do not hash to ``model_id``, ``UnknownModelError`` as ``path``."""
         dest = self.path(model_id)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_id[:12]}-", dir=dest.parent))
@@ -65,13 +68,13 @@ class ModelCache:
                 if "/" in name or name.startswith("."):
                     raise ValueError(f"bundle file name {name!r} is not a plain file name")
                 (tmp / name).write_bytes(data)
-            codec = Codec.load(tmp)
+            codec = loader(tmp)
             if codec.model_id != model_id:
                 raise ValueError(f"bundle files hash to model id {codec.model_id}, not {model_id}")
             try:       # the codec holds its files in memory: the move does not affect it
                 tmp.rename(dest)
             except OSError:   # another client cached it meanwhile: keep that copy if it verifies
-                if self.load(model_id) is None:
+                if self.load(model_id, loader) is None:
                     shutil.rmtree(dest, ignore_errors=True)
                     tmp.rename(dest)
             return codec

@@ -23,6 +23,7 @@ from rvqstream.client.credentials import TLSConfig
 from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
+from rvqstream.models.code_model import CodeModel
 from rvqstream.models.rvq_codes import Hit, SemanticIndex
 
 _STOP = object()
@@ -129,6 +130,10 @@ class Client:
     def codes(self, channel: str, from_offset: int = 0, *, index: SemanticIndex | None = None) -> SemanticIndex:
         """``AsyncClient.codes``: the channel's message codes, synced into a searchable index."""
         return self._run(self._aio.codes(channel, from_offset, index=index))
+
+    def code_model(self, model_id: str) -> CodeModel:
+        """``AsyncClient.code_model``: the code model an index or a search names."""
+        return self._run(self._aio.code_model(model_id))
 
     def search(self, channel: str, query: str | bytes, k: int = 10, stages: int = 0) -> list[Hit]:
         """``AsyncClient.search``: the server searches the channel's codes."""

@@ -46,6 +46,7 @@ class CodeModel:
         if bundle_kind(manifest) != "codes":
             raise ValueError(f"a code model needs a bundle of kind 'codes', not {bundle_kind(manifest)!r}")
         self.manifest = manifest
+        self._files = files
         self.manifest_dir = where        # the bundle's folder, when it was loaded from one
         self.encoder = MessageEncoder(files["encoder.onnx"], files["encoder_tokenizer.json"], threads)
         self.quantizer = ResidualQuantizer.from_bytes(files["rvq.npz"])
@@ -58,6 +59,10 @@ class CodeModel:
         path = Path(path) if path is not None else CODES_DIR
         manifest = json.loads((path / MANIFEST).read_text())
         return cls(read_bundle(path, bundle_kind(manifest)), manifest, threads, path)
+
+    def bundle_files(self) -> dict[str, bytes]:
+        """Every file of the bundle by name, the manifest included."""
+        return {**self._files, MANIFEST: json.dumps(self.manifest, indent=1).encode() + b"\n"}
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 [len(texts), D], unit length."""
@@ -77,8 +82,8 @@ class CodeModel:
         return self.quantizer.decode(codes)[0]
 
     def index(self, stages: int | None = None) -> SemanticIndex:
-        """An empty index of codes of ``stages`` stages (default: all)."""
-        return SemanticIndex(self.quantizer, stages)
+        """An empty index of codes of ``stages`` stages (default: all), of this model."""
+        return SemanticIndex(self.quantizer, stages, self.model_id)
 
 
 @functools.cache

@@ -90,8 +90,9 @@ class SemanticIndex:
     and one add per pair of stages and code.
     """
 
-    def __init__(self, quantizer: ResidualQuantizer, stages: int | None = None):
-        self.quantizer = quantizer
+    def __init__(self, quantizer: ResidualQuantizer, stages: int | None = None, model_id: str = ""):
+        """``model_id``: the code model whose quantizer this is (its codes are the ones it takes)."""
+        self.quantizer, self.model_id = quantizer, model_id
         self.stages = quantizer.stages if stages is None else quantizer._check(stages)
         self._pairs = np.zeros(((self.stages + 1) // 2, 1024), np.uint16)
         self._offsets = np.zeros(1024, np.int64)
