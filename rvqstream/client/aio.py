@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import hashlib
 import uuid
 import weakref
 from collections import deque
@@ -48,11 +47,11 @@ from rvqstream.client.codes import search, sync_codes
 from rvqstream.client.credentials import TLSConfig, open_channel
 from rvqstream.client.errors import RvqstreamError
 from rvqstream.client.follow import Follower
+from rvqstream.client.model_fetch import ModelFetcher
 from rvqstream.client.streams import AsyncStreamWriter
 from rvqstream.client.types import END_MESSAGE, FLUSH, Delta, EncodedBatch, Message, ModelInfo
 from rvqstream.models import Codec, StreamDecoder, Tier
-from rvqstream.models.bundle import valid_model_id
-from rvqstream.models.code_model import CodeModel, shipped_code_model
+from rvqstream.models.code_model import CodeModel
 from rvqstream.models.errors import CodecError
 from rvqstream.models.rvq_codes import Hit, SemanticIndex
 from rvqstream.wire import CHANNEL_NAME, CHANNEL_NAME_RULE, tier_from_pb
@@ -74,10 +73,7 @@ class AsyncClient:
         self._channel = open_channel(target, tls, token, CHANNEL_OPTIONS)
         self._codec_stub = codec_pb2_grpc.CodecServiceStub(self._channel)
         self._channel_stub = channel_pb2_grpc.ChannelServiceStub(self._channel)
-        self._cache = ModelCache(cache_dir)
-        self._codecs: dict[str, Codec] = {}
-        self._code_models: dict[str, CodeModel] = {}
-        self._model_locks: dict[str, asyncio.Lock] = {}
+        self._models = ModelFetcher(self._codec_stub, ModelCache(cache_dir), reconnect_timeout_s)
         self._writers: weakref.WeakSet[AsyncStreamWriter] = weakref.WeakSet()
 
     async def __aenter__(self) -> Self:
@@ -111,69 +107,15 @@ class AsyncClient:
     async def model(self, model_id: str = "") -> Codec:
         """The codec of ``model_id`` ("" for the server's default): from memory, the disk cache
         (verified), or fetched with GetModel, verified file by file and as a whole, then cached."""
-        if model_id in self._codecs:
-            return self._codecs[model_id]
-        if not model_id:
+        if not model_id and "" not in self._models.codecs:
             default = next(m.model_id for m in await self.models() if m.is_default)
-            self._codecs[""] = await self.model(default)
-            return self._codecs[""]
-        if not valid_model_id(model_id):     # ids come from the server: never let one name a path
-            raise RvqstreamError("DATA_LOSS", f"the server named {model_id[:80]!r}, which is not a model id")
-        lock = self._model_locks.setdefault(model_id, asyncio.Lock())
-        async with lock:
-            if model_id not in self._codecs:
-                codec = await asyncio.to_thread(self._cache.load, model_id)
-                self._codecs[model_id] = codec or await self._download(model_id)
-        return self._codecs[model_id]
+            self._models.codecs[""] = await self._models.codec(default)
+        return await self._models.codec(model_id)
 
     async def code_model(self, model_id: str) -> CodeModel:
         """The message-code model ``model_id`` (as SyncCodes and Search name it): the one shipped in
         this package, else from the disk cache (verified) or fetched with GetModel and cached."""
-        shipped = shipped_code_model()
-        if model_id == shipped.model_id:
-            return shipped
-        if not valid_model_id(model_id):
-            raise RvqstreamError("DATA_LOSS", f"the server named {model_id[:80]!r}, which is not a model id")
-        lock = self._model_locks.setdefault(model_id, asyncio.Lock())
-        async with lock:
-            if model_id not in self._code_models:
-                model = await asyncio.to_thread(self._cache.load, model_id, CodeModel.load)
-                self._code_models[model_id] = model or await self._download(model_id, CodeModel.load)
-        return self._code_models[model_id]
-
-    async def _download(self, model_id: str, loader=Codec.load):
-        backoff = Backoff(self.reconnect_timeout_s)
-        while True:
-            try:
-                manifest, files = None, {}
-                async for resp in self._codec_stub.GetModel(codec_pb2.GetModelRequest(model_id=model_id)):
-                    if resp.WhichOneof("kind") == "manifest":
-                        manifest = resp.manifest
-                        files = {f.name: bytearray() for f in manifest.files}
-                    else:
-                        chunk = resp.chunk
-                        buf = files.get(chunk.name)
-                        if buf is None or chunk.offset_bytes != len(buf):
-                            raise RvqstreamError("DATA_LOSS", f"model {model_id}: chunk of "
-                                                 f"{chunk.name!r} at byte {chunk.offset_bytes} out of place")
-                        buf += chunk.data
-                break
-            except grpc.RpcError as e:
-                await backoff.retry(e)
-        if manifest is None:
-            raise RvqstreamError("DATA_LOSS", "GetModel sent no manifest")
-        if manifest.model_id != model_id:
-            raise RvqstreamError("DATA_LOSS", f"asked for model {model_id}, got {manifest.model_id}")
-        for f in manifest.files:
-            data = files[f.name]
-            if len(data) != f.size_bytes or hashlib.sha256(data).hexdigest() != f.sha256:
-                raise RvqstreamError("DATA_LOSS", f"model {manifest.model_id}: file {f.name!r} does "
-                                     "not match its size and sha256 in the manifest")
-        try:
-            return await asyncio.to_thread(self._cache.store, manifest.model_id,
-                                           {n: bytes(b) for n, b in files.items()}, loader)
-        except (ValueError, CodecError) as e:
-            raise RvqstreamError("DATA_LOSS", f"model {manifest.model_id} failed verification: {e}") from None
+        return await self._models.code_model(model_id)
 
     async def decoder(self, model_id: str, tier: Tier | str = "exact") -> StreamDecoder:
         """A local stream decoder for frames of ``model_id`` (as ``encode_stream`` yields them)."""
