@@ -101,7 +101,7 @@ def test_subscribers_see_the_first_words_before_the_message_ends_and_fan_out(sha
     results: list[list[tuple[float, Delta]]] = [[] for _ in range(followers)]
 
     def follow(k: int) -> None:
-        with Client(client._aio.target, cache_dir=client._aio._cache.root) as c:
+        with Client(client._aio.target, cache_dir=client.cache_dir) as c:
             for d in c.follow("live", 0):
                 results[k].append((time.monotonic(), d))
                 if d.text:
@@ -142,7 +142,7 @@ def test_a_follower_cut_off_mid_message_resumes_without_repeating_or_missing_tex
     first = threading.Event()
 
     def follow() -> None:
-        with Client(proxy.target, cache_dir=client._aio._cache.root, reconnect_timeout_s=30) as c:
+        with Client(proxy.target, cache_dir=client.cache_dir, reconnect_timeout_s=30) as c:
             for d in c.follow("cut", 0):
                 deltas.append(d)
                 first.set()
@@ -173,7 +173,7 @@ def test_a_follower_cut_off_mid_message_resumes_without_repeating_or_missing_tex
 
 def test_an_abandoned_message_ends_aborted_with_its_durable_text(shared):
     srv, client = shared
-    with Client(srv.target, cache_dir=client._aio._cache.root) as producer:
+    with Client(srv.target, cache_dir=client.cache_dir) as producer:
         w = producer.open_stream("abandoned", max_delay_ms=20)
         w.write("the producer wrote this ")
         wait_for_offset(w)
@@ -401,7 +401,7 @@ def test_interleaved_messages_survive_a_flaky_follower_link(shared):
     done: set[int] = set()
 
     def produce(name: str, offsets: list) -> None:
-        with Client(srv.target, cache_dir=client._aio._cache.root) as c, \
+        with Client(srv.target, cache_dir=client.cache_dir) as c, \
                 c.open_stream("inter", max_delay_ms=30) as w:
             for text in texts[name]:
                 for word in text.split(" "):
@@ -410,7 +410,7 @@ def test_interleaved_messages_survive_a_flaky_follower_link(shared):
                 offsets.append(w.end_message())
 
     def follow() -> None:
-        with Client(proxy.target, cache_dir=client._aio._cache.root, reconnect_timeout_s=30) as c:
+        with Client(proxy.target, cache_dir=client.cache_dir, reconnect_timeout_s=30) as c:
             for d in c.follow("inter", 0):
                 got[d.offset] = got.get(d.offset, "") + d.text
                 if d.done:

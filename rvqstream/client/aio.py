@@ -76,6 +76,11 @@ class AsyncClient:
         self._models = ModelFetcher(self._codec_stub, ModelCache(cache_dir), reconnect_timeout_s)
         self._writers: weakref.WeakSet[AsyncStreamWriter] = weakref.WeakSet()
 
+    @property
+    def cache_dir(self) -> Path:
+        """The disk cache of model bundles this client reads and fills."""
+        return self._models.cache.root
+
     async def __aenter__(self) -> Self:
         return self
 

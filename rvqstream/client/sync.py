@@ -67,6 +67,11 @@ class Client:
             if not self._loop.is_closed():
                 self._run(agen.aclose())
 
+    @property
+    def cache_dir(self) -> Path:
+        """The disk cache of model bundles this client reads and fills."""
+        return self._aio.cache_dir
+
     def __enter__(self) -> Self:
         return self
 
