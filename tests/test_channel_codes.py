@@ -361,3 +361,30 @@ def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cach
             assert err.value.code == "FAILED_PRECONDITION"
     finally:
         srv.close()
+
+
+def test_an_aborted_message_is_coded_from_its_stored_text(tmp_path, registry, cache_dir):
+    import time
+
+    from rvqstream.server.config import ServerConfig
+
+    text = "Preheat the oven to 200 degrees and bake the bread "
+    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data", stream_timeout_s=0.3), registry).start()
+    try:
+        with Client(srv.target, cache_dir=cache_dir) as client:
+            client.publish("kb", TEXTS[:1])
+            w = client.open_stream("kb", max_delay_ms=20)
+            w.write(text)
+            w.flush()
+            deadline = time.monotonic() + 10
+            while w.offset is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        with Client(srv.target, cache_dir=cache_dir) as client:    # the producer is gone
+            (msg,) = [m for _, m in zip(range(1), client.subscribe("kb", 1))]
+            assert msg.aborted and msg.text == text
+            index = client.codes("kb")
+            assert list(index.offsets) == [0, 1] and index.next_offset == 2
+            assert (index.codes[1] == shipped_code_model().codes([text])[0]).all()
+            assert client.search("kb", "how long to bake bread", k=1)[0].offset == 1
+    finally:
+        srv.close()

@@ -33,6 +33,7 @@ from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.sqlite_retention import MAX_REMOVED
 from rvqstream.server.sqlite_store import SQLiteLogStore
+from rvqstream.server.stream_codes import AbortCoder
 from rvqstream.server.telemetry import Telemetry
 from rvqstream.server.tls import ListenError, ServerTLS, check_listen, server_tls
 from rvqstream.server.work_pool import WorkPool
@@ -86,14 +87,15 @@ class RvqServer:
                               config.stream_queue_frames)
         codec_pb2_grpc.add_CodecServiceServicer_to_server(
             CodecService(registry, self.scheduler, self.pool, telemetry.metrics, limits), self.grpc)
-        self.streams = OpenStreams(store, config.stream_timeout_s)
+        codes = ChannelCodes(store, registry.codes, config.index_codes) if config.message_codes else None
+        self.streams = OpenStreams(store, config.stream_timeout_s,
+                                   AbortCoder(store, registry, codes, self.pool) if codes else None)
         channel_pb2_grpc.add_ChannelServiceServicer_to_server(
             ChannelService(store, registry, self.scheduler, self.pool, telemetry.metrics,
                            ChannelLimits(config.max_message_bytes, config.subscribe_page,
                                          config.subscribe_page_bytes, limits), self.streams,
                            FreeSpace(config.data_dir, config.min_free_bytes),
-                           ChannelCodes(store, registry.codes, config.index_codes) if config.message_codes
-                           else None), self.grpc)
+                           codes), self.grpc)
         self.retention = Retention(config.retention_age_s, config.retention_bytes)
         self._retainer: asyncio.Task | None = None
         self.health = HealthServicer()

@@ -160,8 +160,9 @@ class LogStore(abc.ABC):
         """The streamed message of (producer_id, sequence), or None."""
 
     @abc.abstractmethod
-    async def abort(self, channel: str, offset: int) -> bool:
-        """Closes a streaming message as aborted; False when it was not streaming."""
+    async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
+        """Closes a streaming message as aborted, with its ``code`` if given; False when it was not
+        streaming (then nothing changes)."""
 
     @abc.abstractmethod
     async def open_streams(self) -> list[tuple[str, int]]:

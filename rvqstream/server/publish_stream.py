@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from rvqstream._proto import channel_pb2
-from rvqstream.models import Batch, Codec, CodecError, Tier
+from rvqstream.models import Batch, Codec, CodecError
 from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes, make_codes
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
@@ -35,6 +35,7 @@ from rvqstream.server.logstore import (
     StreamKey,
 )
 from rvqstream.server.scheduler import Scheduler
+from rvqstream.server.stream_codes import AbortCoder, stored_head
 from rvqstream.server.telemetry import Metrics
 from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
@@ -48,8 +49,9 @@ class OpenStreams:
     has at most one writer: the call that claimed it last; an earlier writer's leaving changes
     nothing."""
 
-    def __init__(self, store: LogStore, timeout_s: float):
-        self.store, self.timeout_s = store, timeout_s
+    def __init__(self, store: LogStore, timeout_s: float, coder: AbortCoder | None = None):
+        """``coder``: makes an aborted message's code from its stored text (None: no codes)."""
+        self.store, self.timeout_s, self.coder = store, timeout_s, coder
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._writers: dict[tuple[str, int], object] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -88,9 +90,15 @@ class OpenStreams:
 
     def _abort(self, channel: str, offset: int) -> None:
         self._timers.pop((channel, offset), None)
-        task = asyncio.get_running_loop().create_task(self.store.abort(channel, offset))
+        task = asyncio.get_running_loop().create_task(self._close_aborted(channel, offset))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _close_aborted(self, channel: str, offset: int) -> None:
+        """Closes the message as aborted, with its code made from its stored text."""
+        coded = await self.coder.code(channel, offset) if self.coder is not None else None
+        if await self.store.abort(channel, offset, coded[0] if coded else None) and coded:
+            self.coder.aborted(channel, offset, coded)
 
     async def close(self) -> None:
         for timer in self._timers.values():
@@ -156,15 +164,6 @@ class ProducerStream:
             self.heads.append("".join(self.head))
             self.head, self.head_chars = [], 0
 
-    async def _stored_head(self, info: StreamInfo) -> str:
-        """The first CODE_TEXT characters of a streamed message's stored text (decoded from its
-        parts, no further than that)."""
-        batches: list[bytes] = []
-        while len(batches) < info.parts:
-            more, _ = await self.store.read_parts(self.channel, info.offset, len(batches), 1 << 20)
-            batches += more
-        return await self.pool.run(_decode_head, self.codec, self.tier, batches[:info.parts], wait=True)
-
     async def _code(self) -> tuple[Code, str, np.ndarray]:
         """The code of the message that ends now (flagged when it repeats a recent message), the
         text it was made from, and its embedding."""
@@ -189,7 +188,8 @@ class ProducerStream:
             self.offset, self.part = info.offset, info.parts
             if self.codes is not None:       # its code is made from its whole head, stored text first
                 try:
-                    self._on_text(await self._stored_head(info), False)
+                    self._on_text(await stored_head(self.store, self.pool, self.codec, self.tier, self.channel,
+                                                    info.offset, info.parts), False)
                 except (CodecError, ServiceError) as e:     # coded from this call's text only
                     log.warning("message %d of %r: its stored text did not decode for its code: %s",
                                 info.offset, self.channel, e)
@@ -251,16 +251,3 @@ class ProducerStream:
         if info.state == MessageState.STREAMING:
             self.streams.orphaned(self.channel, info.offset)
 
-
-def _decode_head(codec: Codec, tier: Tier, batches: list[bytes], cancel) -> str:
-    """The text of ``batches`` (one message's parts, in order) up to CODE_TEXT characters."""
-    decoder = codec.decoder(tier)
-    text: list[str] = []
-    chars = 0
-    for batch in batches:
-        piece = decoder.push(batch, cancel=cancel).text
-        text.append(piece)
-        chars += len(piece)
-        if chars >= CODE_TEXT:
-            break
-    return "".join(text)[:CODE_TEXT]

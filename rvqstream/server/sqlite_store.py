@@ -126,8 +126,8 @@ class SQLiteLogStore(LogStore):
     async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
         return await self._write(self._part_tx, channel, key, part)
 
-    async def abort(self, channel: str, offset: int) -> bool:
-        return await self._write(self._abort_tx, channel, offset)
+    async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
+        return await self._write(self._abort_tx, channel, offset, code)
 
     async def retain(self, retention: Retention) -> int:
         if not retention.enabled:
@@ -264,12 +264,14 @@ class SQLiteLogStore(LogStore):
         return StreamInfo(info.offset, state, info.parts + 1, info.text_bytes + part.text_bytes, part.crc,
                           info.model_id, info.tier, info.stored_bytes + len(part.batch))
 
-    @staticmethod
-    def _abort_tx(tx: _Tx, channel: str, offset: int) -> bool:
+    @classmethod
+    def _abort_tx(cls, tx: _Tx, channel: str, offset: int, code: Code | None) -> bool:
         cur = tx.conn.execute(
             "UPDATE entries SET state = ? WHERE state = ? AND msg_offset = ?"
             " AND channel = (SELECT id FROM channels WHERE name = ?)",
             (int(MessageState.ABORTED), int(MessageState.STREAMING), offset, channel))
+        if cur.rowcount > 0 and code is not None:
+            cls._code_tx(tx, tx.channel(channel), offset, code, code.near_of)
         return cur.rowcount > 0
 
     def _committed(self, changes: dict[str, list[tuple[int, int, bytes, bool]]]) -> None:
