@@ -234,7 +234,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         codec = self.registry.get(entry.model_id)
         try:
             if entry.streamed:
-                batches, state = await self._all_parts(channel, entry.offset)
+                batches, state = await self.store.all_parts(channel, entry.offset)
                 text = await self.pool.run(_decode_batches, codec, entry.tier, batches, context=context, wait=True)
             else:
                 state = MessageState.COMPLETE
@@ -271,15 +271,6 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
                                f"(its next offset is {end})", "from_offset")
         async for response in queries.sync(channel, request.from_offset, request.stages):
             yield response
-
-    async def _all_parts(self, channel: str, offset: int) -> tuple[list[bytes], MessageState]:
-        """Every batch of a streamed message as of one moment, and its state then."""
-        state, parts = await self.store.stream_state(channel, offset)
-        out: list[bytes] = []
-        while len(out) < parts:
-            batches, _ = await self.store.read_parts(channel, offset, len(out), 1 << 20)
-            out += batches
-        return out[:parts], state
 
 
 def _decode_batches(codec, tier_pb: int, batches: list[bytes], cancel: Cancel) -> str:

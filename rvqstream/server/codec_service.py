@@ -131,7 +131,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     @rpc_errors
     async def GetModel(self, request: codec_pb2.GetModelRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[codec_pb2.GetModelResponse]:
-        model_id = self.registry.bundle_id(request.model_id)
+        model_id = self.registry.bundle(request.model_id).model_id
         files = self.registry.files(model_id)
         yield codec_pb2.GetModelResponse(manifest=codec_pb2.ModelManifest(
             model_id=model_id,

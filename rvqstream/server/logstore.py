@@ -208,6 +208,17 @@ class LogStore(abc.ABC):
     async def wait_change(self, channel: str, version: int) -> None:
         """Returns once ``version(channel)`` differs from ``version``."""
 
+    async def all_parts(self, channel: str, offset: int) -> tuple[list[bytes], MessageState]:
+        """Every batch of a streamed message as of one moment, and its state then."""
+        state, parts = await self.stream_state(channel, offset)
+        out: list[bytes] = []
+        while len(out) < parts:
+            batches, _ = await self.read_parts(channel, offset, len(out), 1 << 20)
+            if not batches:
+                break
+            out += batches
+        return out[:parts], state
+
     async def wait(self, channel: str, offset: int) -> None:
         """Returns once the channel holds an entry at ``offset`` (at once if it already does)."""
         while True:

@@ -20,7 +20,7 @@ import numpy as np
 
 from rvqstream._proto import channel_pb2
 from rvqstream.models import Batch, Codec, CodecError
-from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes, make_codes
+from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes
 from rvqstream.server.disk import FreeSpace, full_error
 from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
 from rvqstream.server.errors import ServiceError, invalid, quoted
@@ -35,7 +35,7 @@ from rvqstream.server.logstore import (
     StreamKey,
 )
 from rvqstream.server.scheduler import Scheduler
-from rvqstream.server.stream_codes import AbortCoder, stored_head
+from rvqstream.server.stream_codes import AbortCoder, code_text, stored_head
 from rvqstream.server.telemetry import Metrics
 from rvqstream.server.work_pool import WorkPool
 from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
@@ -165,12 +165,8 @@ class ProducerStream:
             self.head, self.head_chars = [], 0
 
     async def _code(self) -> tuple[Code, str, np.ndarray]:
-        """The code of the message that ends now (flagged when it repeats a recent message), the
-        text it was made from, and its embedding."""
-        text = self.heads.popleft()
-        emb, codes = await self.pool.run(make_codes, self.codes, [text], wait=True)
-        (near,) = self.codes.near(self.channel, [text], emb, drop=False)
-        return self.codes.code(codes[0], near), text, emb
+        """The code of the message that ends now, the text it was made from, and its embedding."""
+        return await code_text(self.codes, self.pool, self.channel, self.heads.popleft())
 
     async def _resume(self) -> channel_pb2.StreamAck | None:
         """Where the message (producer, sequence) stands, if the channel holds it; the call then
@@ -189,7 +185,7 @@ class ProducerStream:
             if self.codes is not None:       # its code is made from its whole head, stored text first
                 try:
                     self._on_text(await stored_head(self.store, self.pool, self.codec, self.tier, self.channel,
-                                                    info.offset, info.parts), False)
+                                                    info.offset), False)
                 except (CodecError, ServiceError) as e:     # coded from this call's text only
                     log.warning("message %d of %r: its stored text did not decode for its code: %s",
                                 info.offset, self.channel, e)

@@ -89,20 +89,19 @@ class ModelRegistry:
                                field)
         return codecs
 
-    def bundle_id(self, model_id: str) -> str:
-        """The id of the bundle GetModel serves for ``model_id``: a codec's ("": the default) or
-        the code model's (when it is loaded); NOT_FOUND otherwise."""
+    def bundle(self, model_id: str) -> Codec | CodeModel:
+        """The model GetModel serves for ``model_id``: a codec ("": the default) or the code model
+        (when it is loaded); NOT_FOUND otherwise."""
         if self._codes is not None and model_id == self._codes.model_id:
-            return model_id
-        return self.get(model_id).model_id
+            return self._codes
+        return self.get(model_id)
 
     def files(self, model_id: str) -> dict[str, bytes]:
         """The bundle files of ``model_id`` (a codec's or the code model's) by name (cached)."""
-        model_id = self.bundle_id(model_id)
-        if model_id not in self._files:
-            model = self._codes if self._codes is not None and model_id == self._codes.model_id else self.get(model_id)
-            self._files[model_id] = model.bundle_files()
-        return self._files[model_id]
+        model = self.bundle(model_id)
+        if model.model_id not in self._files:
+            self._files[model.model_id] = model.bundle_files()
+        return self._files[model.model_id]
 
     def manifest(self, model_id: str) -> list[tuple[str, int, str]]:
         """(name, size in bytes, hex sha256) of each bundle file, in name order (cached)."""

@@ -25,15 +25,18 @@ log = logging.getLogger(__name__)
 
 
 async def stored_head(store: LogStore, pool: WorkPool, codec: Codec, tier: Tier, channel: str,
-                      offset: int, parts: int) -> str:
-    """The first CODE_TEXT characters of the text of a streamed message's first ``parts`` parts."""
-    batches: list[bytes] = []
-    while len(batches) < parts:
-        more, _ = await store.read_parts(channel, offset, len(batches), 1 << 20)
-        if not more:
-            break
-        batches += more
-    return await pool.run(_decode_head, codec, tier, batches[:parts], wait=True)
+                      offset: int) -> str:
+    """The first CODE_TEXT characters of the text a streamed message's stored parts hold."""
+    batches, _ = await store.all_parts(channel, offset)
+    return await pool.run(_decode_head, codec, tier, batches, wait=True)
+
+
+async def code_text(codes: ChannelCodes, pool: WorkPool, channel: str, text: str) -> tuple[Code, str, np.ndarray]:
+    """The code of one streamed message of ``channel`` made from ``text`` (flagged when it
+    repeats a recent message), ``text`` itself, and its embedding."""
+    emb, made = await pool.run(make_codes, codes, [text], wait=True)
+    (near,) = codes.near(channel, [text], emb, drop=False)
+    return codes.code(made[0], near), text, emb
 
 
 def _decode_head(codec: Codec, tier: Tier, batches: list[bytes], cancel: Cancel) -> str:
@@ -60,15 +63,12 @@ class AbortCoder:
         """(code, the text it was made from, its embedding), or None when the text does not decode."""
         try:
             (entry,) = await self.store.read(channel, offset, 1, 1)
-            _, parts = await self.store.stream_state(channel, offset)
             text = await stored_head(self.store, self.pool, self.registry.get(entry.model_id),
-                                     tier_from_pb(entry.tier), channel, offset, parts)
-            emb, codes = await self.pool.run(make_codes, self.codes, [text], wait=True)
+                                     tier_from_pb(entry.tier), channel, offset)
+            return await code_text(self.codes, self.pool, channel, text)
         except (CodecError, ServiceError, ValueError) as e:
             log.warning("aborted message %d of %r gets no code: %s", offset, channel, e)
             return None
-        (near,) = self.codes.near(channel, [text], emb, drop=False)
-        return self.codes.code(codes[0], near), text, emb
 
     def aborted(self, channel: str, offset: int, coded: tuple[Code, str, np.ndarray]) -> None:
         code, text, emb = coded
