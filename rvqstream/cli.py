@@ -61,7 +61,7 @@ def _token(args: argparse.Namespace) -> None:
 def _compress(args: argparse.Namespace) -> None:
     text = _read_input(args.file).decode("utf-8")
     with _client(args) as client:
-        blob = client.compress(text, args.tier, args.stage_count)
+        blob = client.compress(text, stage_count=args.stage_count)
     sys.stdout.buffer.write(blob)
 
 
@@ -78,7 +78,7 @@ def _publish(args: argparse.Namespace) -> None:
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     with stream, _client(args) as client:
         lines = (line.rstrip("\n") for line in stream)
-        for offset in client.publish(args.channel, lines, tier=args.tier):
+        for offset in client.publish(args.channel, lines):
             print(offset)
 
 
@@ -88,7 +88,7 @@ def _publish_stream(args: argparse.Namespace) -> None:
     message's offset once it is durable."""
     fd = sys.stdin.fileno() if args.file == "-" else os.open(args.file, os.O_RDONLY)
     utf8 = codecs.getincrementaldecoder("utf-8")()
-    with _client(args) as client, client.open_stream(args.channel, tier=args.tier,
+    with _client(args) as client, client.open_stream(args.channel,
                                                      max_delay_ms=args.max_delay_ms) as writer:
         open_text = False          # the current message holds text
         while True:
@@ -194,14 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = client_command("compress", _compress, "compress text (file or stdin) into a blob on stdout")
     p.add_argument("file", nargs="?", default="-")
-    p.add_argument("--tier", choices=["exact", "semantic"], default="exact")
     p.add_argument("--stage-count", type=int, default=0)
     p = client_command("decompress", _decompress, "decompress a blob (file or stdin), locally")
     p.add_argument("file", nargs="?", default="-")
     p = client_command("publish", _publish, "publish each line of a file (or stdin) as a message")
     p.add_argument("channel")
     p.add_argument("file", nargs="?", default="-")
-    p.add_argument("--tier", choices=["exact", "semantic"], default="exact")
     p.add_argument("--stream", action="store_true",
                    help="stream the input as it arrives (pipe an LLM's output in): followers see it "
                         "within the latency budget; each line break ends a message")

@@ -4,6 +4,8 @@ in a thread of this process or as a separate ``rvqstream serve`` process that a 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import socket
@@ -24,8 +26,24 @@ from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.telemetry import Telemetry
 
 # the shipped bundles by kind: the integer model (the default: exact tier only, no RVQ stages) and
-# the float model (frame encoder, RVQ codebooks: the semantic tier and exact-tier RVQ stages)
+# the float model (frame encoder, RVQ codebooks: exact-tier RVQ stages, and reading the retired
+# semantic tier's data)
 BUNDLE_DIRS = {"intlm": DEFAULT_DIR, "float": SEMANTIC_DIR}
+
+# semantic-tier data written by the float bundle before the tier was retired (blobs of format
+# version 3 and stream batches), with what each decodes to
+LEGACY_SEMANTIC = json.loads((Path(__file__).parent / "data" / "semantic_v3.json").read_text())
+
+
+def legacy_semantic_blobs() -> list[tuple[bytes, str]]:
+    """(version-3 semantic blob, its decoded text) of each committed case."""
+    return [(base64.b64decode(c["blob"]), c["decoded"]) for c in LEGACY_SEMANTIC["blobs"]]
+
+
+def legacy_semantic_streams() -> list[tuple[list[bytes], int, str]]:
+    """(semantic-tier batches, stages, decoded text) of each committed stream."""
+    return [([base64.b64decode(b) for b in c["batches"]], c["stages"], c["decoded"])
+            for c in LEGACY_SEMANTIC["streams"]]
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +60,7 @@ def int_codec(codecs) -> Codec:
 
 @pytest.fixture(scope="session")
 def float_codec(codecs) -> Codec:
-    """The float bundle: what tests of the semantic tier and of RVQ stages need."""
+    """The float bundle: what tests of RVQ stages and of old semantic-tier data need."""
     return codecs["float"]
 
 

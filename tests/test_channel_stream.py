@@ -288,7 +288,7 @@ def test_resuming_with_other_settings_and_bad_subscriptions_are_refused(server):
         assert out[0].header.stream.tier == frame_pb2.TIER_EXACT and out[1].ack.durable_bytes == 19
         with pytest.raises(grpc.RpcError) as err:
             list(stub.PublishStream(iter([config(channel="s", producer_id="px", tier=frame_pb2.TIER_SEMANTIC)])))
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "retired" in err.value.details()
         resumed = list(stub.PublishStream(iter([config(channel="s", producer_id="px"),
                                                 chunk(b" and more", end_message=True)])))
         assert resumed[0].header.resume.durable_bytes == 19

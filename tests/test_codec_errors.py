@@ -1,8 +1,8 @@
 """The codec's errors: every failure to decode untrusted bytes is a typed ``CodecError``, decoded
 output is capped before it is produced, work stops on a ``Cancel``, and memory and time stay
-bounded (semantic compress in batches, a held pre-token cut); the model cache refuses ids that
-are not model ids. Exact-tier tests run with each shipped bundle (the integer default and the float
-model); the semantic tier is the float bundle's."""
+bounded (a held pre-token cut); the model cache refuses ids that are not model ids. Exact-tier tests
+run with each shipped bundle (the integer default and the float model); old semantic-tier blobs
+(format version 3, the retired tier) are read by the float bundle."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import os
 import time
 import tracemalloc
 
-import numpy as np
 import pytest
 import zstandard
+from conftest import legacy_semantic_blobs
 
 from rvqstream.client.cache import ModelCache
 from rvqstream.models import (
@@ -32,7 +32,6 @@ from rvqstream.models.batch import BatchWriter, Item, message_check
 from rvqstream.models.blob import HEADER_BYTES, Mode, header
 from rvqstream.models.bundle import check_model_id, valid_model_id
 from rvqstream.models.coding import CHECK_SEED, text_check
-from rvqstream.models.frames import Tier
 from rvqstream.models.stream import MAX_HELD_CHARS
 from rvqstream.models.tokenizer import EOS_ID
 
@@ -50,7 +49,7 @@ LIMIT = 1 << 20
 
 
 # (bundle kind, tier): the integer model codes the exact tier only
-MODEL_TIERS = [("intlm", "exact"), ("float", "exact"), ("float", "semantic")]
+MODEL_TIERS = [("intlm", "exact"), ("float", "exact")]
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +152,11 @@ def test_every_token_but_eos_is_at_least_one_byte(codec):
     assert all(len(tok.token_bytes([i])) >= 1 for i in range(tok.vocab_size) if i != EOS_ID)
 
 
-@pytest.mark.parametrize("kind, tier", MODEL_TIERS)
+@pytest.mark.parametrize("kind, tier", [*MODEL_TIERS, ("float", "semantic")])
 def test_model_blobs_stop_at_the_byte_limit(codecs, kind, tier):
     codec = codecs[kind]
-    data = codec.compress(LONG, tier)
+    data = (codec.compress(LONG) if tier == "exact"       # semantic: the longest old (version-3) blob
+            else max((b for b, _ in legacy_semantic_blobs()), key=len))
     assert codec.blob_mode(data) == Mode[tier.upper()]
     out = codec.decompress(data)
     size = len(out.encode())
@@ -171,7 +171,7 @@ def test_model_blobs_stop_at_the_byte_limit(codecs, kind, tier):
 def test_model_blobs_over_the_token_cap_are_malformed(codecs, kind, tier, monkeypatch):
     codec = codecs[kind]
     text = LONG + LONG.upper()
-    data = codec.compress(text, tier)
+    data = codec.compress(text)
     assert codec.blob_mode(data) == Mode[tier.upper()]
     monkeypatch.setattr(coding, "TOKENS_PER_BIT", 0)   # the cap is now 256 tokens, whatever the size
     assert len(codec.parts.tokenizer.encode(text)) > coding.max_tokens(len(data))
@@ -199,15 +199,14 @@ def test_cancelled_work_raises(codec):
     text = LONG[:500]
     frames = -(-len(codec.parts.tokenizer.encode(text)) // codec.parts.frame)
     gone = Cancel(deadline=time.monotonic() - 1)
-    for tier in codec.tiers:                            # the float bundle: exact and semantic
-        with pytest.raises(CancelledError):
-            codec.compress(text, tier, cancel=gone)
-        data = codec.compress(text, tier)
-        counting = CountingCancel()
-        codec.decompress(data, cancel=counting)
-        assert counting.checks >= frames                # at least once per frame
-        with pytest.raises(CancelledError):
-            codec.decompress(data, cancel=CountingCancel(after=frames // 2))
+    with pytest.raises(CancelledError):
+        codec.compress(text, cancel=gone)
+    data = codec.compress(text)
+    counting = CountingCancel()
+    codec.decompress(data, cancel=counting)
+    assert counting.checks >= frames                    # at least once per frame
+    with pytest.raises(CancelledError):
+        codec.decompress(data, cancel=CountingCancel(after=frames // 2))
     counting = CountingCancel()
     codec.compress(text, cancel=counting)
     assert counting.checks >= frames
@@ -236,7 +235,7 @@ def test_cancelled_stream_work_raises_and_keeps_what_is_held(codec):
 
 # -- stream decoders ----------------------------------------------------------------------------
 
-def _fallback_batch(codec, item: Item, payload: bytes, crc: int | None) -> bytes:
+def _fallback_batch(codec, item: Item, payload: bytes, crc: int) -> bytes:
     p = codec.parts
     w = BatchWriter(p.frame, p.stages, p.codes)
     w.fallback_frame(item, payload)
@@ -279,18 +278,17 @@ def test_stream_batches_stop_at_the_byte_limit(codec, bomb):
     assert codec.decoder().push(batch.data, max_bytes=size).text == LONG[:500]
     with pytest.raises(TooLargeError):
         codec.decoder().push(batch.data, max_bytes=size - 1)
-    for tier in codec.tiers:       # the exact tier's check comes after the frame: the limit stops it first
-        data = _fallback_batch(codec, Item.ZSTD, bomb, 0 if tier == Tier.EXACT else None)
-        tracemalloc.start()
-        try:
-            with pytest.raises(TooLargeError):
-                codec.decoder(tier).push(data, max_bytes=LIMIT)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert peak < 50 << 20
+    data = _fallback_batch(codec, Item.ZSTD, bomb, 0)   # the check comes after the frame: the limit stops it first
+    tracemalloc.start()
+    try:
         with pytest.raises(TooLargeError):
-            codec.decoder(tier).push(data)
+            codec.decoder().push(data, max_bytes=LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20
+    with pytest.raises(TooLargeError):
+        codec.decoder().push(data)
 
 
 def test_stream_batches_over_the_token_cap_are_malformed(codec, monkeypatch):
@@ -303,32 +301,6 @@ def test_stream_batches_over_the_token_cap_are_malformed(codec, monkeypatch):
 
 
 # -- bounded work -------------------------------------------------------------------------------
-
-def test_semantic_compress_in_batches_equals_one_run(float_codec, monkeypatch):
-    """A message of more than SEMANTIC_BATCH_FRAMES frames is coded in runs of that many frames,
-    in order, and the blob is the one a single run makes. (The shipped encoder quantizes its
-    activations per run, so its codes depend on which frames share a run: here each frame is
-    coded on its own, which a run of any size gives identically.)"""
-    codec = float_codec
-    text = LONG * 5
-    frames = -(-len(codec.parts.tokenizer.encode(text)) // codec.parts.frame)
-    assert frames > blob.SEMANTIC_BATCH_FRAMES
-    encoder, runs = codec.parts.frame_encoder, []
-    codes = encoder.codes
-
-    def frame_by_frame(frames, stages):
-        runs.append(len(frames))
-        return np.concatenate([codes([f], stages) for f in frames])
-
-    monkeypatch.setattr(encoder, "codes", frame_by_frame)
-    batched = codec.compress(text, "semantic", 2)
-    assert runs == [blob.SEMANTIC_BATCH_FRAMES, frames - blob.SEMANTIC_BATCH_FRAMES]
-    monkeypatch.setattr(blob, "SEMANTIC_BATCH_FRAMES", frames)
-    assert codec.compress(text, "semantic", 2) == batched
-    assert runs[2:] == [frames]
-    monkeypatch.undo()
-    assert codec.decompress(batched)     # a whole message of text close in meaning
-
 
 def test_split_final_cuts_a_long_tail(codec):
     tok = codec.parts.tokenizer

@@ -1,6 +1,7 @@
 """The codec's exact tier round-trips any text, with each shipped bundle (the integer default and the
-float model); blobs are versioned and reject bad input clearly. RVQ stages (searchable layers) and
-the semantic tier are the float bundle's: the integer model refuses them."""
+float model); blobs are versioned and reject bad input clearly. RVQ stages (searchable layers) are
+the float bundle's: the integer model refuses them. No model writes the retired semantic tier; the
+float bundle reads its old blobs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import legacy_semantic_blobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,20 +55,32 @@ def test_exact_roundtrip_with_searchable_stages(float_codec, stages):
     assert float_codec.decompress(blob) == text
 
 
-def test_integer_model_codes_the_exact_tier_only(int_codec, float_codec):
-    assert int_codec.parts.stages == 0 and int_codec.tiers == (Tier.EXACT,)
-    assert float_codec.tiers == (Tier.EXACT, Tier.SEMANTIC)
+def test_every_model_writes_the_exact_tier_only(int_codec, float_codec):
+    assert int_codec.parts.stages == 0 and int_codec.tiers == float_codec.tiers == (Tier.EXACT,)
+    assert int_codec.read_tiers == (Tier.EXACT,) and float_codec.read_tiers == (Tier.EXACT, Tier.SEMANTIC)
     text = "The integer model has no RVQ codebooks."
-    for call in (lambda: int_codec.compress(text, tier="semantic"), lambda: int_codec.compress(text, stages=1),
-                 lambda: int_codec.encoder("semantic"), lambda: int_codec.encoder(stages=1),
+    for codec in (int_codec, float_codec):           # the semantic tier is retired
+        with pytest.raises(ValueError, match="retired"):
+            codec.compress(text, tier="semantic")
+        with pytest.raises(ValueError, match="retired"):
+            codec.encoder("semantic")
+    for call in (lambda: int_codec.compress(text, stages=1), lambda: int_codec.encoder(stages=1),
                  lambda: int_codec.decoder("semantic")):
         with pytest.raises(ValueError):
             call()
-    semantic = float_codec.compress(text, tier="semantic")
-    with pytest.raises(MalformedError, match="semantic"):     # a semantic-mode blob under its own tag
-        int_codec.decompress(header(Mode.SEMANTIC, int_codec.model_id) + semantic[HEADER_BYTES:])
-    with pytest.raises(CodecError):          # the float model's blob as it is: another tag (or malformed)
-        int_codec.decompress(semantic)
+    float_codec.decoder("semantic")                  # old semantic streams are read
+
+
+def test_semantic_blobs_decode_only_under_old_versions(int_codec, float_codec):
+    """Version 4 has no SEMANTIC mode; a version-3 one decodes with the model that wrote it only."""
+    old, decoded = legacy_semantic_blobs()[0]
+    assert old[0] == MAGIC | (3 << 2) | Mode.SEMANTIC and float_codec.decompress(old) == decoded
+    with pytest.raises(MalformedError, match="version 4"):
+        float_codec.decompress(header(Mode.SEMANTIC, float_codec.model_id) + old[HEADER_BYTES:])
+    with pytest.raises(MalformedError, match="without RVQ codes"):   # under the integer model's tag
+        int_codec.decompress(bytes([old[0], int_codec.tag]) + old[HEADER_BYTES:])
+    with pytest.raises(CodecError):          # the float model's blob as it is: another tag
+        int_codec.decompress(old)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -137,8 +151,8 @@ def test_garbage_never_crashes(codec, data):
 @given(st.data())
 def test_mutated_blobs_never_crash(codec, data):
     text = data.draw(st.sampled_from(SPECIAL[:14] + ["A mutated blob must fail cleanly or decode."]))
-    tier = data.draw(st.sampled_from(codec.tiers))          # the semantic tier: the float bundle
-    blob = bytearray(codec.compress(text, tier=tier))
+    old = [b for b, _ in legacy_semantic_blobs()] if Tier.SEMANTIC in codec.read_tiers else []
+    blob = bytearray(data.draw(st.sampled_from([codec.compress(text), *old])))
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
         if op == "flip" and blob:

@@ -1,7 +1,7 @@
 """Streaming: chunked input decodes to the same text as one-shot input; frame batches carry
 checks; decoding is identical across ONNX Runtime thread counts and graph-optimization levels.
-Exact-tier tests run with each shipped bundle (the integer default and the float model); the
-semantic tier and RVQ stages (searchable layers, degraded stages) are the float bundle's."""
+Exact-tier tests run with each shipped bundle (the integer default and the float model); RVQ
+stages (searchable layers) are the float bundle's."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def codec(each_codec) -> Codec:
     return each_codec
 
 
-def _stream(codec, chunks, tier="exact", stages=None, flush_every=0, encoder=None):
+def _stream(codec, chunks, stages=None, flush_every=0, encoder=None):
     """Batches of one message written as ``chunks``, flushed every ``flush_every`` chunks."""
-    enc = encoder or codec.encoder(tier=tier, stages=stages)
+    enc = encoder or codec.encoder(stages=stages)
     batches = []
     for i, c in enumerate(chunks):
         enc.push(c)
@@ -36,8 +36,8 @@ def _stream(codec, chunks, tier="exact", stages=None, flush_every=0, encoder=Non
     return batches
 
 
-def _decode(codec, batches, tier="exact"):
-    dec = codec.decoder(tier=tier)
+def _decode(codec, batches):
+    dec = codec.decoder()
     out = [dec.push(b.data) for b in batches]
     assert [d.message_end for d in out] == [False] * (len(out) - 1) + [True]
     return "".join(d.text for d in out)
@@ -97,27 +97,12 @@ def test_resumed_message_continues_in_a_fresh_context_under_the_same_check(codec
         dec.push(wrong.end_message().data)
 
 
-def test_semantic_stream_decodes_every_stage_count(float_codec):
-    codec = float_codec
-    assert codec.parts.stages > 0       # every stage count, and at least one
-    for stages in range(1, codec.parts.stages + 1):
-        out = _decode(codec, _stream(codec, [TEXT], tier="semantic", stages=stages), tier="semantic")
-        assert isinstance(out, str) and out
-
-
 def test_exact_stream_with_searchable_layer(float_codec):
     codec = float_codec
     plain = _stream(codec, [TEXT])
     layered = _stream(codec, [TEXT], stages=2)
     assert sum(len(b.data) for b in layered) > sum(len(b.data) for b in plain)
     assert _decode(codec, layered) == TEXT
-
-
-def test_degraded_stream_still_exact(float_codec):
-    codec = float_codec
-    enc = codec.encoder(stages=3)
-    enc.stages_cap = 0   # a scheduler under pressure
-    assert _decode(codec, _stream(codec, [TEXT], encoder=enc)) == TEXT
 
 
 def test_fallback_only_sheds_model_work_and_stays_exact(codec):

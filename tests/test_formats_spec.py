@@ -8,7 +8,8 @@ frames, which no reader can do without: the float runtime's step, or, for the in
 bundle's own ``step.onnx`` called as §3.1 says, its gaps made into tables as §1.6 says).
 
 Both kinds of bundle (§0) are read: the integer model (the default: exact tier only, no RVQ stages)
-and the float model (``artifacts/semantic/``: the semantic tier and exact-tier RVQ stages).
+and the float model (``artifacts/semantic/``: exact-tier RVQ stages, and the retired semantic tier,
+whose committed old blobs and batches, tests/data/semantic_v3.json, the spec readers read).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import zstandard
+from conftest import legacy_semantic_blobs, legacy_semantic_streams
 
 from rvqstream.models import Codec, IntegrityError, MalformedError, TruncatedError, coding, entropy
 from rvqstream.models import batch as batch_mod
@@ -61,7 +63,8 @@ COUNT_FREQS = [1] * (F - 1) + [F - 1]
 LENGTH_CLASSES = 28
 
 # §4.1
-BLOB_MAGIC, BLOB_VERSION = 0b101, 3
+BLOB_MAGIC, BLOB_VERSION = 0b101, 4
+LAST_SEMANTIC_VERSION = 3      # §4.3: the semantic tier is retired from version 4 on
 MODE_EXACT, MODE_SEMANTIC, MODE_ZSTD, MODE_RAW = range(4)
 
 ZSTD_MAGIC = bytes.fromhex("28b52ffd")
@@ -447,17 +450,19 @@ def test_parameters_match_bundle_and_code(codec, kind):
     if kind == "float":
         assert "kind" not in cfg or cfg["kind"] == "float"
         assert (cfg["stages"], cfg["codes"], cfg["latent_dim"]) == (N, K, D)
-        assert codec.parts.codes == K and codec.tiers == (Tier.EXACT, Tier.SEMANTIC)
+        assert codec.parts.codes == K and codec.read_tiers == (Tier.EXACT, Tier.SEMANTIC)
     else:
         assert path == ARTIFACTS and cfg["kind"] == "intlm"    # the default bundle
-        assert "stages" not in cfg and codec.tiers == (Tier.EXACT,)
+        assert "stages" not in cfg and codec.read_tiers == (Tier.EXACT,)
         assert cfg["freq_table_size"] == len(np.load(path / "lm.npz")["freq_by_step"])
     assert codec.tag == tag_of(kind) == int(codec.model_id[:2], 16)
     assert entropy.STATE_BITS == 62
     assert coding.KEYFRAME == KEYFRAME and coding.CHECK_SEED == CHECK_SEED
     assert (batch_mod.BATCH_CHECK_BITS, batch_mod.MESSAGE_CHECK_BITS, batch_mod.LENGTH_CLASSES) == (8, 16, 28)
     assert (blob_mod.CHECK_BITS, blob_mod.FALLBACK_CHECK_BITS) == (12, 16)
-    assert blob_mod.VERSION == BLOB_VERSION and set(blob_mod.READABLE_VERSIONS) == {2, 3}
+    assert codec.tiers == (Tier.EXACT,)                        # §4.3, §5.2: nothing writes the semantic tier
+    assert blob_mod.VERSION == BLOB_VERSION and set(blob_mod.READABLE_VERSIONS) == {2, 3, 4}
+    assert blob_mod.LAST_SEMANTIC_VERSION == LAST_SEMANTIC_VERSION
     assert [int(i) for i in batch_mod.Item] == [MODEL, ZSTD, RAW, RESET, END_BATCH, END_MESSAGE]
     assert [int(m) for m in blob_mod.Mode] == [MODE_EXACT, MODE_SEMANTIC, MODE_ZSTD, MODE_RAW]
 
@@ -632,11 +637,11 @@ def test_hand_built_batch_checks(codec):
         dec.push(empty)
     with pytest.raises(TruncatedError):
         codec.decoder().push(b"")                               # empty payloads are invalid
-    # the semantic tier has no checks: the terminator is the last symbol (float bundles: the
-    # integer model has no semantic tier)
+    # the (retired) semantic tier has no checks: the terminator is the last symbol (float bundles
+    # read it: the integer model never had the tier)
     enc = ArithmeticEncoder()
     put_fallback(enc, RAW, data)
-    if Tier.SEMANTIC in codec.tiers:
+    if Tier.SEMANTIC in codec.read_tiers:
         out = codec.decoder("semantic").push(put_end(enc, True, None))
         assert (out.text, out.message_end) == ("checked text", True)
     else:
@@ -705,19 +710,17 @@ def test_resumed_message_starts_with_reset(codec):
     assert dec.push(b1.data).text + dec.push(b2.data).text == TEXT
 
 
-def test_semantic_batches_read_by_spec_reader(float_codec):
-    codec = float_codec
-    enc = codec.encoder("semantic", stages=3)
-    enc.push(TEXT[:400])
-    b1 = enc.flush()
-    enc.push(TEXT[400:])
-    b2 = enc.end_message()
-    reader = SpecStreamReader(exact=False, model=Model(codec))
-    (r1, e1, k1), (r2, e2, k2) = reader.push(b1.data), reader.push(b2.data)
-    assert not e1 and e2 and k1[-1] == END_BATCH and k2[-1] == END_MESSAGE
-    dec = codec.decoder("semantic")
-    ref = dec.push(b1.data).text + dec.push(b2.data).text
-    assert (r1 + r2).decode("utf-8", errors="replace") == ref
+@pytest.mark.parametrize("stream", legacy_semantic_streams(), ids=lambda s: f"{s[1]}-stages")
+def test_semantic_batches_read_by_spec_reader(float_codec, stream):
+    """§5.3: semantic-tier batches written before the tier was retired."""
+    batches, _, decoded = stream
+    reader = SpecStreamReader(exact=False, model=Model(float_codec))
+    got, kinds = bytearray(), []
+    for i, b in enumerate(batches):
+        data, end, k = reader.push(b)
+        got, kinds = got + data, kinds + k
+        assert end == (i == len(batches) - 1) and k[-1] == (END_MESSAGE if end else END_BATCH)
+    assert got.decode("utf-8", errors="replace") == decoded and MODEL in kinds
 
 
 # -- §4: blobs -------------------------------------------------------------------------------------
@@ -727,29 +730,30 @@ def test_blob_header_bits(codec, kind):
         MODE_ZSTD: codec.fallback(TEXT),
         MODE_RAW: codec.fallback("hi"),
     }
-    if kind == "float":
-        blobs[MODE_SEMANTIC] = codec.compress(TEXT, tier="semantic")
-    else:                                                  # §4.3: no semantic blobs without stages
-        with pytest.raises(ValueError, match="exact tier only"):
-            codec.compress(TEXT, tier="semantic")
+    with pytest.raises(ValueError, match="retired"):      # §4.3: no semantic blob is written
+        codec.compress(TEXT, tier="semantic")
     for mode, blob in blobs.items():
         assert blob[0] >> 5 == BLOB_MAGIC
         assert (blob[0] >> 2) & 0b111 == BLOB_VERSION
         assert blob[0] & 0b11 == mode
-        assert blob[0] == 0xAC + mode
+        assert blob[0] == 0xB0 + mode
         assert blob[1] == tag_of(kind)
+    for blob, _ in legacy_semantic_blobs():                # written under version 3
+        assert blob[0] == 0xAD and blob[1] == FLOAT_TAG
 
 
 def test_fallback_blob_check_bytes(codec, kind):
     short, data, MODEL_TAG = "hi", TEXT.encode(), tag_of(kind)
-    raw = bytes([0xA0 | 3 << 2 | MODE_RAW, MODEL_TAG]) + b"hi" + (spec_crc(b"hi") & 0xFFFF).to_bytes(2, "big")
+    raw = bytes([0xA0 | 4 << 2 | MODE_RAW, MODEL_TAG]) + b"hi" + (spec_crc(b"hi") & 0xFFFF).to_bytes(2, "big")
     assert codec.fallback(short) == raw
-    zblob = bytes([0xAE, MODEL_TAG]) + zstd_payload(data, kind) + (spec_crc(data) & 0xFFFF).to_bytes(2, "big")
+    zblob = bytes([0xB2, MODEL_TAG]) + zstd_payload(data, kind) + (spec_crc(data) & 0xFFFF).to_bytes(2, "big")
     assert codec.decompress(zblob) == TEXT
     got = codec.fallback(TEXT)
     assert got[:2] == zblob[:2] and got[-2:] == zblob[-2:]
     assert unzstd(got[2:-2], kind) == data
-    for blob in (raw, zblob):
+    v3_raw, v3_zstd = bytes([0xAF]) + raw[1:], bytes([0xAE]) + zblob[1:]   # version 3: the same layout
+    assert codec.decompress(v3_raw) == short and codec.decompress(v3_zstd) == TEXT
+    for blob in (raw, zblob, v3_raw, v3_zstd):
         bad = blob[:-1] + bytes([blob[-1] ^ 0x01])
         with pytest.raises(IntegrityError):
             codec.decompress(bad)
@@ -758,11 +762,11 @@ def test_fallback_blob_check_bytes(codec, kind):
     v2_zstd = bytes([0xA0 | 2 << 2 | MODE_ZSTD, MODEL_TAG]) + zstd_payload(data, kind)
     assert codec.decompress(v2_raw, legacy=True) == short
     assert codec.decompress(v2_zstd, legacy=True) == TEXT
-    for blob in (v2_raw, v2_zstd, bytes([raw[0] & ~0x04]) + raw[1:]):   # the last: v3 with a bit flipped
+    for blob in (v2_raw, v2_zstd, bytes([v3_raw[0] & ~0x04]) + raw[1:]):   # the last: v3 with a bit flipped
         with pytest.raises(MalformedError, match="no check"):
             codec.decompress(blob)
     with pytest.raises(MalformedError):
-        codec.decompress(bytes([0xA0 | 4 << 2 | MODE_RAW, MODEL_TAG]) + b"hi")   # unknown version
+        codec.decompress(bytes([0xA0 | 5 << 2 | MODE_RAW, MODEL_TAG]) + b"hi")   # unknown version
 
 
 def test_exact_blobs_read_by_spec_reader(codec):
@@ -785,23 +789,29 @@ def test_hand_built_exact_blob_of_empty_message(codec):
     put(enc, stage_freqs(model.n_stages), 0)
     enc.encode(int(cum[EOS_ID]), int(cum[EOS_ID + 1]), int(cum[-1]))
     enc.encode_uniform(CHECK_SEED & 0xFFF, 4096)
-    blob = bytes([0xAC, model.tag]) + enc.finish()
-    assert codec.decompress(blob) == ""
-    assert read_exact_blob(Model(codec), blob) == ""
+    payload = enc.finish()
+    for first in (0xB0, 0xAC):                         # version 4, and version 3 (the same layout)
+        blob = bytes([first, model.tag]) + payload
+        assert codec.decompress(blob) == ""
+        assert read_exact_blob(Model(codec), blob) == ""
 
 
 def test_semantic_blob_read_by_spec_reader(float_codec):
-    codec = float_codec
-    blob = codec.compress(TEXT[:300], tier="semantic", stages=2)
-    assert read_semantic_blob(Model(codec), blob) == codec.decompress(blob)
+    """§4.3: semantic blobs written (version 3) before the tier was retired."""
+    for blob, decoded in legacy_semantic_blobs():
+        assert read_semantic_blob(Model(float_codec), blob) == float_codec.decompress(blob) == decoded
 
 
-def test_integer_bundles_have_no_semantic_blobs(int_codec):
-    """§4.3: a SEMANTIC blob for a model without stages is malformed."""
+def test_no_semantic_blobs_in_version_4_or_without_stages(int_codec, float_codec):
+    """§4.3: a version-4 SEMANTIC blob is malformed, and so is one for a model without stages."""
+    old, _ = legacy_semantic_blobs()[0]
+    with pytest.raises(MalformedError, match="version 4"):
+        float_codec.decompress(bytes([0xA0 | BLOB_VERSION << 2 | MODE_SEMANTIC, FLOAT_TAG]) + old[2:])
     enc = ArithmeticEncoder()
     enc.encode_uniform(1, F + 1)
-    with pytest.raises(MalformedError):
-        int_codec.decompress(bytes([0xAD, tag_of("intlm")]) + enc.finish())
+    for first in (0xAD, 0xB1):
+        with pytest.raises(MalformedError):
+            int_codec.decompress(bytes([first, tag_of("intlm")]) + enc.finish())
 
 
 def test_message_codes_follow_section_7():

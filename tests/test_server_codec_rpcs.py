@@ -17,7 +17,7 @@ from rvqstream.models import Codec
 from rvqstream.models.blob import HEADER_BYTES, Mode
 from rvqstream.models.frames import Tier
 from rvqstream.server import ServerConfig
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, legacy_semantic_blobs, legacy_semantic_streams
 
 TEXT = "Grüße aus dem Testlabor — 42 messages, each byte-exact. 🙂"
 
@@ -45,12 +45,25 @@ def test_compress_decompress_round_trip(stub, registry):
     assert stub.Decompress(codec_pb2.DecompressRequest(blob=compress(stub, "").blob)).text == ""
 
 
-def test_semantic_tier_compresses(stub, registry):
-    resp = compress(stub, tier=frame_pb2.TIER_SEMANTIC, stage_count=1)
-    float_model = registry.for_tier(Tier.SEMANTIC)              # no model named: the float bundle
-    assert float_model.kind == "float" and resp.model_id == float_model.model_id != registry.default.model_id
-    assert Codec.blob_mode(resp.blob) == Mode.SEMANTIC
-    assert isinstance(stub.Decompress(codec_pb2.DecompressRequest(blob=resp.blob)).text, str)
+def test_semantic_tier_is_read_not_written(stub, registry):
+    """The retired semantic tier: Compress refuses it (whichever model is named); old blobs and
+    streams of it decode, with no model named for a stream (the float bundle reads the tier)."""
+    float_model = registry.for_tier(Tier.SEMANTIC)
+    assert float_model.kind == "float" and float_model.model_id != registry.default.model_id
+    for model_id in ("", float_model.model_id):
+        err = status_of(lambda m: compress(stub, tier=frame_pb2.TIER_SEMANTIC, model_id=m), model_id)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "retired" in err.details()
+    for blob, text in legacy_semantic_blobs():
+        assert stub.Decompress(codec_pb2.DecompressRequest(blob=blob)).text == text
+    for batches, _, text in legacy_semantic_streams():
+        reqs = [codec_pb2.DecodeStreamRequest(config=codec_pb2.DecodeConfig(tier=frame_pb2.TIER_SEMANTIC))]
+        reqs += [codec_pb2.DecodeStreamRequest(frames=b) for b in batches]
+        out = list(stub.DecodeStream(iter(reqs)))
+        assert "".join(r.text for r in out) == text and out[-1].message_end
+
+
+def test_exact_tier_with_stages_on_the_float_model(stub, registry):
+    float_model = registry.for_tier(Tier.SEMANTIC)
     exact = compress(stub, model_id=float_model.model_id, stage_count=2)   # exact tier, RVQ stages
     assert exact.model_id == float_model.model_id
     assert stub.Decompress(codec_pb2.DecompressRequest(blob=exact.blob)).text == TEXT
@@ -179,7 +192,7 @@ def test_get_model_streams_the_bundle_that_hashes_to_its_id(stub, registry):
 
 def test_list_models(stub, registry):
     models = stub.ListModels(codec_pb2.ListModelsRequest()).models
-    semantic = registry.for_tier(Tier.SEMANTIC)
+    semantic = registry.for_tier(Tier.SEMANTIC)      # the model that reads the retired tier
     assert registry.default.kind == "intlm" and semantic.kind == "float"
     assert [(m.model_id, m.is_default) for m in models] == [(registry.default.model_id, True),
                                                            (semantic.model_id, False)]

@@ -73,10 +73,12 @@ def test_messages_in_one_stream_decode_separately(shared_client):
     assert texts == ["first message.", "second one"]
 
 
-def test_semantic_tier_stream_decodes(shared_client, float_codec):
-    batches = list(shared_client.encode_stream(["a short semantic message"], tier="semantic", stage_count=2))
-    assert batches[0].model_id == float_codec.model_id      # no model named: the float bundle's tier
-    assert isinstance(decode(shared_client, batches), str)
+def test_semantic_tier_stream_is_refused(shared_client, float_codec):
+    """The semantic text tier is retired: an encode stream in it is INVALID_ARGUMENT, with any model."""
+    for model_id in ("", float_codec.model_id):
+        with pytest.raises(RvqstreamError) as err:
+            list(shared_client.encode_stream(["a short message"], tier="semantic", model_id=model_id))
+        assert err.value.code == "INVALID_ARGUMENT" and "retired" in err.value.message
 
 
 def test_exact_tier_stream_with_stages_on_the_float_model(shared_client, float_codec):

@@ -15,7 +15,7 @@ TEXT = "Frames leave in deadline order, and a frame that cannot make its deadlin
 
 
 def item(codec, deadline: float | None) -> WorkItem:
-    return WorkItem(codec.encoder("exact"), [("push", TEXT), ("end",)], deadline, codec.parts.stages, 0)
+    return WorkItem(codec.encoder("exact"), [("push", TEXT), ("end",)], deadline)
 
 
 async def scheduler(codec, workers: int) -> Scheduler:
@@ -105,7 +105,7 @@ def test_streams_run_together_give_the_bytes_each_gives_alone(registry):
         s = await scheduler(codec, workers=1)
         s.metrics.model_batch.record = recorded.append
         try:
-            items = [WorkItem(codec.encoder("exact"), ops(t), None, 0, 0) for t in texts]
+            items = [WorkItem(codec.encoder("exact"), ops(t), None) for t in texts]
             return await asyncio.gather(*(s.run(it) for it in items))
         finally:
             await s.close()

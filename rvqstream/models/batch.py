@@ -8,7 +8,8 @@ are implicit (batches arrive in order), the frame kind, token count and stage co
 or less for the common case. Items, in order, until a terminator:
 
 - ``MODEL`` frame: token count (1..F), stage count, the stages' RVQ codes, then (exact tier) the
-  tokens under the decoder's distribution;
+  tokens under the decoder's distribution; semantic-tier batches (retired: read, never written)
+  have codes only;
 - ``ZSTD`` / ``RAW`` frame (fallback, no model step): payload length, then its bytes;
 - ``RESET``: the decoder starts a fresh language-model context before the next frame;
 - ``END_BATCH``: the message goes on in a later batch; exact tier: an 8-bit check of the
@@ -16,7 +17,8 @@ or less for the common case. Items, in order, until a terminator:
   after one, the terminator is coded from a two-symbol table);
 - ``END_MESSAGE``: the message ends here; exact tier: a 16-bit check of the whole message.
 
-This module is the syntax only (``BatchWriter``/``BatchReader``); the codec drives it
+This module is the syntax only (``BatchWriter`` writes the exact tier, ``BatchReader`` reads both
+tiers); the codec drives it
 (``stream.py``). Checks are the low bits of a CRC-32 of the message's UTF-8 bytes, started from
 ``CHECK_SEED`` and run across batches.
 """
@@ -100,16 +102,12 @@ class BatchWriter:
             self._enc.encode_symbol(_ITEM_TABLE, int(item))
         self._after_short = False
 
-    def model_frame(self, n_tokens: int, codes: list[int], exact: bool,
-                    symbols: list[tuple[int, int, int]]) -> None:
-        """A MODEL item: its token count, stage count and codes, then the tokens' intervals
-        ``(low, high, total)`` under the decoder's distribution (exact tier)."""
+    def model_frame(self, n_tokens: int, codes: list[int], symbols: list[tuple[int, int, int]]) -> None:
+        """An exact-tier MODEL item: its token count, stage count and codes, then the tokens'
+        intervals ``(low, high, total)`` under the decoder's distribution."""
         self.item(Item.MODEL)
         self._enc.encode_symbol(self._counts, n_tokens - 1)
-        if exact:
-            self._enc.encode_symbol(self._stage_table, len(codes))
-        else:
-            self._enc.encode_uniform(len(codes) - 1, self._stages)
+        self._enc.encode_symbol(self._stage_table, len(codes))
         for c in codes:
             self._enc.encode_uniform(int(c), self._codes)
         for low, high, total in symbols:
@@ -129,12 +127,11 @@ class BatchWriter:
         for b in payload:
             self._enc.encode_uniform(b, 256)
 
-    def end(self, message_end: bool, check: int | None) -> bytes:
-        """The terminator (with the check's low bits when the tier has checks) -> the batch bytes."""
+    def end(self, message_end: bool, check: int) -> bytes:
+        """The terminator with the check's low bits -> the batch bytes."""
         self.item(Item.END_MESSAGE if message_end else Item.END_BATCH)
-        if check is not None:
-            bits = MESSAGE_CHECK_BITS if message_end else BATCH_CHECK_BITS
-            self._enc.encode_uniform(check & ((1 << bits) - 1), 1 << bits)
+        bits = MESSAGE_CHECK_BITS if message_end else BATCH_CHECK_BITS
+        self._enc.encode_uniform(check & ((1 << bits) - 1), 1 << bits)
         return self._enc.finish()
 
 

@@ -8,11 +8,15 @@ apart). Two bytes are 0.06 bpb of a 250-byte message. Modes:
   n > 0, n codes of log2(K) bits and the frame's length and last-frame flag (log2(2F) bits), then
   the frame's tokens conditioned on its codes; if n = 0, tokens under the plain decoder until
   ``<eos>`` or F tokens. Then a ``CHECK_BITS`` check of the text. Termination is bit-granular.
-- ``SEMANTIC``: arithmetic-coded: n, then per frame its token count (0 ends) and n codes.
+- ``SEMANTIC``: arithmetic-coded: n, then per frame its token count (0 ends) and n codes. Retired
+  in format version 4: it is read from version-2 and -3 blobs (data already written) and never
+  written; a version-4 blob with this mode is malformed.
 - ``ZSTD``: the text compressed with the bundle's dictionary (fallback.py). ``RAW``: UTF-8 bytes.
   Both end with a 2-byte check of the text (``FALLBACK_CHECK_BITS``, big-endian), so a corrupt
   fallback blob fails loudly (format version 3; version-2 fallback blobs, which had none, decode
   only when the caller asks for ``legacy``: unchecked, a header bit flip could pass them off).
+
+Version 4 is version 3 without the SEMANTIC mode: every blob written is version 4.
 """
 
 from __future__ import annotations
@@ -46,16 +50,15 @@ from rvqstream.models.errors import (
     UnknownModelError,
 )
 from rvqstream.models.fallback import Fallback
-from rvqstream.models.frames import Tier
 from rvqstream.models.tokenizer import EOS_ID
 
 MAGIC = 0b101 << 5
-VERSION = 3
-READABLE_VERSIONS = (2, 3)
+VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+LAST_SEMANTIC_VERSION = 3    # the semantic text tier is retired from version 4 on
 HEADER_BYTES = 2
 CHECK_BITS = 12
 FALLBACK_CHECK_BITS = 16
-SEMANTIC_BATCH_FRAMES = 64     # frames per frame-encoder run of a semantic blob (bounds its memory)
 
 
 class Mode(enum.IntEnum):
@@ -101,10 +104,9 @@ class BlobCoder:
         self.tag = model_tag(model_id)
 
     # -- encoding -------------------------------------------------------------------------------
-    def compress(self, text: str, tier: Tier, stages: int | None, cancel: Cancel) -> bytes:
-        if tier == Tier.SEMANTIC:
-            return header(Mode.SEMANTIC, self.model_id) + self._semantic(text, stages or self.parts.stages,
-                                                                         cancel)
+    def compress(self, text: str, stages: int | None, cancel: Cancel) -> bytes:
+        """The smallest of the exact-tier blob (at least ``stages`` RVQ stages a frame) and the
+        fallback blob of ``text``."""
         best = self.fallback(text)
         payload = self._exact(text, stages or 0, cancel)
         if payload is not None and HEADER_BYTES + len(payload) < len(best):
@@ -159,26 +161,6 @@ class BlobCoder:
         payload = enc.finish()
         return payload if len(tokens) <= max_tokens(len(payload)) else None
 
-    def _semantic(self, text: str, stages: int, cancel: Cancel) -> bytes:
-        """The payload, coding ``SEMANTIC_BATCH_FRAMES`` frames per frame-encoder run (each run's
-        codes are written before the next: memory does not grow with the text)."""
-        p = self.parts
-        if not 1 <= stages <= p.stages:
-            raise ValueError(f"semantic tier needs 1..{p.stages} stages, got {stages}")
-        tokens = p.tokenizer.encode(text)
-        enc = ArithmeticEncoder()
-        enc.encode_uniform(stages - 1, p.stages)
-        step = SEMANTIC_BATCH_FRAMES * p.frame
-        for start in range(0, len(tokens), step):
-            cancel.check()
-            frames = [tokens[i:i + p.frame] for i in range(start, min(start + step, len(tokens)), p.frame)]
-            for fr, cs in zip(frames, p.frame_encoder.codes(frames, stages)):
-                enc.encode_uniform(len(fr), p.frame + 1)
-                for c in cs:
-                    enc.encode_uniform(int(c), p.codes)
-        enc.encode_uniform(0, p.frame + 1)
-        return enc.finish()
-
     # -- decoding -------------------------------------------------------------------------------
     def decompress(self, blob: bytes, max_bytes: int | None, cancel: Cancel, legacy: bool = False) -> str:
         mode, tag, version = parse_header_version(blob)
@@ -193,6 +175,9 @@ class BlobCoder:
             cancel.check()
             return self._decode_fallback(mode, payload, version >= 3, max_bytes)
         if mode == Mode.SEMANTIC:
+            if version > LAST_SEMANTIC_VERSION:
+                raise MalformedError(f"mode SEMANTIC does not exist in blob format version {version}: the "
+                                     f"semantic text tier was retired after version {LAST_SEMANTIC_VERSION}")
             return self._decode_semantic(payload, max_bytes, cancel)
         return self._decode_exact(payload, max_bytes, cancel)
 
@@ -251,6 +236,8 @@ class BlobCoder:
             raise IntegrityError("exact-tier blob decodes to invalid UTF-8") from None
 
     def _decode_semantic(self, payload: bytes, max_bytes: int | None, cancel: Cancel) -> str:
+        """A semantic-tier payload of format version 2 or 3 (data written before the tier was
+        retired): text generated from the frames' codes."""
         p = self.parts
         if not p.stages:
             raise MalformedError("semantic-tier blob for a model without RVQ codes")

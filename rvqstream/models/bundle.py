@@ -2,7 +2,8 @@
 
 Three kinds of bundle: ``intlm`` (the integer language model of the exact tier, ``INT_FILES``: the
 default), ``float`` (frame encoder, RVQ codebooks and the code-conditioned float decoder,
-``FLOAT_FILES``: the semantic tier, and exact-tier data made before the integer model) and
+``FLOAT_FILES``: exact-tier data with RVQ stages, and data made before the integer model, the
+retired semantic tier's included) and
 ``codes`` (message encoder and residual quantizer of the message codes, ``CODE_FILES``). A
 manifest's ``config.kind`` names the kind (no kind: ``float``).
 

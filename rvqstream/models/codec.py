@@ -26,7 +26,7 @@ from rvqstream.models.intlm import lm_info
 from rvqstream.models.many import decompress_many
 from rvqstream.models.runtime import FrameEncoder, SessionSettings, StepModel
 from rvqstream.models.selfcheck import check
-from rvqstream.models.stream import StreamDecoder, StreamEncoder, no_semantic
+from rvqstream.models.stream import StreamDecoder, StreamEncoder, written
 from rvqstream.models.tokenizer import Tokenizer
 
 DEFAULT_SETTINGS = SessionSettings()
@@ -68,14 +68,20 @@ class Codec:
     def load(cls, path: Path | str | None = None, settings: SessionSettings = DEFAULT_SETTINGS,
              device: str = "cpu") -> Codec:
         """Load the bundle in directory ``path`` (default: the shipped integer model; the float
-        model of the semantic tier is in ``bundle.SEMANTIC_DIR``)."""
+        model, which reads the retired semantic tier, is in ``bundle.SEMANTIC_DIR``)."""
         path = Path(path) if path is not None else DEFAULT_DIR
         manifest = json.loads((path / MANIFEST).read_text())
         return cls(read_bundle(path, bundle_kind(manifest)), manifest, settings, device)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
-        """The tiers this model codes: exact, and semantic when it has RVQ codebooks."""
+        """The tiers this model writes: the exact tier (the semantic text tier is retired)."""
+        return (Tier.EXACT,)
+
+    @property
+    def read_tiers(self) -> tuple[Tier, ...]:
+        """The tiers this model reads: exact, and the retired semantic tier when it has RVQ
+        codebooks (blobs of format version 2 or 3, streams written before the retirement)."""
         return (Tier.EXACT,) if self.parts.stages == 0 else (Tier.EXACT, Tier.SEMANTIC)
 
     def selfcheck(self) -> dict[str, bool]:
@@ -96,17 +102,16 @@ class Codec:
 
     def compress(self, text: str, tier: str | Tier = "exact", stages: int | None = None, *,
                  cancel: Cancel | None = None) -> bytes:
-        """A standalone blob of ``text``. Exact tier: byte-identical round trip; ``stages`` asks
-        for at least that many RVQ stages per frame (a searchable layer). Semantic tier:
-        ``stages`` (default all) codes per frame, text close in meaning. ``cancel`` is checked at
+        """A standalone blob of ``text`` (format version 4), a byte-identical round trip; ``stages``
+        asks for at least that many RVQ stages per frame (a searchable layer). ``tier`` is the
+        exact tier: the semantic text tier is retired (``ValueError``). ``cancel`` is checked at
         least once per frame (``CancelledError``). ``TypeError``/``ValueError`` on bad arguments."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        tier = Tier.parse(tier)
-        no_semantic(self.parts, tier)
+        written(Tier.parse(tier))
         if stages is not None and not 0 <= stages <= self.parts.stages:
             raise ValueError(f"stages must be in 0..{self.parts.stages} for this model, got {stages}")
-        return self._blobs.compress(text, tier, stages, cancel or Cancel())
+        return self._blobs.compress(text, stages, cancel or Cancel())
 
     def decompress(self, data: bytes, *, max_bytes: int | None = None, cancel: Cancel | None = None,
                    legacy: bool = False) -> str:
@@ -139,9 +144,11 @@ class Codec:
 
     def encoder(self, tier: str | Tier = "exact", stages: int | None = None, *,
                 cancel: Cancel | None = None) -> StreamEncoder:
-        """A stream encoder; ``cancel`` (also settable later as its ``cancel`` attribute) is
-        checked once per frame of model work."""
+        """An exact-tier stream encoder (the semantic text tier is retired: ``ValueError``);
+        ``cancel`` (also settable later as its ``cancel`` attribute) is checked once per frame of
+        model work."""
         return StreamEncoder(self.parts, self._fallback, Tier.parse(tier), stages, cancel)
 
     def decoder(self, tier: str | Tier = "exact") -> StreamDecoder:
+        """A stream decoder of ``tier`` (one of ``read_tiers``; ``ValueError`` otherwise)."""
         return StreamDecoder(self.parts, self._fallback, Tier.parse(tier))

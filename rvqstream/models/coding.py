@@ -235,7 +235,8 @@ def decode_token_steps(parts: Parts, dec: ArithmeticDecoder, state: ContextState
 
 
 def generate_tokens(parts: Parts, state: ContextState, codes: list[int], count: int) -> list[int]:
-    """Semantic tier: ``count`` tokens generated greedily from the frame's codes and the context."""
+    """Semantic tier (retired, read only): ``count`` tokens generated greedily from the frame's
+    codes and the context."""
     z = dequantize(parts.codebooks, codes) if codes else None
     out = []
     for j in range(count):

@@ -1,8 +1,8 @@
 """Names shared by blobs and streams: frame kinds and tiers.
 
 A frame holds up to F tokens of one message. ``MODEL`` frames are coded by the model (exact tier:
-tokens under the decoder's distribution; semantic tier: RVQ codes only); ``ZSTD`` and ``RAW``
-frames carry the frame's UTF-8 bytes (compressed with the bundle's dictionary, or as they are).
+tokens under the decoder's distribution; the retired semantic tier, read only: RVQ codes only);
+``ZSTD`` and ``RAW`` frames carry the frame's UTF-8 bytes (compressed with the bundle's dictionary, or as they are).
 A fallback frame ends the context: the next frame of the message starts a fresh one, as at a
 keyframe. Frames travel in batches (batch.py).
 """

@@ -60,7 +60,7 @@ class Frame:
     symbols: tuple[tuple[int, int, int], ...] = ()
     payload: bytes = b""
     reset: bool = False        # decoders start a fresh context before this frame
-    degraded: bool = False     # made under a scheduler's degradation (fallback form, fewer stages)
+    degraded: bool = False     # made under a scheduler's degradation (fallback form)
 
 
 @dataclass(frozen=True)
@@ -73,27 +73,35 @@ class Decoded:
     fallback_frames: int
 
 
+RETIRED = ("the semantic text tier is retired: data already written in it decodes, but no new blob "
+           "or stream is made in it (message codes carry a message's meaning now: Search, SyncCodes)")
+
+
+def written(tier: Tier) -> None:
+    """``ValueError`` unless ``tier`` is one that encoders write: the semantic text tier is retired
+    (its blobs and streams decode; none are made)."""
+    if tier == Tier.SEMANTIC:
+        raise ValueError(RETIRED)
+
+
 def no_semantic(parts: Parts, tier: Tier) -> None:
     """``ValueError`` when ``tier`` is semantic and the model has no RVQ codes (integer model)."""
     if tier == Tier.SEMANTIC and not parts.stages:
-        raise ValueError("this model codes the exact tier only: the semantic tier is in the float bundle "
-                         "(rvqstream.models.bundle.SEMANTIC_DIR)")
+        raise ValueError("this model reads the exact tier only: semantic-tier data (a retired tier) is "
+                         "read by the float bundle (rvqstream.models.bundle.SEMANTIC_DIR)")
 
 
 class StreamEncoder:
-    """One stream's encoder (not thread-safe: one stream, one caller at a time). ``cancel``, when
-    set, is checked before each frame is coded (``CancelledError``; the frame stays held)."""
+    """One exact-tier stream's encoder (not thread-safe: one stream, one caller at a time).
+    ``cancel``, when set, is checked before each frame is coded (``CancelledError``; the frame stays held)."""
 
     def __init__(self, parts: Parts, fallback: Fallback, tier: Tier, stages: int | None,
                  cancel: Cancel | None = None):
+        written(tier)
         self.parts, self._fallback, self.tier = parts, fallback, tier
-        no_semantic(parts, tier)
         if stages is not None and not 0 <= stages <= parts.stages:
             raise ValueError(f"stages must be in 0..{parts.stages}, got {stages}")
-        if tier == Tier.SEMANTIC and stages == 0:
-            raise ValueError("the semantic tier needs at least 1 stage")
-        self.min_stages = (stages or 0) if tier == Tier.EXACT else (stages or parts.stages)
-        self.stages_cap = parts.stages    # lowered by a scheduler to degrade gracefully
+        self.min_stages = stages or 0
         self.fallback_only = False        # set by a scheduler to shed model work: fallback frames
         self.cancel = cancel
         self.model_tokens = 0             # tokens put through the model so far
@@ -164,7 +172,7 @@ class StreamEncoder:
             self._held.append((yield from self._emit(min(len(self._tokens), self.parts.frame))))
 
     def _seal(self, message_end: bool) -> Batch:
-        p, exact = self.parts, self.tier == Tier.EXACT
+        p = self.parts
         w = BatchWriter(p.frame, p.stages, p.codes)
         frames, self._held = self._held, []
         text_bytes = fallback = model_tokens = 0
@@ -172,14 +180,14 @@ class StreamEncoder:
             if f.reset:
                 w.item(Item.RESET)
             if f.kind == FrameKind.MODEL:
-                w.model_frame(f.n_tokens, list(f.codes), exact, list(f.symbols))
+                w.model_frame(f.n_tokens, list(f.codes), list(f.symbols))
                 model_tokens += f.n_tokens
             else:
                 w.fallback_frame(Item.ZSTD if f.kind == FrameKind.ZSTD else Item.RAW, f.payload)
                 fallback += 1
             self._crc = message_check(self._crc, f.data)
             text_bytes += len(f.data)
-        data = w.end(message_end, self._crc if exact else None)
+        data = w.end(message_end, self._crc)
         return Batch(data, text_bytes, len(frames), fallback, model_tokens, message_end, self._crc,
                      sum(f.degraded for f in frames))
 
@@ -190,17 +198,10 @@ class StreamEncoder:
         tokens, self._tokens = self._tokens[:n], self._tokens[n:]
         data = p.tokenizer.token_bytes(tokens)
         reset, self._reset_next = self._reset_next, False
-        cap = min(self.stages_cap, p.stages)
-        if self.tier == Tier.SEMANTIC:
-            stages = max(1, min(self.min_stages, cap))
-            codes = p.frame_encoder.codes([tokens], stages)[0]
-            self.model_tokens += n
-            return Frame(FrameKind.MODEL, n, data, tuple(int(c) for c in codes), reset=reset,
-                         degraded=stages < self.min_stages)
         if self.fallback_only:
             return self._fallback_frame(n, data, reset, degraded=True)
         state = start_context(p, self._state, p.frame)
-        plan = yield from plan_frame(p, state, tokens, min(self.min_stages, cap), cap, with_eos=False)
+        plan = yield from plan_frame(p, state, tokens, self.min_stages, p.stages, with_eos=False)
         self.model_tokens += n
         bits = plan.token_bits + plan.n_stages * p.code_bits
         if self.min_stages == 0 and bits > FALLBACK_TRY_BITS_PER_BYTE * len(data):

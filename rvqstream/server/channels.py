@@ -22,7 +22,7 @@ from rvqstream.server.channel_codes import ChannelCodes, make_codes
 from rvqstream.server.code_queries import CodeQueries
 from rvqstream.server.codec_service import compress_in_time, first_config
 from rvqstream.server.disk import FreeSpace, full_error
-from rvqstream.server.encode import StreamLimits
+from rvqstream.server.encode import StreamLimits, written_tier
 from rvqstream.server.errors import ServiceError, codec_error, decode_utf8, invalid, quoted, rpc_errors
 from rvqstream.server.logstore import LogFull, LogStore, MessageState, Record
 from rvqstream.server.publish_stream import OpenStreams, ProducerStream, check_producer, check_sequence
@@ -82,10 +82,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         check_producer(config.producer_id, allow_empty=True)
         if config.drop_near_duplicates and self.codes is None:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, CODES_OFF, "config.drop_near_duplicates")
-        try:
-            tier = tier_from_pb(config.tier)
-        except ValueError as e:
-            raise invalid(f"config.tier: {e}", "config.tier") from None
+        tier = written_tier(config.tier, "config.tier")
         codec = self.registry.for_tier(tier)
         inbox: asyncio.Queue = asyncio.Queue(maxsize=2 * PUBLISH_BATCH)
         reader = asyncio.create_task(self._read_messages(requests, inbox))

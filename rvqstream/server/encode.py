@@ -23,6 +23,7 @@ import grpc
 from rvqstream._proto import codec_pb2, frame_pb2
 from rvqstream.models import Batch, Codec, Tier
 from rvqstream.models.errors import Cancel
+from rvqstream.models.stream import written
 from rvqstream.server.errors import ServiceError, invalid
 from rvqstream.server.scheduler import Scheduler, WorkItem
 from rvqstream.server.telemetry import Metrics
@@ -46,17 +47,22 @@ class StreamLimits:
 
 def stream_settings(codec: Codec, tier_pb: int, stage_count: int, field: str) -> tuple[Tier, int | None]:
     """Validated (tier, stages for ``codec.encoder``/``compress``) from request fields."""
-    try:
-        tier = tier_from_pb(tier_pb)
-    except ValueError as e:
-        raise invalid(f"{field}.tier: {e}", f"{field}.tier") from None
-    if tier not in codec.tiers:
-        raise invalid(f"{field}.tier: model {codec.model_id[:12]} does not code the {tier.name.lower()} tier",
-                      f"{field}.tier")
+    tier = written_tier(tier_pb, f"{field}.tier")
     if stage_count > codec.parts.stages:
         raise invalid(f"{field}.stage_count is {stage_count}; model {codec.model_id[:12]} has "
                       f"{codec.parts.stages} stages", f"{field}.stage_count")
     return tier, (stage_count or None)
+
+
+def written_tier(tier_pb: int, field: str) -> Tier:
+    """The tier a request asks to be written in: INVALID_ARGUMENT for an unknown value and for the
+    semantic text tier, which is retired (its data decodes; none is made)."""
+    try:
+        tier = tier_from_pb(tier_pb)
+        written(tier)
+        return tier
+    except ValueError as e:
+        raise invalid(f"{field}: {e}", field) from None
 
 
 def check_delay(max_delay_ms: int, field: str) -> None:
@@ -77,13 +83,12 @@ class EncodeSession:
             codec, tier, scheduler, metrics, limits)
         self.cancel = Cancel()                  # set when the stream ends: its model work stops
         self.encoder = codec.encoder(tier, stages, cancel=self.cancel)
-        self.stage_count = stages or (codec.parts.stages if tier == Tier.SEMANTIC else 0)
+        self.stage_count = stages or 0
         self.max_delay_ms = max_delay_ms or limits.default_delay_ms
         self.budget = self.max_delay_ms / 1000
         self._emit = emit
         self._on_text = on_text
         self._slack = SLACK_S + SLACK_FRACTION * self.budget
-        self._degraded_cap = self.encoder.min_stages if tier == Tier.EXACT else 1
         self._ops: list[tuple] = []          # operations not yet handed to the scheduler
         self._ops_bytes = 0
         self._ops_anchor: float | None = None   # arrival of the oldest text in _ops
@@ -215,7 +220,7 @@ class EncodeSession:
 
     async def _run(self, ops: list[tuple], oldest: float | None) -> None:
         deadline = None if oldest is None else oldest + self.budget
-        item = WorkItem(self.encoder, ops, deadline, self.codec.parts.stages, self._degraded_cap)
+        item = WorkItem(self.encoder, ops, deadline)
         batches = await self.scheduler.run(item)
         done = time.monotonic()
         self._anchor = None if self.encoder.pending == 0 else oldest

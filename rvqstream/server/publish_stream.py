@@ -22,7 +22,7 @@ from rvqstream._proto import channel_pb2
 from rvqstream.models import Batch, Codec, CodecError
 from rvqstream.server.channel_codes import CODE_TEXT, ChannelCodes
 from rvqstream.server.disk import FreeSpace, full_error
-from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain
+from rvqstream.server.encode import EncodeSession, StreamLimits, check_delay, drain, written_tier
 from rvqstream.server.errors import ServiceError, invalid, quoted
 from rvqstream.server.logstore import (
     Code,
@@ -38,7 +38,7 @@ from rvqstream.server.scheduler import Scheduler
 from rvqstream.server.stream_codes import AbortCoder, code_text, stored_head
 from rvqstream.server.telemetry import Metrics
 from rvqstream.server.work_pool import WorkPool
-from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_from_pb, tier_to_pb
+from rvqstream.wire import MAX_SEQUENCE, PRODUCER_ID, PRODUCER_ID_RULE, tier_to_pb
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,7 @@ class ProducerStream:
                  codec: Codec, scheduler: Scheduler, metrics: Metrics, limits: StreamLimits, space: FreeSpace,
                  codes: ChannelCodes | None, pool: WorkPool):
         check_delay(config.max_delay_ms, "config.max_delay_ms")
-        try:
-            self.tier = tier_from_pb(config.tier)
-        except ValueError as e:
-            raise invalid(f"config.tier: {e}", "config.tier") from None
+        self.tier = written_tier(config.tier, "config.tier")
         check_sequence(config.sequence, "config.sequence")
         self.store, self.streams, self.channel, self.codec = store, streams, channel, codec
         self.space, self.codes, self.pool, self.metrics = space, codes, pool, metrics

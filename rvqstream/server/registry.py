@@ -35,8 +35,8 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, extra_dirs: list[Path] = (), device: str = "cpu") -> ModelRegistry:
-        """The shipped integer model (the default, on ``device``), the shipped float model of the
-        semantic tier, and the bundles in ``extra_dirs``."""
+        """The shipped integer model (the default, on ``device``), the shipped float model (which
+        reads the retired semantic tier's data), and the bundles in ``extra_dirs``."""
         return cls([Codec.load(device=device), Codec.load(SEMANTIC_DIR),
                     *(Codec.load(d, device=device) for d in extra_dirs)])
 
@@ -51,13 +51,14 @@ class ModelRegistry:
         return list(self._by_id)
 
     def for_tier(self, tier: Tier, stages: int = 0) -> Codec:
-        """The first codec (the default first) that codes ``tier``, preferring one with at least
+        """The first codec (the default first) that reads ``tier``, preferring one with at least
         ``stages`` RVQ stages (an exact-tier stream that asks for a searchable layer needs a model
-        with codes; when none has that many, the caller's check of the stage count reports it)."""
-        coding = [c for c in self._by_id.values() if tier in c.tiers]
+        with codes; when none has that many, the caller's check of the stage count reports it).
+        Writers check the tier themselves (``encode.written_tier``): the semantic tier is read only."""
+        coding = [c for c in self._by_id.values() if tier in c.read_tiers]
         if not coding:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"no model on this server codes the {tier.name.lower()} tier", "tier")
+                               f"no model on this server reads the {tier.name.lower()} tier", "tier")
         return next((c for c in coding if c.parts.stages >= stages), coding[0])
 
     def get(self, model_id: str, field: str = "model_id", tier_pb: int = 0, stages: int = 0) -> Codec:

@@ -11,9 +11,8 @@ on the model and many streams cost little more than one. An item's cost is predi
 may put through the model; both are moving averages of measured runs, seeded by a warm-up run at
 start (``warm_up``). When a worker takes an item whose frames would be out past the stream's
 deadline (now + predicted cost + the event loop's current lag, ``LoopLag``: frames wait that long
-again to leave), the item runs degraded: in the exact tier its frames are sent in fallback form
-(no language-model work at all), in the semantic tier with fewer stages. Its frames are flagged and
-counted. Text is never dropped.
+again to leave), the item runs degraded: its frames are sent in fallback form (no language-model work at all).
+Its frames are flagged and counted. Text is never dropped.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rvqstream.models import Batch, Codec, StreamEncoder, Tier
+from rvqstream.models import Batch, Codec, StreamEncoder
 from rvqstream.models.coding import FrameRequest, Frames, run_frames
 from rvqstream.models.int_runtime import IntStepModel
 from rvqstream.server.telemetry import Metrics
@@ -44,8 +43,6 @@ class WorkItem:
     encoder: StreamEncoder
     ops: list[tuple]
     deadline: float | None            # monotonic seconds by which frames must be out; None: no text waits
-    max_stages: int                   # the stream's normal stage cap
-    degraded_stages: int              # the cap when degraded
     future: asyncio.Future = field(default=None)
     degraded: bool = False
     queued_at: float = 0.0            # monotonic seconds
@@ -77,8 +74,7 @@ def run_ops(item: WorkItem) -> list[Batch]:
 def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
     """``run_ops`` as frame requests (``coding.Frames``), for a batched driver."""
     enc = item.encoder
-    enc.stages_cap = item.degraded_stages if item.degraded else item.max_stages
-    enc.fallback_only = item.degraded and enc.tier == Tier.EXACT   # shed the language model's work
+    enc.fallback_only = item.degraded             # shed the language model's work
     batches: list[Batch] = []
     tokens = enc.model_tokens
     try:
@@ -91,7 +87,6 @@ def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
             else:
                 batches.append((yield from enc.end_message_frames()))
     finally:
-        enc.stages_cap = item.max_stages
         enc.fallback_only = False
         item.model_tokens = enc.model_tokens - tokens
     return batches
@@ -246,7 +241,7 @@ class Scheduler:
         of an empty flush and of a flush of a few frames."""
         for seed in (False, False, True):
             for text in ("", WARM_UP_TEXT):
-                item = WorkItem(codec.encoder("exact"), [("push", text), ("end",)], None, codec.parts.stages, 0)
+                item = WorkItem(codec.encoder("exact"), [("push", text), ("end",)], None)
                 await self.call(run_ops, item)
                 if seed:
                     self.costs.update(item)
