@@ -1,11 +1,12 @@
-"""Codec benchmark on the test split: exact-tier rate against the anchors, semantic-tier fidelity
-per stage count, and single-thread encode/decode speed.
+"""Codec benchmark on the test split: exact-tier rate against the anchors and single-thread
+encode/decode speed (bytes of text per second).
 
-Two bundles: the exact tier is the shipped default, the integer model (``Codec.load()``); the
-semantic tier is the float model's (``Codec.load(SEMANTIC_DIR)``), whose exact-tier rate and speed
-are kept beside the integer model's as the baseline ("float model (previous)").
+Two bundles, both coding the exact tier: the shipped default, the integer model (``Codec.load()``),
+and the float model (``Codec.load(SEMANTIC_DIR)``, the previous default, which also reads the
+retired semantic tier's data), whose rate and speed are kept beside the integer model's as the
+baseline ("float model (previous)").
 
-Run: ``python bench/codec_bench.py [--limit 300] [--semantic-limit 30] [--out bench/results/codec.json]``
+Run: ``python bench/codec_bench.py [--limit 300] [--out bench/results/codec.json]``
 (needs ``make data`` for data/; brotli from the ``bench`` extra).
 
 Rates are bits per byte of UTF-8 text, counting every byte of each message's output (rvqstream:
@@ -32,16 +33,15 @@ import zstandard
 
 from rvqstream.models import Codec, SessionSettings
 from rvqstream.models.bundle import SEMANTIC_DIR
-from rvqstream.models.coding import generate_tokens, start_context
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = "rvqstream exact"                                  # the exact tier of the default (integer) model
 FLOAT_EXACT = "rvqstream exact, float model (previous)"  # the float bundle's exact tier: the baseline
 
 
-def semantic_codec(settings: SessionSettings | None = None) -> Codec:
+def float_codec(settings: SessionSettings | None = None) -> Codec:
     """The float model's bundle (ONNX Runtime on 1 thread unless ``settings`` say otherwise): the
-    model of the semantic tier (the default bundle codes the exact tier only)."""
+    previous default, the exact-tier baseline (``FLOAT_EXACT``)."""
     return Codec.load(SEMANTIC_DIR, settings=settings or SessionSettings(threads=1))
 
 
@@ -77,36 +77,6 @@ def anchors(texts: list[str], zdict) -> dict[str, list[int]]:
     return out
 
 
-def semantic_fidelity(codec: Codec, texts: list[str]) -> dict[int, dict]:
-    """Per stage count: token accuracy (position-wise, per frame), exact-frame rate, bpb. ``codec``
-    must code the semantic tier (``semantic_codec()``); ``ValueError`` for a model without stages."""
-    p = codec.parts
-    if not p.stages:
-        raise ValueError("semantic fidelity needs a model with RVQ stages: the float bundle "
-                         "(codec_bench.semantic_codec(), rvqstream.models.bundle.SEMANTIC_DIR)")
-    res = {}
-    for n in range(1, p.stages + 1):
-        right = total = frames_ok = frames = bits = nbytes = 0
-        for t in texts:
-            ids = p.tokenizer.encode(t)
-            fr = [ids[i:i + p.frame] for i in range(0, len(ids), p.frame)]
-            if not fr:
-                continue
-            codes = p.frame_encoder.codes(fr, n)
-            state = None
-            for f, c in zip(fr, codes):
-                state = start_context(p, state, p.frame)
-                gen = generate_tokens(p, state, c.tolist(), len(f))
-                ok = sum(a == b for a, b in zip(gen, f))
-                right, total = right + ok, total + len(f)
-                frames_ok, frames = frames_ok + (ok == len(f)), frames + 1
-            bits += 8 * len(codec.compress(t, tier="semantic", stages=n))
-            nbytes += len(t.encode())
-        res[n] = {"token_accuracy": right / max(total, 1), "exact_frame_rate": frames_ok / max(frames, 1),
-                  "bpb": bits / max(nbytes, 1)}
-    return res
-
-
 def round_trip(codec: Codec, texts: list[str], what: str) -> tuple[list[bytes], float, float]:
     """Exact-tier blobs of ``texts`` and the seconds to encode and to decode them; raises if one
     does not round-trip."""
@@ -124,15 +94,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "data")
     ap.add_argument("--limit", type=int, default=300, help="messages per source")
-    ap.add_argument("--semantic-limit", type=int, default=30, help="messages per source for fidelity")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "codec.json")
     args = ap.parse_args()
 
     codec = Codec.load(settings=SessionSettings(threads=1))
-    sem = semantic_codec()
+    baseline = float_codec()
     test = load(args.data / "test.jsonl", args.limit)
     zdict = train_dict(args.data / "train.jsonl")
-    report = {"model_id": codec.model_id, "semantic_model_id": sem.model_id,
+    report = {"model_id": codec.model_id, "float_model_id": baseline.model_id,
               "machine": platform.processor() or platform.machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True, cwd=ROOT, check=False).stdout.strip(), "sources": {}}
@@ -142,7 +111,7 @@ def main() -> None:
         nbytes = [len(t.encode()) for t in texts]
         total_bytes += sum(nbytes)
         blobs = {}
-        for m, c in ((OURS, codec), (FLOAT_EXACT, sem)):
+        for m, c in ((OURS, codec), (FLOAT_EXACT, baseline)):
             blobs[m], enc_s, dec_s = round_trip(c, texts, f"{src}, {m}")
             seconds[m]["encode"] += enc_s
             seconds[m]["decode"] += dec_s
@@ -155,8 +124,7 @@ def main() -> None:
                "max bytes above zstd+dict": max(excess),
                "messages above zstd+dict by > 4 bytes": sum(e > 4 for e in excess),
                "blob modes": dict(sorted(defaultdict(int, {m: sum(Codec.blob_mode(b).name == m for b in blobs[OURS])
-                                                           for m in ("EXACT", "ZSTD", "RAW")}).items())),
-               "semantic": semantic_fidelity(sem, texts[:args.semantic_limit])}
+                                                           for m in ("EXACT", "ZSTD", "RAW")}).items()))}
         row["ratio to zstd+dict"] = row["bpb"][OURS] / row["bpb"]["zstd-19+dict"]
         row["float model (previous) ratio to zstd+dict"] = row["bpb"][FLOAT_EXACT] / row["bpb"]["zstd-19+dict"]
         report["sources"][src] = row
@@ -164,9 +132,6 @@ def main() -> None:
               f"(previous) {row['bpb'][FLOAT_EXACT]:.3f} | "
               + " | ".join(f"{k} {v:.3f}" for k, v in row["bpb"].items() if k not in (OURS, FLOAT_EXACT))
               + f" | ratio {row['ratio to zstd+dict']:.3f} | max excess {max(excess)} B", flush=True)
-        print("          semantic (float model) " + "  ".join(
-            f"n={n}: acc {v['token_accuracy']:.3f} exact {v['exact_frame_rate']:.3f} bpb {v['bpb']:.2f}"
-            for n, v in row["semantic"].items()), flush=True)
     speed = {m: {op: total_bytes / s for op, s in ops.items()} for m, ops in seconds.items()}
     report["speed_bytes_per_s_single_thread"] = speed[OURS]
     report["speed_bytes_per_s_single_thread_float_model"] = speed[FLOAT_EXACT]

@@ -7,17 +7,21 @@ the codec that made its seeds: the integer model (the default bundle: exact tier
 stages) for the exact-tier and fallback forms, the float model (``bundle.SEMANTIC_DIR``) for the
 forms that need RVQ codes:
 
-- ``blob/<form>-v<version>``: ``Codec.decompress`` on valid blobs of every form and format
-  version (2, 3), mutated (bit flips, byte sets, inserts, deletes, cuts, splices): ``exact``,
-  ``zstd`` and ``raw`` from the integer model, ``exact-rvq`` (exact with RVQ stages) and
-  ``semantic`` from the float model; ``blob/random``: random bytes; ``blob/random-payload``: a
-  valid header of any mode, version and model before random bytes; ``blob/cross``: each model's
-  valid blobs given to the other (as made they must fail with a ``CodecError``; retagged with
-  the other model's tag, their checks must reject them);
+- ``blob/<form>-v<version>``: ``Codec.decompress`` on valid blobs of every form and readable
+  format version (2, 3, 4; every blob written is version 4), mutated (bit flips, byte sets,
+  inserts, deletes, cuts, splices): ``exact``, ``zstd`` and ``raw`` from the integer model,
+  ``exact-rvq`` (exact with RVQ stages) from the float model, and ``semantic``, the retired
+  tier's blobs of versions 2 and 3 (made as its encoder made them, bench/legacy_semantic.py;
+  the float model reads them); ``blob/random``: random bytes; ``blob/random-payload``: a valid
+  header of any mode, readable version and model before random bytes; ``blob/cross``: each
+  model's valid blobs given to the other (as made they must fail with a ``CodecError``;
+  retagged with the other model's tag, their checks must reject them); no SEMANTIC blob of
+  version 4 may decode;
 - ``batch/<kind>``: ``codec.decoder(tier).push`` over a valid sequence of frame batches with
   one batch mutated (and sometimes a batch dropped, repeated or swapped): exact-tier model
-  frames and fallback frames only (integer model), exact-tier frames with RVQ stages and the
-  semantic tier (float model); ``batch/random``: random bytes as the first batch;
+  frames and fallback frames only (integer model), exact-tier frames with RVQ stages (float
+  model), and the retired semantic tier's committed streams (tests/data/semantic_v3.json, read
+  by the float model); ``batch/random``: random bytes as the first batch;
 - ``store``: the channel log API (``SQLiteLogStore``: append, append_part, abort, retain and
   every read) on a real SQLite file with adversarial values, against a reference model of the
   log: every result and every read-back must match it;
@@ -76,7 +80,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def material(fuzz: ParserFuzz) -> Material:
     """What the gRPC fuzzer starts from: the parser fuzzer's seeds (of both models: the server
-    holds both)."""
+    holds both; the semantic-tier ones are data written before the tier's retirement, which the
+    server still decodes)."""
     return Material([s.blob for seeds in fuzz.blobs.seeds.values() for s in seeds],
                     [(s.tier, list(s.batches)) for seqs in fuzz.batches.sequences.values() for s in seqs],
                     TEXTS, mutate)
@@ -209,7 +214,12 @@ def report_section(r: dict) -> str:
           f"after: {g.get('round_trip')}; server RSS {rss['start'] / 1024:.0f} MiB at the start, "
           f"{rss['after_warm_up'] / 1024:.0f} MiB after warm-up, {(rss['end'] or 0) / 1024:.0f} MiB at "
           f"the end (max {rss['max'] / 1024:.0f} MiB). CLIENT_WRITE_FAILURE: a client stream the server "
-          "ended while the client still wrote (grpc.aio then loses the server's status).\n\n")
+          "ended while the client still wrote (grpc.aio then loses the server's status).")
+    if "retired_tier_writes" in g:
+        retired = g["retired_tier_writes"]
+        s += (f" Calls that asked to write in the retired semantic tier: {sum(retired.values()):,} ("
+              + ", ".join(f"{k} {v:,}" for k, v in retired.items()) + "; none may end OK).")
+    s += "\n\n"
     statuses = sorted({st for m in g["statuses_by_method"].values() for st in m})
     s += _table(["method", *statuses], [[m, *(f"{v.get(st, 0):,}" for st in statuses)]
                                         for m, v in g["statuses_by_method"].items()])

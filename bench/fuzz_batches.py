@@ -2,12 +2,13 @@
 valid sequence of frame batches with one batch mutated (and sometimes a batch dropped, repeated or
 swapped), ``batch/<kind>``, each decoded by the codec whose encoder wrote it: exact-tier model
 frames (``exact``) and fallback frames only (``exact-fallback``) from the integer model (the
-default bundle, no RVQ stages); exact-tier frames with RVQ stages (``exact-rvq``) and the semantic
-tier (``semantic``) from the float model (``bundle.SEMANTIC_DIR``); and ``batch/random``: random
-bytes as the first batch, to either model's decoder of a tier it codes. Also the sequences they
-start from, the contract that no batch decodes after an earlier batch of its message failed, and
-the wrong-result rows of the mutants, per kind and batch end (each check evaluation counted
-against the message's CRC).
+default bundle, no RVQ stages); exact-tier frames with RVQ stages (``exact-rvq``) from the float
+model (``bundle.SEMANTIC_DIR``); the retired semantic tier (``semantic``), which the float model
+reads and no encoder writes: the streams its encoder wrote, committed in tests/data/semantic_v3.json
+(bench/legacy_semantic.py); and ``batch/random``: random bytes as the first batch, to either
+model's decoder of a tier it reads. Also the sequences they start from, the contract that no batch
+decodes after an earlier batch of its message failed, and the wrong-result rows of the mutants, per
+kind and batch end (each check evaluation counted against the message's CRC).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fuzz_inputs import MODEL_PAYLOAD_BYTES, PROGRAM, mutate, splices
 from fuzz_tally import Target
 from fuzz_wrong_results import CheckProbe, WrongRow, wrong_row
 from hypothesis import strategies as st
+from legacy_semantic import streams
 
 from rvqstream.models import Codec, CodecError
 from rvqstream.models import batch as batch_format
@@ -42,15 +44,16 @@ class Sequence:
     codec: str                               # "exact" (the integer default) or "rvq" (the float model)
     batches: tuple[bytes, ...]
     decoded: tuple[tuple[str, bool], ...]    # (text, message end) per batch
-    crcs: tuple[int, ...]                    # the message's running CRC after each batch
+    crcs: tuple[int | None, ...]             # the message's running CRC after each batch (None: no checks)
 
 
-def _sequence(role: str, codec: Codec, tier: str, pieces: list[tuple[str, str]], stages: int | None = None,
+def _sequence(role: str, codec: Codec, pieces: list[tuple[str, str]], stages: int | None = None,
               fallback_only: bool = False, resume: bool = False) -> Sequence:
-    """The batches of ``pieces`` pushed to one encoder (``resume``: a new encoder continues the
-    message after each flush, as a producer that reconnects does: its batch starts with RESET)."""
+    """The exact-tier batches of ``pieces`` pushed to one encoder (``resume``: a new encoder
+    continues the message after each flush, as a producer that reconnects does: its batch starts
+    with RESET)."""
     def encoder():
-        enc = codec.encoder(tier, stages)
+        enc = codec.encoder("exact", stages)
         enc.fallback_only = fallback_only
         return enc
 
@@ -64,10 +67,19 @@ def _sequence(role: str, codec: Codec, tier: str, pieces: list[tuple[str, str]],
         if resume and then == "flush":
             enc = encoder()
             enc.resume_message(batch.crc)
-    dec = codec.decoder(tier)
+    dec = codec.decoder("exact")
     decoded = [dec.push(b.data) for b in batches]
-    return Sequence(tier, role, tuple(b.data for b in batches), tuple((d.text, d.message_end) for d in decoded),
+    return Sequence("exact", role, tuple(b.data for b in batches), tuple((d.text, d.message_end) for d in decoded),
                     tuple(b.crc for b in batches))
+
+
+def _semantic(codec: Codec, batches: list[bytes]) -> Sequence:
+    """A semantic-tier stream the retired encoder wrote, as ``codec`` (the model that wrote it)
+    decodes it; the tier has no checks."""
+    dec = codec.decoder("semantic")
+    decoded = [dec.push(b) for b in batches]
+    return Sequence("semantic", "rvq", tuple(batches), tuple((d.text, d.message_end) for d in decoded),
+                    (None,) * len(batches))
 
 
 # kind -> (the codec that writes and decodes it, its share of a timed run)
@@ -78,16 +90,16 @@ KINDS = {"exact": ("exact", 0.12), "exact-fallback": ("exact", 0.07), "exact-rvq
 def batch_sequences(codecs: dict[str, Codec]) -> dict[str, list[Sequence]]:
     """Valid batch sequences of every kind: the integer model's exact tier (model frames, also
     resumed after each flush; fallback frames only), the float model's exact tier with 2 stages
-    per frame and its semantic tier with 1 and 8."""
+    per frame, and the semantic-tier streams its retired encoder wrote (the committed ones)."""
     exact, rvq = codecs["exact"], codecs["rvq"]
     return {
-        "exact": [_sequence("exact", exact, "exact", p) for p in STREAMS]
-        + [_sequence("exact", exact, "exact", p, resume=True) for p in STREAMS[2:4]],
-        "exact-fallback": [_sequence("exact", exact, "exact", p, fallback_only=True) for p in STREAMS]
-        + [_sequence("exact", exact, "exact", STREAMS[2], fallback_only=True, resume=True)],
-        "exact-rvq": [_sequence("rvq", rvq, "exact", p, stages=2) for p in STREAMS[:3]]
-        + [_sequence("rvq", rvq, "exact", STREAMS[2], stages=2, resume=True)],
-        "semantic": [_sequence("rvq", rvq, "semantic", p, stages=s) for p in STREAMS[:3] for s in (1, 8)],
+        "exact": [_sequence("exact", exact, p) for p in STREAMS]
+        + [_sequence("exact", exact, p, resume=True) for p in STREAMS[2:4]],
+        "exact-fallback": [_sequence("exact", exact, p, fallback_only=True) for p in STREAMS]
+        + [_sequence("exact", exact, STREAMS[2], fallback_only=True, resume=True)],
+        "exact-rvq": [_sequence("rvq", rvq, p, stages=2) for p in STREAMS[:3]]
+        + [_sequence("rvq", rvq, STREAMS[2], stages=2, resume=True)],
+        "semantic": [_semantic(rvq, batches) for batches in streams(rvq)],
     }
 
 
@@ -108,7 +120,8 @@ class BatchTargets:
               for kind, (_, weight) in KINDS.items()),
             Target("batch/random", 0.03, True,
                    st.tuples(st.sampled_from([(role, tier) for role, codec in codecs.items()
-                                              for tier in ("exact", "semantic") if Tier.parse(tier) in codec.tiers]),
+                                              for tier in ("exact", "semantic")
+                                              if Tier.parse(tier) in codec.read_tiers]),
                              st.binary(max_size=MODEL_PAYLOAD_BYTES)),
                    self._random),
         ]

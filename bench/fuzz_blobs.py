@@ -1,15 +1,19 @@
 """The blob targets of the parser fuzzer (bench/fuzz.py): ``Codec.decompress`` on valid blobs of
-every form, mutated (``blob/<form>``), each decoded by the codec that made it: the exact tier
-(``exact-v3``, ``exact-v2``) and the fallback modes (``zstd``, ``raw``) from the integer model (the
-default bundle, no RVQ stages), the forms that need RVQ codes from the float model
-(``bundle.SEMANTIC_DIR``): exact with stages (``exact-rvq``) and semantic. Also random bytes
-(``blob/random``), a valid header of any mode, version and either model before random bytes
-(``blob/random-payload``), and each model's valid blobs given to the other (``blob/cross``): as
-made, they name the other model's tag and must fail with a ``CodecError``, never decode; with the
-tag rewritten to the other model's (two models sharing a tag), the text's check must reject them
-(wrong-result rows of their own). Also the seeds the targets start from, and the wrong-result rows
-of the mutants, per form their header reads as (header mutations that read as another form are
-rows of their own).
+every form and readable format version, mutated (``blob/<form>-v<version>``), each decoded by the
+codec that made it: the exact tier (``exact``) and the fallback modes (``zstd``, ``raw``) from the
+integer model (the default bundle, no RVQ stages), the forms that need RVQ codes from the float
+model (``bundle.SEMANTIC_DIR``): exact with stages (``exact-rvq``) and the retired semantic tier
+(``semantic``, read from versions 2 and 3 only; its seeds are made as its encoder made them,
+bench/legacy_semantic.py). Every blob written is version 4; the older versions of a form are its
+blobs with the version rewritten (version-2 fallback blobs also without their check). Also random
+bytes (``blob/random``), a valid header of any mode, readable version and either model before
+random bytes (``blob/random-payload``), and each model's valid blobs given to the other
+(``blob/cross``): as made, they name the other model's tag and must fail with a ``CodecError``,
+never decode; with the tag rewritten to the other model's (two models sharing a tag), the text's
+check must reject them (wrong-result rows of their own). No SEMANTIC blob of a version after the
+tier's retirement may decode, whatever the target (``RETIRED``). Also the seeds the targets start
+from, and the wrong-result rows of the mutants, per form their header reads as (header mutations
+that read as another form are rows of their own).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from fuzz_inputs import MODEL_PAYLOAD_BYTES, PROGRAM, RANDOM_BYTES, mutate, spli
 from fuzz_tally import Target
 from fuzz_wrong_results import CheckProbe, WrongRow, wrong_row
 from hypothesis import strategies as st
+from legacy_semantic import semantic_blob
 
 from rvqstream.models import Codec
 from rvqstream.models import blob as blob_format
-from rvqstream.models.blob import MAGIC, Mode
+from rvqstream.models.blob import LAST_SEMANTIC_VERSION, MAGIC, READABLE_VERSIONS, VERSION, Mode
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -42,6 +47,7 @@ TEXTS = [
 ]
 MAX_MODEL_PAYLOAD = 48   # exact seeds with larger payloads are left out (a mutant's cost grows with it)
 CROSS = "a blob of the other model decoded"
+RETIRED = f"a SEMANTIC blob of format version {LAST_SEMANTIC_VERSION + 1} or later decoded"
 
 
 @dataclass(frozen=True)
@@ -52,20 +58,46 @@ class BlobSeed:
 
 # form -> (the codec that makes and decodes it: "exact" the integer default, "rvq" the float model)
 FORM_BASES = {"exact": "exact", "zstd": "exact", "raw": "exact", "exact-rvq": "rvq", "semantic": "rvq"}
-BLOB_FORMS = tuple(f"{base}-v{version}" for base in FORM_BASES for version in (3, 2))
-CHECK_BITS = {**{f"{base}-v{v}": blob_format.CHECK_BITS for base in ("exact", "exact-rvq") for v in (3, 2)},
-              "zstd-v3": blob_format.FALLBACK_CHECK_BITS, "raw-v3": blob_format.FALLBACK_CHECK_BITS}
+
+
+def form_versions(base: str) -> tuple[int, ...]:
+    """The format versions a form is read in, newest first: every readable one up to the version its
+    blobs are made in (the semantic tier's last, ``LAST_SEMANTIC_VERSION``; the others', ``VERSION``)."""
+    newest = LAST_SEMANTIC_VERSION if base == "semantic" else VERSION
+    return tuple(sorted((v for v in READABLE_VERSIONS if v <= newest), reverse=True))
+
+
+BLOB_FORMS = tuple(f"{base}-v{version}" for base in FORM_BASES for version in form_versions(base))
+# form -> its check's bits (a form without one, semantic and version-2 fallback blobs, is absent)
+CHECK_BITS = {**{f"{base}-v{v}": blob_format.CHECK_BITS for base in ("exact", "exact-rvq")
+                 for v in form_versions(base)},
+              **{f"{base}-v{v}": blob_format.FALLBACK_CHECK_BITS for base in ("zstd", "raw")
+                 for v in form_versions(base) if v >= 3}}
 
 
 def form_of(data: bytes, codec: Codec) -> str | None:
-    """The form a blob's header names for ``codec`` ("raw-v3"; the exact mode of a codec with RVQ
-    stages is "exact-rvq"), None when it names none of ``codec``'s."""
+    """The form a blob's header names for ``codec`` ("raw-v4"; the exact mode of a codec with RVQ
+    stages is "exact-rvq"), None when it names none of ``codec``'s (a SEMANTIC header of a version
+    after the tier's retirement names none)."""
     version = (data[0] >> 2) & 0x07 if data else 0
-    if len(data) < 2 or data[0] & 0xE0 != MAGIC or version not in (2, 3) or data[1] != codec.tag:
+    if len(data) < 2 or data[0] & 0xE0 != MAGIC or data[1] != codec.tag:
         return None
     mode = Mode(data[0] & 0x03)
     base = "exact-rvq" if mode is Mode.EXACT and codec.parts.stages else mode.name.lower()
-    return f"{base}-v{version}"
+    return f"{base}-v{version}" if version in form_versions(base) else None
+
+
+def retired(data: bytes) -> bool:
+    """Whether a blob's header names the SEMANTIC mode in a format version after its retirement."""
+    return (len(data) >= 2 and data[0] & 0xE0 == MAGIC and Mode(data[0] & 0x03) is Mode.SEMANTIC
+            and (data[0] >> 2) & 0x07 > LAST_SEMANTIC_VERSION)
+
+
+def with_version(blob: bytes, version: int) -> bytes:
+    """``blob`` with its header's format version rewritten (and, for version 2 of a fallback blob,
+    without the check that version did not have)."""
+    data = bytes([(blob[0] & ~0x1C) | (version << 2)]) + blob[1:]
+    return data[:-2] if version == 2 and Mode(blob[0] & 0x03) in (Mode.ZSTD, Mode.RAW) else data
 
 
 def form_role(form: str) -> str:
@@ -76,24 +108,22 @@ def form_role(form: str) -> str:
 def blob_seeds(codec: Codec, role: str, make) -> dict[str, list[BlobSeed]]:
     """Valid blobs of ``codec`` of the forms of ``role`` (``FORM_BASES``): ``make(text)`` -> its
     blobs of each text (a compressed one in fallback form is left out of the "rvq" role's forms);
-    version 2 by rewriting the header (and dropping the fallback check, which version 2 did not
-    have; such blobs decode only as legacy data, so the fuzzer's calls, which do not ask for that,
-    must refuse them)."""
+    the older versions of each by rewriting the header (``with_version``; version-2 fallback blobs
+    decode only as legacy data, so the fuzzer's calls, which do not ask for that, must refuse them)."""
     forms: dict[str, dict[bytes, BlobSeed]] = {}
 
     def add(blob: bytes) -> None:
         mode = Mode(blob[0] & 0x03)
         if mode in (Mode.EXACT, Mode.SEMANTIC) and len(blob) - 2 > MAX_MODEL_PAYLOAD:
             return
-        if form_role(form_of(blob, codec)) != role:
+        form = form_of(blob, codec)
+        if form_role(form) != role:
             return
         text = codec.decompress(blob)
-        v2 = bytes([(blob[0] & ~0x1C) | (2 << 2)]) + blob[1:]
-        if mode in (Mode.ZSTD, Mode.RAW):
-            v2 = v2[:-2]
-        if codec.decompress(v2, legacy=True) != text:
-            raise AssertionError(f"a version-2 {mode.name} blob does not decode as its version-3 one")
-        for data in (blob, v2):
+        for version in form_versions(form.rsplit("-v", 1)[0]):
+            data = with_version(blob, version)
+            if codec.decompress(data, legacy=True) != text:
+                raise AssertionError(f"a version-{version} {mode.name} blob does not decode as the one made")
             forms.setdefault(form_of(data, codec), {})[data] = BlobSeed(data, text)
 
     for text in TEXTS:
@@ -104,12 +134,12 @@ def blob_seeds(codec: Codec, role: str, make) -> dict[str, list[BlobSeed]]:
 
 def all_seeds(codecs: dict[str, Codec]) -> dict[str, list[BlobSeed]]:
     """Valid blobs of every form, each from its codec: each text compressed by the integer model
-    (exact) and in fallback form; by the float model, exact with stages, and semantic with 1 and 8
-    stages."""
+    (exact) and in fallback form; by the float model, exact with stages, and semantic (version 3,
+    as the retired encoder made it) with 1 and 8 stages."""
     exact, rvq = codecs["exact"], codecs["rvq"]
     seeds = {**blob_seeds(exact, "exact", lambda t: (exact.compress(t), exact.fallback(t))),
-             **blob_seeds(rvq, "rvq", lambda t: (rvq.compress(t, stages=2), rvq.compress(t, "semantic", stages=1),
-                                                 rvq.compress(t, "semantic", stages=8)))}
+             **blob_seeds(rvq, "rvq", lambda t: (rvq.compress(t, stages=2), semantic_blob(rvq, t, 1),
+                                                 semantic_blob(rvq, t, 8)))}
     missing = set(BLOB_FORMS) - set(seeds)
     if missing or set(seeds) - set(BLOB_FORMS):
         raise AssertionError(f"blob seeds of forms {sorted(seeds)}, expected {BLOB_FORMS}")
@@ -126,12 +156,12 @@ class BlobTargets:
         self.seeds = all_seeds(codecs)
         self.donors = [s.blob for seeds in self.seeds.values() for s in seeds]
         headers = [(role, bytes([MAGIC | (v << 2) | m, c.tag])) for role, c in codecs.items()
-                   for v in (2, 3) for m in Mode]
+                   for v in READABLE_VERSIONS for m in Mode]
         # (form, seed) of every seed, for the cross target: decoded by the other codec
         self.cross = [(form, s) for form, seeds in self.seeds.items() for s in seeds]
-        weights = {"exact-v3": 0.10, "exact-v2": 0.03, "zstd-v3": 0.08, "zstd-v2": 0.03, "raw-v3": 0.08,
-                   "raw-v2": 0.03, "exact-rvq-v3": 0.04, "exact-rvq-v2": 0.015, "semantic-v3": 0.04,
-                   "semantic-v2": 0.015}
+        weights = {"exact-v4": 0.06, "exact-v3": 0.04, "exact-v2": 0.03, "zstd-v4": 0.05, "zstd-v3": 0.03,
+                   "zstd-v2": 0.03, "raw-v4": 0.05, "raw-v3": 0.03, "raw-v2": 0.03, "exact-rvq-v4": 0.025,
+                   "exact-rvq-v3": 0.015, "exact-rvq-v2": 0.015, "semantic-v3": 0.04, "semantic-v2": 0.015}
         self.targets = [
             *(Target(f"blob/{form}", weights[form], form.startswith(("exact", "semantic")),
                      st.tuples(st.integers(0, len(self.seeds[form]) - 1), PROGRAM),
@@ -147,13 +177,20 @@ class BlobTargets:
         self._tallies = {t.name: t.tally for t in self.targets}
 
     def _decompress(self, name: str, codec: Codec, data: bytes) -> tuple[str, object] | None:
-        """-> (outcome, text or error) of a new input, None for a repeat."""
+        """-> (outcome, text or error) of a new input, None for a repeat; a retired form that
+        decodes breaks a contract (``RETIRED``)."""
         tally = self._tallies[name]
         if not tally.fresh(codec.tag.to_bytes(1, "big") + data):
             return None
         self.probe.clear()
-        return tally.run(lambda: codec.decompress(data),
-                         lambda: {"model": codec.model_id[:12], "blob": data.hex()})
+
+        def describe() -> dict:
+            return {"model": codec.model_id[:12], "blob": data.hex()}
+
+        outcome, value = tally.run(lambda: codec.decompress(data), describe)
+        if outcome == "ok" and retired(data):
+            tally.note(tally.violations, RETIRED, describe)
+        return outcome, value
 
     def _count(self, row: WrongRow, seed: BlobSeed, data: bytes, outcome: str, value) -> None:
         """One mutant read as ``row``'s form: its check's evaluations, its decoding, a wrong result."""

@@ -5,9 +5,10 @@ calls run at once (grpc.aio).
 
 Outcome: every call must end with a status by its deadline (plus ``HANG_GRACE_S``); any status
 but UNKNOWN and INTERNAL counts as handled, those two are findings (with the server log's
-traceback for the correlation id the status quotes). The server must stay alive and healthy,
-answer a real round trip at the end, and its RSS (``/proc/<pid>/status`` VmRSS) is sampled from
-start to end.
+traceback for the correlation id the status quotes). A call that asks to write in the retired
+semantic tier (``Plan.retired``) must not end OK (``RETIRED_WRITTEN``, a finding); its statuses are
+counted apart (``retired_tier_writes``). The server must stay alive and healthy, answer a real
+round trip at the end, and its RSS (``/proc/<pid>/status`` VmRSS) is sampled from start to end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rvqstream._proto import codec_pb2
 
 HANG_GRACE_S = 5.0      # a call without a status this long past its deadline hangs
 CLIENT_WRITE_FAILURE = "Internal error from Core"   # grpc.aio's status for a write after the call ended
+RETIRED_WRITTEN = "a call that asks to write in the retired semantic tier ended OK"
 
 
 @dataclass
@@ -37,6 +39,7 @@ class GrpcTally:
     issued: int = 0
     requests: int = 0
     statuses: Counter = field(default_factory=Counter)          # (method, status) -> calls
+    retired: Counter = field(default_factory=Counter)           # status -> calls writing the semantic tier
     findings: dict = field(default_factory=dict)                 # "method STATUS: details" -> count, examples
     hangs: list = field(default_factory=list)
     slowest_s: float = 0.0
@@ -91,12 +94,20 @@ async def _worker(channel: grpc.aio.Channel, gen: Requests, tally: GrpcTally,
         tally.slowest_s = max(tally.slowest_s, time.perf_counter() - t0)
         tally.requests += 1
         tally.statuses[(plan.method, status)] += 1
+        if plan.retired:
+            tally.retired[status] += 1
         if status in ("UNKNOWN", "INTERNAL"):
-            key = f"{plan.method} {status}: {CORRELATION.sub('(correlation id <id>)', details)[:300]}"
-            entry = tally.findings.setdefault(key, {"count": 0, "examples": []})
-            entry["count"] += 1
-            if len(entry["examples"]) < 3:
-                entry["examples"].append({**_describe(plan), "details": details[:500]})
+            _finding(tally, f"{plan.method} {status}: {CORRELATION.sub('(correlation id <id>)', details)[:300]}",
+                     plan, details)
+        elif plan.retired and status == "OK":
+            _finding(tally, f"{plan.method}: {RETIRED_WRITTEN}", plan, details)
+
+
+def _finding(tally: GrpcTally, key: str, plan: Plan, details: str) -> None:
+    entry = tally.findings.setdefault(key, {"count": 0, "examples": []})
+    entry["count"] += 1
+    if len(entry["examples"]) < 3:
+        entry["examples"].append({**_describe(plan), "details": details[:500]})
 
 
 CORRELATION = re.compile(r"\(correlation id ([0-9a-f]+)\)")
@@ -182,6 +193,7 @@ async def grpc_fuzz(target: str, pid: int, log: Path, tokens: dict[str, str], ma
             "malformed_share": malformed, "statuses": dict(statuses.most_common()),
             "statuses_by_method": by_method,
             "unknown_or_internal": statuses["UNKNOWN"] + statuses["INTERNAL"],
+            "retired_tier_writes": dict(tally.retired.most_common()),
             "findings": tally.findings, "hangs": len(tally.hangs), "hang_list": tally.hangs[:20],
             "slowest_call_s": round(tally.slowest_s, 2), "server_alive": alive, **health,
             "rss_kib": {"start": rss[0][1], "after_warm_up": warm, "end": end_rss,

@@ -9,6 +9,11 @@ truncated and mutated blobs and frame batches, oversized fields), the wrong firs
 stream, a valid message with its serialized bytes mutated, or plain garbage. Calls carry the
 access file's admin token, a token that may only subscribe, a garbage token or none; streams may
 be held open until their deadline, and server streams are cancelled after a few responses.
+
+Tier fields take every value, the retired semantic tier's among them: a call that asks to write in
+it (Compress, or the first message of EncodeStream, Publish or PublishStream, sent unmutated) is
+marked ``Plan.retired``, and must not end OK (the server refuses it, INVALID_ARGUMENT when nothing
+else is wrong first); DecodeStream still decodes the semantic streams of the material.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ class Material:
 @dataclass
 class Plan:
     """One call: its method, the serialized requests, deadline, whether the client holds its side
-    open until the deadline, how many responses it reads before cancelling, and its token."""
+    open until the deadline, how many responses it reads before cancelling, its token, and whether
+    it asks to write in the retired semantic tier (``writes_retired_tier``)."""
 
     method: str
     requests: list[bytes]
@@ -65,6 +71,27 @@ class Plan:
     hold_open: bool = False
     read_limit: int = 1 << 30
     token: str | None = None
+    retired: bool = False
+
+
+# the methods that write text in a tier: their request, and the field of the first one with the tier
+WRITERS = {"Compress": (codec_pb2.CompressRequest, None), "EncodeStream": (codec_pb2.EncodeStreamRequest, "config"),
+           "Publish": (channel_pb2.PublishRequest, "config"),
+           "PublishStream": (channel_pb2.PublishStreamRequest, "config")}
+
+
+def writes_retired_tier(method: str, first: bytes) -> bool:
+    """Whether a call of ``method`` whose first serialized request is ``first`` asks to write in the
+    semantic tier (retired: the server must refuse it)."""
+    if method not in WRITERS:
+        return False
+    message_type, config = WRITERS[method]
+    msg = message_type.FromString(first)
+    if config is not None:
+        if not msg.HasField(config):
+            return False
+        msg = getattr(msg, config)
+    return msg.tier == frame_pb2.TIER_SEMANTIC
 
 
 class Requests:
@@ -124,7 +151,7 @@ class Requests:
     def batch(self) -> tuple[int, list[bytes]]:
         """(tier number, batches): a valid sequence, one of its batches mutated, or random bytes."""
         tier_name, seq = self.pick(self.m.sequences)
-        tier = {"exact": self.pick((0, 1)), "semantic": 2}[tier_name]
+        tier = {"exact": self.pick((0, frame_pb2.TIER_EXACT)), "semantic": frame_pb2.TIER_SEMANTIC}[tier_name]
         seq = list(seq)
         r = self.rng.random()
         if r < 0.5:
@@ -143,16 +170,17 @@ class Requests:
     def plan(self) -> Plan:
         method = self.pick(WEIGHTED)
         requests, hold, limit = getattr(self, f"_{method}")()
+        retired = writes_retired_tier(method, requests[0])
         r = self.rng.random()
         if r < self.malformed / 2:      # a valid message's bytes mutated
-            requests = [self.mutated(q) for q in requests] or [self.raw()]
+            requests, retired = [self.mutated(q) for q in requests] or [self.raw()], False
         elif r < self.malformed:        # garbage for the serialized request
-            requests = [self.raw(self.pick((8, 64, 512))) for _ in range(max(1, len(requests)))]
+            requests, retired = [self.raw(self.pick((8, 64, 512))) for _ in range(max(1, len(requests)))], False
         t = self.rng.random()
         bad = ["garbage", "", "Bearer", self.tokens["admin"][:-1] + "x"]
         token = (self.tokens["admin"] if t < 0.85 else self.tokens["reader"] if t < 0.93
                  else None if t < 0.97 else self.pick(bad))
-        return Plan(method, requests, self.pick(DEADLINES_S), hold, limit, token)
+        return Plan(method, requests, self.pick(DEADLINES_S), hold, limit, token, retired)
 
     def _Compress(self):
         req = codec_pb2.CompressRequest(text_utf8=self.text(), tier=self.pick(ENUMS),

@@ -6,8 +6,8 @@ only: an input generated again is not run again), counted or timed; and the summ
 It covers both shipped models, each target decoding with the codec that made its seeds: the
 integer model (the default bundle: exact tier only, no RVQ stages) for the exact-tier and
 fallback forms, the float model (``bundle.SEMANTIC_DIR``) for the forms that need RVQ codes
-(exact-tier data with stages, the semantic tier), and ``blob/cross`` gives each one's blobs to the
-other.
+(exact-tier data with stages, and the retired semantic tier's data, which it reads and no encoder
+writes), and ``blob/cross`` gives each one's blobs to the other.
 
 The tokenizer target: arbitrary Unicode must round-trip byte-exact, its tokens never hold the
 ``<eos>`` id, and ``split_final`` gives pieces that reassemble and tokenize the same whatever text
@@ -47,7 +47,7 @@ TEXT = st.one_of(st.text(max_size=48),
 class ParserFuzz:
     """The parser targets over two codecs, their tallies and the wrong-result rows: ``codec`` (the
     integer default: the exact tier and the fallback forms) and ``rvq`` (a model with RVQ stages,
-    the float bundle: exact-tier data with stages and the semantic tier)."""
+    the float bundle: exact-tier data with stages and the retired semantic tier's data)."""
 
     def __init__(self, codec: Codec, rvq: Codec, store_dir: Path):
         if not rvq.parts.stages:

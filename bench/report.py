@@ -64,7 +64,7 @@ def rate_section(r: dict, out: Path) -> str:
     s = ("## Rate: exact tier against the anchors\n\nbpb over all messages of each input (total output "
          "bits / total UTF-8 bytes; rvqstream: the whole blob, header and checks included). "
          "`zstd-19+dict stream`: one compression context per input, flushed after each message."
-         + (f" `{FLOAT_EXACT}`: the exact tier of the float bundle (the semantic tier's model) on the same "
+         + (f" `{FLOAT_EXACT}`: the exact tier of the float bundle (the previous default) on the same "
             f"messages, the baseline; the ratio is the {_model_name(r)}'s." if FLOAT_EXACT in ours else "")
          + "\n\n")
     s += table(["input", "messages", "bytes", *(label[m] for m in ours), *ANCHORS, "ratio to zstd-19+dict"], rows)
@@ -132,44 +132,6 @@ def wire_section(r: dict, out: Path) -> str:
     ax.legend(fontsize=7, ncols=2, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return s + "\n" + _save(fig, out, "wire.png")
-
-
-def fidelity_section(r: dict, out: Path) -> str:
-    f = r["fidelity"]
-    st = f["stages"]
-    rows = [[n, v["bpb"], v["token_accuracy"], v["exact_frame_rate"], v["chrf"], v["cosine"]]
-            for n, v in st.items()]
-    model = (f"The float model (bundle `{f['model_id'][:12]}…` in `rvqstream/models/artifacts/semantic/`): "
-             "the default bundle, the integer model, codes the exact tier only. " if f.get("model_id") else "")
-    s = (f"## Semantic tier: fidelity per stage count\n\n{model}{f['messages']} test messages ({f['bytes']} bytes). "
-         "chrF: sacrebleu, corpus level (0-100). cosine: mean cosine similarity of all-MiniLM-L6-v2 "
-         f"embeddings of original and decoded text (1 = same meaning; unrelated test messages: "
-         f"{f['cosine_unrelated_floor']:.3f}). Lossless coders on the same messages (bpb): "
-         + ", ".join(f"{k}{f', {_model_name(r)}' if k == OURS else ''} {v:.3f}" for k, v in f["anchors_bpb"].items())
-         + ".\n\n")
-    s += table(["stages", "bpb", "token accuracy", "exact-frame rate", "chrF", "cosine"], rows)
-    n_last = list(st)[-1]
-    s += (f"\nExample at {n_last} stages — original: `{_snip(st[n_last]['example']['original'])}`; decoded: "
-          f"`{_snip(st[n_last]['example']['decoded'])}`\n")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, top, label in ((axes[0], "chrf", 100.0, "chrF (0-100)"),
-                                (axes[1], "cosine", 1.0, "cosine similarity of sentence embeddings")):
-        xs, ys = [v["bpb"] for v in st.values()], [v[key] for v in st.values()]
-        ax.plot(xs, ys, "o-", color="tab:blue", label="rvqstream semantic (float model)")
-        for n, x, y in list(zip(st, xs, ys))[::len(xs) - 1 or 1]:     # the first and the last
-            ax.annotate(f"{n} stage{'s' if int(n) > 1 else ''}", (x, y), textcoords="offset points",
-                        xytext=(0, 8), fontsize=8, ha="center")
-        for k, bpb in f["anchors_bpb"].items():
-            ax.plot([bpb], [top], {OURS: "*", FLOAT_EXACT: "P"}.get(k, "s"), color=ANCHOR_STYLE.get(k, "black"),
-                    markersize=9, label=f"{k}, {_model_name(r)}" if k == OURS else k)
-        if key == "cosine":
-            ax.axhline(f["cosine_unrelated_floor"], ls=":", color="gray", label="unrelated messages")
-        ax.set_xlabel("rate (bits per byte)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center right")
-    fig.suptitle("Rate against fidelity: semantic tier per stage count; lossless coders at full fidelity")
-    return s + "\n" + _save(fig, out, "fidelity.png")
 
 
 def budget_section(r: dict, out: Path) -> str:
@@ -486,11 +448,6 @@ def headline_section(r: dict) -> str:
             beside = [f"{a} {bpb[a]:.3f}" for a in (FLOAT_EXACT, *ANCHORS) if a in bpb]
             rows.append([f"exact tier ({_model_name(r)}), {name.removeprefix('test (').rstrip(')')} (bpb)",
                          f"{bpb[OURS]:.3f}", ", ".join(beside)])
-    st = r["fidelity"]["stages"]
-    for n in (min(st, key=int), max(st, key=int)):
-        v = st[n]
-        rows.append([f"semantic tier (float model), {n} stage{'s' if int(n) > 1 else ''} (bpb)", f"{v['bpb']:.3f}",
-                     f"chrF {v['chrf']:.1f}, cosine {v['cosine']:.3f}, token accuracy {v['token_accuracy']:.3f}"])
     sp = r["speed"]["bytes_per_s"]
     for m in sp:
         rows.append([f"{m}: encode / decode, 1 thread (kB/s)",
@@ -571,11 +528,6 @@ def _plain_ticks(ax, values) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def _snip(text: str, n: int = 120) -> str:
-    t = text.replace("\n", " ").replace("`", "'")
-    return t if len(t) <= n else t[:n] + "…"
-
-
 def write_report(results: dict, out: Path) -> None:
     """``out``/REPORT.md and its PNGs from one run's ``results`` (the integer model's check and edge
     decode from ``out``'s json files when the run has none)."""
@@ -585,7 +537,7 @@ def write_report(results: dict, out: Path) -> None:
         results[key], own[key] = _own_or_file(results, key, out)
     results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
-    sem = results.get("semantic_model")
+    baseline = results.get("float_model")
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
     parts = [
         f"# rvqstream scoreboard ({results['mode']} mode)\n",
@@ -595,14 +547,15 @@ def write_report(results: dict, out: Path) -> None:
         f"- commit: `{c['sha']}`" + (" (tracked files modified)" if c["tracked_files_modified"] else ""),
         f"- model (exact tier, the default bundle): `{model['model_id']}`, bundle {model['bundle_bytes'] / MB:.2f} MiB, "
         + ", ".join(f"{k}={model['config'][k]}" for k in CONFIG_KEYS if k in model["config"]),
-        *([f"- model of the semantic tier (the float bundle, `rvqstream/models/artifacts/semantic/`; its exact tier "
-           f"is the rate baseline): `{sem['model_id']}`, bundle {sem['bundle_bytes'] / MB:.2f} MiB, "
-           + ", ".join(f"{k}={sem['config'][k]}" for k in CONFIG_KEYS if k in sem["config"])] if sem else []),
+        *([f"- the float model (the previous default bundle, `rvqstream/models/artifacts/semantic/`; its exact "
+           f"tier is the rate baseline): `{baseline['model_id']}`, bundle {baseline['bundle_bytes'] / MB:.2f} MiB, "
+           + ", ".join(f"{k}={baseline['config'][k]}" for k in CONFIG_KEYS if k in baseline["config"])]
+          if baseline else []),
         ("- every figure below comes from this run (unless a section names a json file of its own); all of them "
          "are in `results.json`.\n"),
-        headline_section(results), rate_section(results, out), wire_section(results, out), fidelity_section(results, out),
-        speed_section(results, out), budget_section(results, out), service_section(results, out),
-        live_section(results, out), determinism_section(results),
+        headline_section(results), rate_section(results, out), wire_section(results, out), speed_section(results, out),
+        budget_section(results, out), service_section(results, out), live_section(results, out),
+        determinism_section(results),
         *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
         *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
         *([codes_section(results["semantic_codes"], own["semantic_codes"])] if results.get("semantic_codes") else []),

@@ -2,7 +2,7 @@
 
 Writes ``<out>/results.json`` (every figure, the machine, the commit, the model, the settings
 and the seconds each part took), ``<out>/REPORT.md`` and its PNG plots (bench/report.py).
-Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes.py), semantic fidelity (bench/fidelity.py), speed
+Parts: rate per source (bench/rate.py), bytes on a gRPC stream (bench/grpc_bytes.py), speed
 (bench/speed.py), rate against latency budget (bench/budget.py), service latency against
 concurrent streams (bench/service.py), live code streams on channels: wire bytes against the
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
@@ -14,11 +14,11 @@ own. REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the f
 ``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make bench-attacks``; bench/fuzz.py,
 ``make bench-fuzz``: runs of their own, not repeated here).
 
-Two bundles: the exact tier is the shipped default, the integer model (``Codec.load()``); the
-semantic tier (fidelity) is the float model's (``Codec.load(SEMANTIC_DIR)``), and its exact-tier
-rate is kept beside the integer model's as the baseline. A full run writes the two scripts' own
-results to ``<out>/intlm_check.json`` and ``<out>/edge_decode.json`` too; a quick run (small limits)
-leaves those files as they are. Every figure of the run is in ``results.json``;
+Two bundles, both coding the exact tier: the shipped default, the integer model (``Codec.load()``),
+and the float model (``Codec.load(SEMANTIC_DIR)``, the previous default, which also reads the retired
+semantic tier's data), whose rate is kept beside the integer model's as the baseline. A full run
+writes the two scripts' own results to ``<out>/intlm_check.json`` and ``<out>/edge_decode.json``
+too; a quick run (small limits) leaves those files as they are. Every figure of the run is in ``results.json``;
 ``python bench/report.py`` renders REPORT.md again from it.
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
@@ -47,9 +47,8 @@ import numpy as np
 import onnxruntime
 import zstandard
 from budget import rate_vs_budget
-from codec_bench import FLOAT_EXACT, OURS, load, semantic_codec, train_dict
+from codec_bench import FLOAT_EXACT, OURS, float_codec, load, train_dict
 from determinism import determinism
-from fidelity import embedder, semantic_curve
 from grpc_bytes import measured_wire, wire_bytes
 from intlm_check import OLD_SOURCES
 from live import live
@@ -69,7 +68,6 @@ class Plan:
 
     rate_messages: int
     wire_messages: int
-    fidelity_messages: int
     budget_messages: int
     speed_messages: int
     determinism_messages: int
@@ -86,9 +84,8 @@ class Plan:
     service_budget_ms: int = 200
 
 
-FULL = Plan(rate_messages=10**9, wire_messages=100, fidelity_messages=30, budget_messages=20, speed_messages=40,
-            determinism_messages=10**9)
-QUICK = Plan(rate_messages=40, wire_messages=8, fidelity_messages=4, budget_messages=4, speed_messages=6,
+FULL = Plan(rate_messages=10**9, wire_messages=100, budget_messages=20, speed_messages=40, determinism_messages=10**9)
+QUICK = Plan(rate_messages=40, wire_messages=8, budget_messages=4, speed_messages=6,
              determinism_messages=4, intlm_limit=3, edge_per_source=3, edge_repeats=1, service_seconds=4.0,
              service_warmup_s=1.0, service_verify=False)
 
@@ -170,18 +167,18 @@ def run(plan: Plan, data: Path, jsonl: list[Path], out: Path) -> dict:
     t = Timer({})
     t0 = time.perf_counter()
     codec = Codec.load(settings=SessionSettings(threads=1))      # the integer model: the exact tier
-    sem = semantic_codec()                                       # the float model: the semantic tier
+    baseline = float_codec()                                     # the float model: the exact-tier baseline
     test = load(data / "test.jsonl", plan.rate_messages)
     zdict = train_dict(data / "train.jsonl")
     inputs = {**{f"test/{s}": v for s, v in test.items()},
               **{f"jsonl/{p.name}": read_jsonl(p, plan.rate_messages) for p in jsonl}}
-    res = {"model": model_info(codec), "semantic_model": model_info(sem), "rate": {}, "wire": {}}
+    res = {"model": model_info(codec), "float_model": model_info(baseline), "rate": {}, "wire": {}}
 
     t.part("rate")
     for name, texts in inputs.items():
         blobs = [codec.compress(t) for t in texts]
         res["rate"][name] = exact_rates(codec, texts, blobs, zdict,
-                                        {FLOAT_EXACT: (sem, [sem.compress(t) for t in texts])})
+                                        {FLOAT_EXACT: (baseline, [baseline.compress(t) for t in texts])})
         res["wire"][name] = wire_bytes(codec, texts, blobs, zdict)
         bpb = res["rate"][name]["bpb"]
         print(f"  {name}: rvqstream exact {bpb[OURS]:.3f} bpb (float model, previous: {bpb[FLOAT_EXACT]:.3f}), "
@@ -198,13 +195,6 @@ def run(plan: Plan, data: Path, jsonl: list[Path], out: Path) -> dict:
     t.part("wire")
     res["wire_measured"] = asyncio.run(measured_wire(head(inputs, plan.wire_messages), zdict))
     t.done("wire")
-
-    t.part("fidelity")
-    fid_texts = flat(head(test, plan.fidelity_messages))
-    res["fidelity"] = semantic_curve(sem, fid_texts, embedder())
-    res["fidelity"]["anchors_bpb"] = exact_rates(codec, fid_texts, [codec.compress(t) for t in fid_texts], zdict,
-                                                 {FLOAT_EXACT: (sem, [sem.compress(t) for t in fid_texts])})["bpb"]
-    t.done("fidelity")
 
     t.part("budget")
     btexts = flat(head(test, plan.budget_messages))

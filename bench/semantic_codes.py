@@ -24,6 +24,9 @@ bench/results/semantic_codes.json. Measured in one run, on held-out messages (th
   and by text (the query embedded on the server), median of 20 calls.
 - **sync**: a real server on loopback, messages published, then ``SyncCodes`` from offset 0: gRPC
   bytes a message (5-byte prefixes included), beside Subscribe's bytes a message.
+- **text tier**: the frame-level semantic text tier (retired; version-3 blobs made as its encoder
+  made them, bench/legacy_semantic.py) at 1, 2, 4 and 8 stages a frame against the exact tier of
+  each text's longest word-boundary prefix in no more bytes: bpb and WordLlama cosine to the original.
 """
 
 from __future__ import annotations
@@ -183,9 +186,13 @@ def dedup(split: Path, codes: CodeModel, n: int, seed: int) -> dict:
 
 
 def text_tier(texts: list[str], wl) -> dict:
-    """The frame-level semantic text tier against the plainly cheaper alternative at the same bytes:
-    the exact tier of the text's longest word-boundary prefix whose blob is no larger. Meaning
-    kept = WordLlama cosine of the decoded text to the original (an unrelated message: the floor)."""
+    """The frame-level semantic text tier (retired: its blobs made as its encoder made them,
+    ``legacy_semantic.semantic_blob``, and decoded by the float bundle) against the plainly cheaper
+    alternative at the same bytes: the exact tier of the text's longest word-boundary prefix whose
+    blob is no larger. Meaning kept = WordLlama cosine of the decoded text to the original (an
+    unrelated message: the floor)."""
+    from legacy_semantic import semantic_blob
+
     from rvqstream.models import Codec
     from rvqstream.models.bundle import SEMANTIC_DIR
 
@@ -194,7 +201,7 @@ def text_tier(texts: list[str], wl) -> dict:
     text_bytes = sum(len(t.encode()) for t in texts)
     out = {"messages": len(texts), "unrelated_cosine": float((orig * np.roll(orig, 1, 0)).sum(1).mean())}
     for stages in (1, 2, 4, 8):
-        blobs = [semantic.compress(t, tier="semantic", stages=stages) for t in texts]
+        blobs = [semantic_blob(semantic, t, stages) for t in texts]
         decoded = [semantic.decompress(b) for b in blobs]
         prefixes = []
         for t, b in zip(texts, blobs):

@@ -47,7 +47,9 @@ def report_section(d: dict, where: str = "this run") -> str:
                 for k, v in tt.items() if k.endswith("_stages")]
         out.append(f"### The frame-level semantic text tier against an exact prefix at the same bytes\n\n"
                    f"{tt['messages']} held-out messages; meaning kept = WordLlama cosine of the decoded text to the "
-                   f"original (an unrelated message: {tt['unrelated_cosine']:.3f}).\n\n"
+                   f"original (an unrelated message: {tt['unrelated_cosine']:.3f}). The tier is retired (its data "
+                   "still decodes, none is written): its blobs here are version-3 blobs made as its encoder made "
+                   "them (bench/legacy_semantic.py).\n\n"
                    + _table(["stages", "semantic bpb", "semantic cosine", "exact prefix bpb", "exact prefix cosine"],
                             rows))
     rows = [[f"{v['codes']:,}", v["stages"], f"{v['median_ms']:.1f}", f"{v['max_ms']:.1f}"]

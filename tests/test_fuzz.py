@@ -1,11 +1,12 @@
 """Short runs of the fuzzers (bench/fuzz.py, bench/fuzz_grpc.py) with fixed seeds: the parsers meet a
-few thousand mutated and random inputs (blobs of every mode and version, frame batch sequences, the
-channel log API, the tokenizer) with no crash, no untyped error and no broken contract, over both
-shipped models (the integer default's exact-tier and fallback forms, the float model's RVQ-coded
-forms, each decoded by the model that made it, and each model's blobs given to the other); a real
-server (holding both) answers some hundreds of adversarial calls with a status each, never UNKNOWN
-or INTERNAL, none past its deadline, and stays up. The long run is ``python bench/fuzz.py``
-(``make bench-fuzz``)."""
+few thousand mutated and random inputs (blobs of every mode and readable version, frame batch
+sequences, the channel log API, the tokenizer) with no crash, no untyped error and no broken
+contract, over both shipped models (the integer default's exact-tier and fallback forms, the float
+model's RVQ-coded forms and the retired semantic tier's data it reads, each decoded by the model
+that made it, and each model's blobs given to the other); a real server (holding both) answers
+some hundreds of adversarial calls with a status each, never UNKNOWN or INTERNAL, none past its
+deadline, refuses every call that asks to write in the retired semantic tier, and stays up. The
+long run is ``python bench/fuzz.py`` (``make bench-fuzz``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from rvqstream.models.bundle import SEMANTIC_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fuzz import material
-from fuzz_blobs import BLOB_FORMS, form_role
+from fuzz_blobs import BLOB_FORMS, form_role, form_versions
 from fuzz_grpc import grpc_fuzz
 from fuzz_grpc_server import SERVE_ARGS, access_file
 from fuzz_parsers import SPLIT_CLAIM, ParserFuzz
@@ -51,7 +52,8 @@ def test_parsers_fail_only_with_their_own_errors(parsers):
 
 def test_each_form_is_decoded_by_the_model_that_made_it(parsers):
     """Exact-tier and fallback seeds come from the integer model, the RVQ-coded ones (exact with
-    stages, semantic) from the float model, and the mutants of both reach their model's decoder."""
+    stages, and the retired semantic tier's, made as its encoder made them) from the float model,
+    and the mutants of both reach their model's decoder."""
     codec, rvq = parsers.codec, parsers.rvq
     assert codec.parts.stages == 0 and rvq.parts.stages > 0
     assert parsers.summary()["models"] == {"intlm": codec.model_id, "float": rvq.model_id}
@@ -64,9 +66,22 @@ def test_each_form_is_decoded_by_the_model_that_made_it(parsers):
     assert {s.codec for s in parsers.batches.sequences["exact-rvq"]} == {"rvq"}
     assert {s.codec for s in parsers.batches.sequences["semantic"]} == {"rvq"}
     rows = parsers.summary()["wrong_results"]
-    for form in ("blob/exact-v3", "blob/exact-rvq-v3", "blob/semantic-v3", "batch/exact,", "batch/exact-rvq,",
-                 "batch/semantic"):
+    for form in ("blob/exact-v4", "blob/exact-v3", "blob/exact-rvq-v4", "blob/exact-rvq-v3", "blob/semantic-v3",
+                 "batch/exact,", "batch/exact-rvq,", "batch/semantic"):
         assert sum(v["mutants"] for k, v in rows.items() if k.startswith(form)) > 0, form
+
+
+def test_forms_cover_every_readable_version(parsers):
+    """Blobs are made in format version 4 (the semantic tier's were made in 3, its last); each form
+    is fuzzed in every readable version up to the one it is made in, each seed's header naming its
+    form's version, and no version-4 semantic form exists."""
+    assert form_versions("exact") == form_versions("zstd") == form_versions("exact-rvq") == (4, 3, 2)
+    assert form_versions("semantic") == (3, 2)
+    assert "semantic-v4" not in BLOB_FORMS
+    assert (parsers.codec.compress("hello world")[0] >> 2) & 0x07 == 4
+    for form in BLOB_FORMS:
+        version = int(form.rsplit("-v", 1)[1])
+        assert all((s.blob[0] >> 2) & 0x07 == version for s in parsers.blobs.seeds[form]), form
 
 
 def test_blobs_of_one_model_fail_on_the_other(parsers):
@@ -121,6 +136,8 @@ def test_grpc_calls_end_with_a_handled_status(parsers, tmp_path):
     assert set(r["statuses_by_method"]) == {"Compress", "Decompress", "EncodeStream", "DecodeStream",
                                             "GetModel", "ListModels", "Publish", "PublishStream", "Subscribe",
                                             "FetchMessage"}
+    retired = r["retired_tier_writes"]
+    assert retired.get("INVALID_ARGUMENT", 0) > 0 and "OK" not in retired, retired
 
 
 def test_grpc_undecodable_requests_get_a_handled_status(parsers, tmp_path):
