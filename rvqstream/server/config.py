@@ -17,7 +17,19 @@ class ServerConfig:
     """Settings of one server process (times in ms, sizes in bytes)."""
 
     listen: str = field(default="127.0.0.1:50051", metadata={"help": "HOST:PORT to listen on"})
-    data_dir: Path = field(default=Path("rvqstream-data"), metadata={"help": "channel log directory"})
+    data_dir: Path = field(default=Path("rvqstream-data"), metadata={
+        "help": "channel log directory (with --log: where this replica keeps its rebuildable view of "
+                "the JetStream log)"})
+    log: str = field(default="", metadata={
+        "help": "channel log engine: empty for the embedded SQLite log in --data-dir, or "
+                "nats://HOST:PORT[,HOST:PORT...] for NATS JetStream shared by any number of replicas"})
+    nats_prefix: str = field(default="rvq", metadata={
+        "help": "with --log: prefix of this deployment's JetStream streams and subjects (letters, "
+                "digits, - and _)"})
+    nats_replicas: int = field(default=1, metadata={
+        "help": "with --log: replicas of each JetStream stream this server creates (3 in a cluster)"})
+    nats_credentials: str = field(default="", metadata={
+        "help": "with --log: NATS credentials file (.creds) to connect with"})
     models: str = field(default="", metadata={
         "help": "extra model bundle directories, comma-separated (the shipped bundle is the default)"})
     max_delay_ms: int = field(default=200, metadata={
