@@ -27,7 +27,8 @@ from rvqstream.server.config import ServerConfig
 from rvqstream.server.disk import FreeSpace
 from rvqstream.server.encode import StreamLimits
 from rvqstream.server.gate import Gate
-from rvqstream.server.logstore import LogStore, Retention
+from rvqstream.server.logstore import LogStore, LogUnavailable, Retention
+from rvqstream.server.nats_log import NatsLogStore
 from rvqstream.server.publish_stream import OpenStreams
 from rvqstream.server.registry import ModelRegistry
 from rvqstream.server.scheduler import Scheduler
@@ -107,6 +108,7 @@ class RvqServer:
         self._stopped = False
 
     async def start(self) -> None:
+        await self.store.start()
         self.scheduler.start()
         await self.scheduler.warm_up(self.registry.default)
         await self.streams.start()
@@ -159,6 +161,22 @@ class RvqServer:
         await self.grpc.wait_for_termination()
 
 
+def channel_log(config: ServerConfig) -> LogStore:
+    """The channel log ``config`` names: SQLite in ``data_dir``, or NATS JetStream (``log``);
+    ``ValueError`` for a bad ``log`` URL or settings JetStream does not take."""
+    if not config.log:
+        return SQLiteLogStore(config.data_dir / LOG_FILE, config.max_log_bytes)
+    servers = config.log.split(",")
+    if not all(s.startswith("nats://") and len(s) > len("nats://") for s in servers):
+        raise ValueError(f"--log {config.log!r}: expected nats://HOST:PORT[,nats://HOST:PORT...]")
+    if config.retention_age_s or config.retention_bytes or config.max_log_bytes:
+        raise ValueError("--retention-age-s, --retention-bytes and --max-log-bytes apply to the SQLite log; "
+                         "a JetStream log is bounded by its own stream limits")
+    if config.nats_replicas < 1:
+        raise ValueError(f"--nats-replicas is {config.nats_replicas}; at least 1")
+    return NatsLogStore(servers, config.data_dir, config.nats_prefix, config.nats_replicas, config.nats_credentials)
+
+
 def create_server(address: str, config: ServerConfig | None = None, registry: ModelRegistry | None = None,
                   telemetry: Telemetry | None = None) -> tuple[RvqServer, int]:
     """A server bound to ``address`` (port 0 picks a free one) -> (server, port); not started."""
@@ -167,7 +185,7 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
     telemetry = telemetry or Telemetry(config.telemetry)
     tls = server_tls(config.tls_cert, config.tls_key, config.tls_client_ca)
     check_listen(address, tls, config.insecure)
-    store = SQLiteLogStore(config.data_dir / LOG_FILE, config.max_log_bytes)
+    store = channel_log(config)
     server = RvqServer(config, registry, store, telemetry, tls)
     port = (server.grpc.add_secure_port(address, tls.credentials()) if tls is not None
             else server.grpc.add_insecure_port(address))
@@ -181,14 +199,17 @@ async def serve(config: ServerConfig) -> None:
     and the TLS files."""
     try:
         server, port = create_server(config.listen, config)
-    except ValueError as e:     # the listen address, TLS files or access file
+    except ValueError as e:     # the listen address, TLS files, access file or log settings
         raise SystemExit(f"rvqstream serve: {e}") from None
-    await server.start()
+    try:
+        await server.start()
+    except LogUnavailable as e:
+        raise SystemExit(f"rvqstream serve: {e}") from None
     host = config.listen.rsplit(":", 1)[0]
-    log.info("rvqstream serving on %s:%d (%s, %s; data in %s, model %s)", host, port,
+    log.info("rvqstream serving on %s:%d (%s, %s; channels in %s, model %s)", host, port,
              "mTLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext",
              f"{len(server.gate.rules)} identities" if server.gate.rules is not None else "no access file",
-             config.data_dir, server.registry.default.model_id[:12])
+             config.log or config.data_dir, server.registry.default.model_id[:12])
     print(f"rvqstream: serving on {host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

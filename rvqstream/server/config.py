@@ -24,8 +24,8 @@ class ServerConfig:
         "help": "channel log engine: empty for the embedded SQLite log in --data-dir, or "
                 "nats://HOST:PORT[,HOST:PORT...] for NATS JetStream shared by any number of replicas"})
     nats_prefix: str = field(default="rvq", metadata={
-        "help": "with --log: prefix of this deployment's JetStream streams and subjects (letters, "
-                "digits, - and _)"})
+        "help": "with --log: prefix of this deployment's JetStream streams and subjects (1-32 "
+                "letters, digits or -)"})
     nats_replicas: int = field(default=1, metadata={
         "help": "with --log: replicas of each JetStream stream this server creates (3 in a cluster)"})
     nats_credentials: str = field(default="", metadata={

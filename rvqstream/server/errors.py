@@ -17,12 +17,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from rvqstream.models import errors as codec_errors
+from rvqstream.server.logstore import LogUnavailable
 
 log = logging.getLogger(__name__)
 
 
 ECHO_CHARS = 64        # at most this much of a client's input is quoted back in an error
 RETRY_AFTER_KEY = "rvqstream-retry-after-ms"   # the retry delay as plain metadata, for the SDK
+LOG_RETRY_S = 1.0      # when a client may try again after the channel log was unavailable
 
 
 class _Status(grpc.Status):
@@ -133,6 +135,8 @@ def rpc_errors(handler):
                 await _abort(context, e)
             except codec_errors.CodecError as e:
                 await _abort(context, codec_error(e, "the request data"))
+            except LogUnavailable as e:
+                await _abort(context, log_unavailable(e))
             except grpc.aio.AbortError:
                 raise
             except Exception as e:  # noqa: BLE001 - any other failure is reported, the server goes on
@@ -147,8 +151,16 @@ def rpc_errors(handler):
             await _abort(context, e)
         except codec_errors.CodecError as e:
             await _abort(context, codec_error(e, "the request data"))
+        except LogUnavailable as e:
+            await _abort(context, log_unavailable(e))
         except grpc.aio.AbortError:
             raise
         except Exception as e:  # noqa: BLE001
             await _abort(context, internal(name, e))
     return unary
+
+
+def log_unavailable(e: LogUnavailable) -> ServiceError:
+    """UNAVAILABLE, with a retry delay: the channel log's cluster cannot be reached now."""
+    return ServiceError(grpc.StatusCode.UNAVAILABLE, f"the channel log is unavailable: {e}",
+                        retry_after_s=LOG_RETRY_S)

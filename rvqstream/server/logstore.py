@@ -1,12 +1,14 @@
-"""Channel logs: the interface the channel service needs (its engines: sqlite_store.py).
+"""Channel logs: the interface the channel service needs (its engines: sqlite_store.py, the
+embedded default, and nats_log.py, NATS JetStream shared by several server replicas).
 
 A channel is an append-only log of messages. Offsets are per channel, dense (0, 1, 2, ...) and
 never reused; retention removes messages from a channel's head only (``first_offset`` moves up).
 A message is either published whole (one blob) or streamed: a producer appends
 frame batches ("parts") to it as it writes, and it ends complete or aborted. Writes return only
 once they are durable, and every durable change wakes the channel's live readers (the engine
-wakes them itself, so a change whose writer went away still wakes them). A distributed engine
-(streams with replay from a sequence, e.g. NATS JetStream) can stand behind the same interface.
+wakes them itself, so a change whose writer went away still wakes them). A shared engine
+(``shared``) is written by other server processes too: a streaming message may have its writer
+in another process, which keeps it alive with ``touch``.
 """
 
 from __future__ import annotations
@@ -127,6 +129,11 @@ class LogFull(Exception):
     """The log cannot take the write: its disk or its size limit is full."""
 
 
+class LogUnavailable(Exception):
+    """The log cannot be reached now (a distributed engine lost its cluster); the write may be
+    retried."""
+
+
 @dataclass(frozen=True)
 class Retention:
     """Per-channel retention: messages older than ``max_age_s`` seconds, and the oldest beyond
@@ -143,6 +150,20 @@ class Retention:
 
 class LogStore(abc.ABC):
     """Append-only per-channel logs with durable writes and live waiting."""
+
+    shared = False   # other server processes write the same log
+
+    async def start(self) -> None:
+        """Connects to the engine and catches up with it (nothing to do for an embedded one)."""
+
+    async def touch(self, channel: str, offset: int) -> None:
+        """Tells the other writers of a shared log that this process still writes the streaming
+        message at ``offset`` (nothing to do when the log is not shared)."""
+
+    def idle_s(self, channel: str, offset: int) -> float | None:
+        """Seconds since any process last wrote or touched the streaming message at ``offset``;
+        None when the log is not shared (then only this process writes it)."""
+        return None
 
     @abc.abstractmethod
     async def append(self, channel: str, records: list[Record]) -> list[Appended]:

@@ -46,8 +46,10 @@ log = logging.getLogger(__name__)
 class OpenStreams:
     """Streamed messages no producer is writing: each is closed as aborted ``timeout_s`` after its
     producer left (or after the server started), unless a producer continues it first. A message
-    has at most one writer: the call that claimed it last; an earlier writer's leaving changes
-    nothing."""
+    has at most one writer here: the call that claimed it last; an earlier writer's leaving changes
+    nothing. On a shared log (``LogStore.shared``) the writer may be in another replica: this one
+    touches the messages its calls write every third of the timeout, and closes a message only
+    once no replica wrote or touched it for the whole timeout."""
 
     def __init__(self, store: LogStore, timeout_s: float, coder: AbortCoder | None = None):
         """``coder``: makes an aborted message's code from its stored text (None: no codes)."""
@@ -55,10 +57,23 @@ class OpenStreams:
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._writers: dict[tuple[str, int], object] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._toucher: asyncio.Task | None = None
 
     async def start(self) -> None:
         for channel, offset in await self.store.open_streams():
             self._schedule((channel, offset))
+        if self.store.shared:
+            self._toucher = asyncio.create_task(self._touch_written(), name="rvqstream-stream-touch")
+
+    async def _touch_written(self) -> None:
+        """Touches every message a call here writes, every third of the timeout."""
+        while True:
+            await asyncio.sleep(self.timeout_s / 3)
+            for channel, offset in list(self._writers):
+                try:
+                    await self.store.touch(channel, offset)
+                except Exception as e:  # noqa: BLE001 - the next round tries again
+                    log.warning("could not touch message %d of %r: %s", offset, channel, e)
 
     def claim(self, channel: str, offset: int, writer: object) -> None:
         """``writer`` writes the message: no abort."""
@@ -84,9 +99,9 @@ class OpenStreams:
         """The message ended."""
         self._writers.pop((channel, offset), None)
 
-    def _schedule(self, key: tuple[str, int]) -> None:
+    def _schedule(self, key: tuple[str, int], delay_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(self.timeout_s, self._abort, *key)
+        self._timers[key] = loop.call_later(self.timeout_s if delay_s is None else delay_s, self._abort, *key)
 
     def _abort(self, channel: str, offset: int) -> None:
         self._timers.pop((channel, offset), None)
@@ -95,12 +110,22 @@ class OpenStreams:
         task.add_done_callback(self._tasks.discard)
 
     async def _close_aborted(self, channel: str, offset: int) -> None:
-        """Closes the message as aborted, with its code made from its stored text."""
+        """Closes the message as aborted, with its code made from its stored text (on a shared
+        log: unless another replica wrote or touched it within the timeout; then it waits again)."""
+        idle = self.store.idle_s(channel, offset)
+        if idle is not None and idle < self.timeout_s:
+            key = (channel, offset)
+            if key not in self._writers and key not in self._timers:
+                self._schedule(key, self.timeout_s - idle)
+            return
         coded = await self.coder.code(channel, offset) if self.coder is not None else None
         if await self.store.abort(channel, offset, coded[0] if coded else None) and coded:
             self.coder.aborted(channel, offset, coded)
 
     async def close(self) -> None:
+        if self._toucher is not None:
+            self._toucher.cancel()
+            await asyncio.gather(self._toucher, return_exceptions=True)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

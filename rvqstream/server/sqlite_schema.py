@@ -31,12 +31,13 @@ _STREAM_COLUMNS = {
 }
 
 
-def connect(path: Path, max_bytes: int = 0) -> sqlite3.Connection:
-    """A connection in WAL mode with full sync; ``max_bytes`` caps the file (writes past it fail
-    with SQLITE_FULL, as on a full disk)."""
+def connect(path: Path, max_bytes: int = 0, durable: bool = True) -> sqlite3.Connection:
+    """A connection in WAL mode with full sync (``durable``: a commit is on disk before the ack goes
+    out; off for a log that is a rebuildable view); ``max_bytes`` caps the file (writes past it
+    fail with SQLITE_FULL, as on a full disk)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the ack goes out
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
     if max_bytes:
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")

@@ -60,10 +60,12 @@ class _Tx:
         self.channel_ids.clear()
         self.model_ids.clear()
 
-    def channel(self, name: str) -> int:
+    def channel(self, name: str, start: int = 0) -> int:
+        """The channel's row id; a channel this creates starts at offset ``start``."""
         cid = self.channel_ids.get(name)
         if cid is None:
-            self.conn.execute("INSERT OR IGNORE INTO channels (name, next_offset) VALUES (?, 0)", (name,))
+            self.conn.execute("INSERT OR IGNORE INTO channels (name, next_offset, first_offset) VALUES (?, ?, ?)",
+                              (name, start, start))
             cid = self.conn.execute("SELECT id FROM channels WHERE name = ?", (name,)).fetchone()[0]
             self.channel_ids[name] = cid
         return cid
@@ -91,9 +93,10 @@ class SQLiteLogStore(LogStore):
 
     MAX_GROUP = 512  # write requests committed in one transaction
 
-    def __init__(self, path: Path | str, max_bytes: int = 0):
-        """``max_bytes``: the most the log file may grow to (0: the disk's size)."""
-        self.path, self.max_bytes = Path(path), max_bytes
+    def __init__(self, path: Path | str, max_bytes: int = 0, durable: bool = True):
+        """``max_bytes``: the most the log file may grow to (0: the disk's size); ``durable``: each
+        write is on disk before it returns (off for a view rebuilt from another log: nats_log.py)."""
+        self.path, self.max_bytes, self.durable = Path(path), max_bytes, durable
         self.path.parent.mkdir(parents=True, exist_ok=True)
         migrate(self.path)
         self._requests: queue.Queue = queue.Queue()
@@ -120,11 +123,15 @@ class SQLiteLogStore(LogStore):
         self._requests.put((fn, args, loop, done))
         return await done
 
-    async def append(self, channel: str, records: list[Record]) -> list[Appended]:
-        return await self._write(self._append_tx, channel, records)
+    async def append(self, channel: str, records: list[Record], *, start: int = 0) -> list[Appended]:
+        """As ``LogStore.append``; a channel this creates starts at offset ``start``."""
+        return await self._write(self._append_tx, channel, records, start)
 
-    async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
-        return await self._write(self._part_tx, channel, key, part)
+    async def append_part(self, channel: str, key: StreamKey, part: Part, *, start: int = 0,
+                          create: bool = True) -> StreamInfo:
+        """As ``LogStore.append_part``; a channel this creates starts at offset ``start``; unless
+        ``create``, a message the channel does not hold is a ``PartConflict``."""
+        return await self._write(self._part_tx, channel, key, part, start, create)
 
     async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
         return await self._write(self._abort_tx, channel, offset, code)
@@ -135,7 +142,7 @@ class SQLiteLogStore(LogStore):
         return await self._write(retain_tx, retention)
 
     def _write_loop(self) -> None:
-        tx = _Tx(connect(self.path, self.max_bytes))
+        tx = _Tx(connect(self.path, self.max_bytes, self.durable))
         while True:
             first = self._requests.get()
             if first is None:
@@ -210,8 +217,8 @@ class SQLiteLogStore(LogStore):
                         " VALUES (?, ?, ?, ?, ?)", (cid, offset, tx.model(code.model_id), code.code, near_of))
 
     @classmethod
-    def _append_tx(cls, tx: _Tx, channel: str, records: list[Record]) -> list[Appended]:
-        cid = tx.channel(channel)
+    def _append_tx(cls, tx: _Tx, channel: str, records: list[Record], start: int) -> list[Appended]:
+        cid = tx.channel(channel, start)
         out: list[Appended] = []
         for rec in records:
             if rec.producer_id:
@@ -234,10 +241,12 @@ class SQLiteLogStore(LogStore):
         return out
 
     @classmethod
-    def _part_tx(cls, tx: _Tx, channel: str, key: StreamKey, part: Part) -> StreamInfo:
-        cid = tx.channel(channel)
+    def _part_tx(cls, tx: _Tx, channel: str, key: StreamKey, part: Part, start: int, create: bool) -> StreamInfo:
+        cid = tx.channel(channel, start)
         row = tx.conn.execute(_STREAM_SELECT + " WHERE e.channel = ? AND e.producer = ? AND e.sequence = ?",
                               (cid, key.producer_id, key.sequence)).fetchone()
+        if row is None and not create:
+            raise PartConflict(f"the channel holds no message ({key.producer_id}, {key.sequence})")
         if row is None:
             offset = tx.take_offset(cid)
             tx.conn.execute(

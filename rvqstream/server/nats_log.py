@@ -1,0 +1,417 @@
+"""The channel log in NATS JetStream, shared by any number of server replicas (``--log nats://…``).
+
+Layout (docs/formats.md §8, ``nats_events.py``): one JetStream stream per channel namespace, each
+JetStream message one ``LogEvent`` (log.proto). Events that create messages (whole messages, a
+streamed message's first part) go on the channel's creation subject, published with
+``Nats-Expected-Last-Subject-Sequence`` set to the channel's last creation event this replica has
+folded: JetStream takes the event only if no replica created a message in the channel since, so the
+offsets an event names are the channel's next ones, dense and never reused whichever replica writes
+and however often replicas restart (a refused event is retried once this replica caught up). Later
+parts, aborts and touches go on the channel's update subject. Every event carries a
+``Nats-Msg-Id``: a publish retried after a lost acknowledgement is stored once.
+
+Each replica folds every event of the streams it serves, in stream order, into a local SQLite log
+(``SQLiteLogStore`` with ``durable=False``: a view, rebuilt from JetStream at every start) and
+answers every read from it; its live readers wake as the fold writes. A write returns once
+JetStream acknowledged it (stored on the stream's replicas; on disk with the shipped
+``sync_interval: always``) and this replica folded it: the fold decides its outcome (offsets,
+duplicates, a refused part), the same on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import nats
+from nats.errors import Error as NatsError
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from rvqstream._proto import log_pb2
+from rvqstream.server.logstore import (
+    Appended,
+    Code,
+    CodeEntry,
+    Entry,
+    LogStore,
+    LogUnavailable,
+    MessageState,
+    Part,
+    PartConflict,
+    Record,
+    Retention,
+    StreamInfo,
+    StreamKey,
+)
+from rvqstream.server.nats_events import Layout, code_from_pb, code_to_pb
+from rvqstream.server.sqlite_store import SQLiteLogStore
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071      # JetStream's error code: the expected last subject sequence moved on
+STREAM_NAME_IN_USE = 10058
+PUBLISH_TIMEOUT_S = 10.0
+EVENT_OVERHEAD = 1024            # bytes an event adds to its records' (headers, fields)
+VIEW_FILE = "view.sqlite3"
+
+
+class _Stream:
+    """One JetStream stream as this replica folds it: the last stream sequence folded, and per
+    channel the sequence of its last creation event."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.applied = 0
+        self.last_created: dict[str, int] = {}
+        self.folded = asyncio.Condition()
+        self.subscription = None
+
+
+class NatsLogStore(LogStore):
+    """Channels in NATS JetStream; see the module docstring. ``servers``: NATS URLs;
+    ``view_dir``: where this replica keeps its view (emptied at start); ``prefix``: this
+    deployment's stream and subject prefix; ``replicas``: JetStream replicas of each stream it
+    creates; ``credentials``: a NATS .creds file (empty: none)."""
+
+    shared = True
+
+    def __init__(self, servers: list[str], view_dir: Path, prefix: str = "rvq", replicas: int = 1,
+                 credentials: str = ""):
+        self.servers, self.replicas, self.credentials = servers, replicas, credentials
+        self.layout = Layout(prefix)
+        self.writer = uuid.uuid4().hex
+        view_dir = Path(view_dir)
+        if (view_dir / VIEW_FILE).exists():
+            for stale in view_dir.glob(VIEW_FILE + "*"):
+                stale.unlink()
+        self.view = SQLiteLogStore(view_dir / VIEW_FILE, durable=False)
+        self._streams: dict[str, _Stream] = {}
+        self._opening: dict[str, asyncio.Task] = {}
+        self._outcomes: dict[tuple[str, int], object] = {}   # by (stream, seq): this writer's events
+        self._creating: dict[str, asyncio.Lock] = {}          # by channel: this replica's creators take turns
+        self._activity: dict[tuple[str, int], float] = {}     # streaming messages: last event, monotonic s
+        self._nc = None
+        self._js = None
+        self._max_event = 1 << 20
+
+    # -- connecting and folding ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        options = {"servers": self.servers, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+                   "connect_timeout": 5, "allow_reconnect": True, "name": f"rvqstream-{self.writer[:8]}"}
+        if self.credentials:
+            options["user_credentials"] = self.credentials
+        try:
+            self._nc = await nats.connect(**options)
+        except (NatsError, OSError) as e:
+            raise LogUnavailable(f"cannot reach NATS at {', '.join(self.servers)}: {e}") from None
+        self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._max_event = self._nc.max_payload - EVENT_OVERHEAD
+        try:
+            infos = await self._js.streams_info()
+        except NatsError as e:
+            raise LogUnavailable(f"JetStream: {e}") from None
+        for info in infos:              # this deployment's streams: fold them all (open messages, abort timers)
+            if self.layout.owns_stream(info.config.name) and info.config.subjects:
+                await self._open(info.config.name, info.config.subjects[0])
+
+    async def _stream(self, channel: str, create: bool) -> _Stream | None:
+        """The folded stream of ``channel``'s namespace, created when ``create`` (None when it
+        does not exist and ``create`` is false)."""
+        name, subjects = self.layout.stream(channel)
+        stream = self._streams.get(name)
+        if stream is not None:
+            return stream
+        if not create:
+            try:
+                await self._js.stream_info(name)
+            except NotFoundError:
+                return None
+            except NatsError as e:
+                raise LogUnavailable(f"JetStream: {e}") from None
+        return await self._open(name, subjects)
+
+    async def _open(self, name: str, subjects: str) -> _Stream:
+        """Creates the stream if need be, starts folding it and waits until the fold caught up
+        (concurrent callers share one opening)."""
+        if name in self._streams:
+            return self._streams[name]
+        task = self._opening.get(name)
+        if task is None:
+            task = self._opening[name] = asyncio.ensure_future(self._open_once(name, subjects))
+            task.add_done_callback(lambda _: self._opening.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _open_once(self, name: str, subjects: str) -> _Stream:
+        config = StreamConfig(name=name, subjects=[subjects], storage=StorageType.FILE,
+                              num_replicas=self.replicas, duplicate_window=120.0, allow_direct=True)
+        try:
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError as e:
+                if e.err_code != STREAM_NAME_IN_USE:
+                    raise
+            stream = _Stream(name)
+            stream.subscription = await self._js.subscribe(
+                subjects, stream=name, ordered_consumer=True, cb=functools.partial(self._fold, stream),
+                idle_heartbeat=2.0)
+            self._streams[name] = stream
+            await self._caught_up(stream)
+            return stream
+        except NatsError as e:
+            raise LogUnavailable(f"JetStream stream {name}: {e}") from None
+
+    async def _caught_up(self, stream: _Stream) -> None:
+        """Returns once this replica folded every event the stream held when called."""
+        try:
+            info = await self._js.stream_info(stream.name)
+        except NatsError as e:
+            raise LogUnavailable(f"JetStream stream {stream.name}: {e}") from None
+        await self._folded(stream, info.state.last_seq)
+
+    async def _folded(self, stream: _Stream, seq: int) -> None:
+        async with stream.folded:
+            await stream.folded.wait_for(lambda: stream.applied >= seq)
+
+    async def _fold(self, stream: _Stream, msg) -> None:
+        """Applies one event to the view, in stream order (the subscription's callbacks run one at
+        a time), and keeps the outcome of this writer's own events for them."""
+        seq = msg.metadata.sequence.stream
+        if seq <= stream.applied:        # an ordered consumer that restarted delivers from where it was
+            return
+        try:
+            event = log_pb2.LogEvent.FromString(msg.data)
+        except Exception:  # noqa: BLE001 - not an event of this log: skipped
+            log.error("message %d of stream %s is not a log event: skipped", seq, stream.name)
+            event = None
+        if event is not None:
+            try:
+                outcome = await self._apply(stream, seq, event)
+            except PartConflict as e:
+                outcome = e
+            except Exception as e:     # a view that cannot take an event is reported; the fold goes on
+                log.exception("event %d of stream %s could not be folded", seq, stream.name)
+                outcome = e
+            if event.writer == self.writer:
+                self._outcomes[(stream.name, seq)] = outcome
+        async with stream.folded:
+            stream.applied = seq
+            stream.folded.notify_all()
+
+    async def _apply(self, stream: _Stream, seq: int, event: log_pb2.LogEvent):
+        channel, kind = event.channel, event.WhichOneof("event")
+        if kind == "append":
+            first = event.append.first_offset
+            records = [Record(r.blob, r.model_id, r.producer_id, r.sequence, code_from_pb(r.code))
+                       for r in event.append.records]
+            out = await self.view.append(channel, records, start=first)
+            stream.last_created[channel] = seq
+            fresh = [a.offset for a in out if not a.duplicate]
+            if fresh and fresh[0] != first:
+                log.error("channel %r: event %d names offset %d, the view gave %d", channel, seq, first, fresh[0])
+            return out
+        if kind == "part":
+            p = event.part
+            key = StreamKey(p.producer_id, p.sequence, p.model_id, p.tier)
+            part = Part(p.index, p.batch, p.text_bytes, p.crc, p.end, code_from_pb(p.code))
+            if p.creates:
+                stream.last_created[channel] = seq
+            info = await self.view.append_part(channel, key, part, start=p.offset, create=p.creates)
+            self._note_activity(channel, info.offset, info.state)
+            return info
+        if kind == "abort":
+            aborted = await self.view.abort(channel, event.abort.offset, code_from_pb(event.abort.code))
+            self._activity.pop((channel, event.abort.offset), None)
+            return aborted
+        if kind == "touch":
+            state, _ = await self.view.stream_state(channel, event.touch.offset)
+            self._note_activity(channel, event.touch.offset, state)
+            return None
+        raise ValueError(f"unknown log event {kind!r}")
+
+    def _note_activity(self, channel: str, offset: int, state: MessageState) -> None:
+        if state == MessageState.STREAMING:
+            self._activity[(channel, offset)] = time.monotonic()
+        else:
+            self._activity.pop((channel, offset), None)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def _publish(self, stream: _Stream, channel: str, event: log_pb2.LogEvent,
+                       creates: bool) -> tuple[bool, object]:
+        """Publishes ``event`` (on the creation subject under the expected last sequence when it
+        ``creates``) -> (True, its outcome) once folded; (False, None) when another replica
+        created a message first (the caller catches up and tries again)."""
+        event.channel, event.writer = channel, self.writer
+        headers = {"Nats-Msg-Id": uuid.uuid4().hex}
+        if creates:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(stream.last_created.get(channel, 0))
+        subject = self.layout.subject(channel, creates)
+        try:
+            ack = await self._js.publish(subject, event.SerializeToString(), headers=headers)
+        except BadRequestError as e:
+            if e.err_code == WRONG_LAST_SEQUENCE:
+                return False, None
+            raise LogUnavailable(f"JetStream refused the write: {e}") from None
+        except NatsError as e:
+            raise LogUnavailable(f"JetStream: {e}") from None
+        await self._folded(stream, ack.seq)
+        outcome = self._outcomes.pop((stream.name, ack.seq), None)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return True, outcome
+
+    async def append(self, channel: str, records: list[Record]) -> list[Appended]:
+        stream = await self._stream(channel, create=True)
+        out: list[Appended] = []
+        async with self._creating.setdefault(channel, asyncio.Lock()):
+            for chunk in self._chunks(records):
+                base = len(out)
+                pbs = [log_pb2.LogRecord(blob=r.blob, model_id=r.model_id, producer_id=r.producer_id,
+                                         sequence=r.sequence, code=code_to_pb(_in_run(r.code, base, out)))
+                       for r in chunk]
+                while True:
+                    event = log_pb2.LogEvent(append=log_pb2.LogAppend(
+                        first_offset=await self.view.end_offset(channel) or 0, records=pbs))
+                    stored, appended = await self._publish(stream, channel, event, creates=True)
+                    if stored:
+                        break
+                    await self._caught_up(stream)
+                out += appended
+        return out
+
+    def _chunks(self, records: list[Record]) -> list[list[Record]]:
+        """``records`` in runs that fit in one event each (a record's near-duplicate reference
+        into its own append names an earlier record of the same run or an earlier run)."""
+        runs, run, size = [], [], 0
+        for r in records:
+            cost = len(r.blob) + len(r.producer_id) + 160
+            if cost > self._max_event:
+                raise ValueError(f"a message of {len(r.blob)} bytes does not fit in a NATS message of "
+                                 f"{self._max_event + EVENT_OVERHEAD} bytes (the server's max_payload)")
+            if run and size + cost > self._max_event:
+                runs.append(run)
+                run, size = [], 0
+            run.append(r)
+            size += cost
+        return [*runs, run] if run else runs
+
+    async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
+        if len(part.batch) > self._max_event:
+            raise ValueError(f"a frame batch of {len(part.batch)} bytes does not fit in a NATS message")
+        stream = await self._stream(channel, create=True)
+        info = await self.view.find_stream(channel, key.producer_id, key.sequence)
+        if info is not None:              # a later part: the fold refuses it if it is out of turn
+            return (await self._publish(stream, channel, self._part_event(key, part, info.offset, False),
+                                        creates=False))[1]
+        async with self._creating.setdefault(channel, asyncio.Lock()):
+            while True:
+                info = await self.view.find_stream(channel, key.producer_id, key.sequence)
+                creates = info is None
+                offset = (await self.view.end_offset(channel) or 0) if creates else info.offset
+                stored, result = await self._publish(stream, channel, self._part_event(key, part, offset, creates),
+                                                     creates)
+                if stored:
+                    return result
+                await self._caught_up(stream)
+
+    @staticmethod
+    def _part_event(key: StreamKey, part: Part, offset: int, creates: bool) -> log_pb2.LogEvent:
+        return log_pb2.LogEvent(part=log_pb2.LogPart(
+            offset=offset, creates=creates, producer_id=key.producer_id, sequence=key.sequence,
+            model_id=key.model_id, tier=key.tier, index=part.index, batch=part.batch,
+            text_bytes=part.text_bytes, crc=part.crc, end=part.end, code=code_to_pb(part.code)))
+
+    async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
+        stream = await self._stream(channel, create=False)
+        if stream is None:
+            return False
+        event = log_pb2.LogEvent(abort=log_pb2.LogAbort(offset=offset, code=code_to_pb(code)))
+        return bool((await self._publish(stream, channel, event, creates=False))[1])
+
+    async def touch(self, channel: str, offset: int) -> None:
+        stream = await self._stream(channel, create=False)
+        if stream is not None:
+            await self._publish(stream, channel, log_pb2.LogEvent(touch=log_pb2.LogTouch(offset=offset)),
+                                creates=False)
+
+    def idle_s(self, channel: str, offset: int) -> float | None:
+        last = self._activity.get((channel, offset))
+        return float("inf") if last is None else time.monotonic() - last
+
+    async def retain(self, retention: Retention) -> int:
+        """Retention of a JetStream log is not applied by rvqstream (the server refuses
+        ``--retention-*`` with ``--log``): nothing is removed."""
+        return 0
+
+    # -- reading: the view, once this replica folded what the question needs -------------------
+
+    async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
+        stream = await self._stream(channel, create=False)
+        if stream is None:
+            return None
+        await self._caught_up(stream)     # a producer resuming through this replica finds its message
+        return await self.view.find_stream(channel, producer_id, sequence)
+
+    async def end_offset(self, channel: str) -> int | None:
+        end = await self.view.end_offset(channel)
+        if end is None:                   # a channel another replica just created: catch up first
+            stream = await self._stream(channel, create=False)
+            if stream is not None:
+                await self._caught_up(stream)
+                end = await self.view.end_offset(channel)
+        return end
+
+    async def open_streams(self) -> list[tuple[str, int]]:
+        return await self.view.open_streams()
+
+    async def read(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
+        return await self.view.read(channel, from_offset, limit, limit_bytes)
+
+    async def read_codes(self, channel: str, from_offset: int, limit: int) -> list[CodeEntry]:
+        return await self.view.read_codes(channel, from_offset, limit)
+
+    async def first_offset(self, channel: str) -> int:
+        return await self.view.first_offset(channel)
+
+    async def read_parts(self, channel: str, offset: int, from_part: int,
+                         limit_bytes: int) -> tuple[list[bytes], MessageState]:
+        return await self.view.read_parts(channel, offset, from_part, limit_bytes)
+
+    async def stream_state(self, channel: str, offset: int) -> tuple[MessageState, int]:
+        return await self.view.stream_state(channel, offset)
+
+    def version(self, channel: str) -> int:
+        return self.view.version(channel)
+
+    async def wait_change(self, channel: str, version: int) -> None:
+        await self.view.wait_change(channel, version)
+
+    async def close(self) -> None:
+        for stream in self._streams.values():
+            if stream.subscription is not None:
+                try:
+                    await stream.subscription.unsubscribe()
+                except NatsError:
+                    pass
+        if self._nc is not None:
+            try:
+                await self._nc.drain()
+            except NatsError:
+                await self._nc.close()
+        await self.view.close()
+
+
+def _in_run(code: Code | None, base: int, earlier: list[Appended]) -> Code | None:
+    """``code`` as a record of a run that starts at record ``base`` of its append: a near-duplicate
+    of a record in an earlier run names that record's offset instead."""
+    if code is None or code.near_record is None:
+        return code
+    if code.near_record >= base:
+        return Code(code.model_id, code.code, None, code.near_record - base)
+    return Code(code.model_id, code.code, earlier[code.near_record].offset, None)
