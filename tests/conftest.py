@@ -1,5 +1,9 @@
-"""Shared fixtures: a real rvqstream server on 127.0.0.1 (port 0) with a real SQLite log, either
-in a thread of this process or as a separate ``rvqstream serve`` process that a test can kill."""
+"""Shared fixtures: a real rvqstream server on 127.0.0.1 (port 0) with a real channel log, either
+in a thread of this process or as a separate ``rvqstream serve`` process that a test can kill.
+
+The channel log is SQLite; a module marked ``channel_suite`` runs every test twice, on SQLite and
+on NATS JetStream (a real single-node ``nats-server``, started once per session; each server gets
+its own stream prefix), through the ``channel_log`` fixture."""
 
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats_servers import NatsServer
 
 from rvqstream.models import Codec
 from rvqstream.models.bundle import DEFAULT_DIR, SEMANTIC_DIR
@@ -118,9 +125,58 @@ class ServerThread:
         return f"127.0.0.1:{self.port}"
 
 
+LOG_BACKENDS = ("sqlite", "nats")
+
+
+@dataclass
+class ChannelLog:
+    """Which channel log a test's servers use: ``kind`` "sqlite", or "nats" at ``url``."""
+
+    kind: str
+    url: str = ""
+
+    def config(self, data_dir: Path, prefix: str | None = None, **settings) -> ServerConfig:
+        """A server's settings on this log; on JetStream, under ``prefix`` (default: a new one,
+        so that no two servers of a run share channels unless a test means them to)."""
+        if self.kind == "sqlite":
+            return ServerConfig(data_dir=data_dir, **settings)
+        return ServerConfig(data_dir=data_dir, log=self.url, nats_prefix=prefix or fresh_prefix(), **settings)
+
+    def args(self, prefix: str | None = None) -> tuple[str, ...]:
+        """``rvqstream serve`` arguments for this log (as ``config``)."""
+        if self.kind == "sqlite":
+            return ()
+        return ("--log", self.url, "--nats-prefix", prefix or fresh_prefix())
+
+
+def fresh_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("channel_suite") and "channel_log" in metafunc.fixturenames:
+        metafunc.parametrize("channel_log", LOG_BACKENDS, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory) -> NatsServer:
+    """One real nats-server with JetStream for the whole run."""
+    srv = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def channel_log(request) -> ChannelLog:
+    """The channel log of this module's servers: SQLite, unless the module is a ``channel_suite``
+    (then each backend in turn)."""
+    kind = getattr(request, "param", "sqlite")
+    return ChannelLog(kind, request.getfixturevalue("nats_server").url if kind == "nats" else "")
+
+
 @pytest.fixture
-def server_config(tmp_path) -> ServerConfig:
-    return ServerConfig(data_dir=tmp_path / "data", max_message_bytes=64 << 10)
+def server_config(tmp_path, channel_log) -> ServerConfig:
+    return channel_log.config(tmp_path / "data", max_message_bytes=64 << 10)
 
 
 @pytest.fixture
@@ -199,8 +255,8 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_process(tmp_path):
-    proc = ServerProcess(tmp_path / "proc-data")
+def server_process(tmp_path, channel_log):
+    proc = ServerProcess(tmp_path / "proc-data", args=channel_log.args())
     yield proc
     proc.close()
 

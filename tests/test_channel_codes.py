@@ -12,6 +12,8 @@ from rvqstream.client import AsyncClient, Client, RvqstreamError
 from rvqstream.models.code_model import shipped_code_model
 from tests.conftest import ServerThread
 
+pytestmark = pytest.mark.channel_suite   # on SQLite and on JetStream (conftest.py)
+
 TEXTS = [
     "The kernel scheduler picks the next task to run on each CPU core.",
     "Preheat the oven to 200 degrees and bake the bread for forty minutes.",
@@ -290,10 +292,8 @@ def test_codes_noted_while_the_index_reads_the_log_are_counted_once(tmp_path):
     asyncio.run(run())
 
 
-def test_a_server_without_message_codes(tmp_path, registry, cache_dir):
-    from rvqstream.server.config import ServerConfig
-
-    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data", message_codes=False), registry).start()
+def test_a_server_without_message_codes(tmp_path, registry, cache_dir, channel_log):
+    srv = ServerThread(channel_log.config(tmp_path / "data", message_codes=False), registry).start()
     try:
         with Client(srv.target, cache_dir=cache_dir) as client:
             assert client.publish("kb", TEXTS[:3]) == [0, 1, 2]
@@ -330,12 +330,11 @@ def test_a_message_continued_after_a_reconnect_is_coded_from_all_its_text(server
     assert page.codes == bytes(shipped_code_model().codes([first + rest])[0])
 
 
-def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cache_dir):
+def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cache_dir, channel_log):
     import numpy as np
 
     from models.train_codes import fit
     from rvqstream.models.code_model import CodeModel
-    from rvqstream.server.config import ServerConfig
     from rvqstream.server.registry import ModelRegistry
 
     shipped = shipped_code_model()
@@ -345,7 +344,7 @@ def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cach
     other = CodeModel(files, {"config": {"kind": "codes", "near_duplicate_score": 0.8}})
     assert other.model_id != shipped.model_id
     own = ModelRegistry([registry.get(m) for m in registry.ids()], codes=other)
-    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data"), own).start()
+    srv = ServerThread(channel_log.config(tmp_path / "data"), own).start()
     try:
         with Client(srv.target, cache_dir=cache_dir) as client:
             client.publish("kb", TEXTS)
@@ -363,13 +362,11 @@ def test_a_device_fetches_a_code_model_it_does_not_ship(tmp_path, registry, cach
         srv.close()
 
 
-def test_an_aborted_message_is_coded_from_its_stored_text(tmp_path, registry, cache_dir):
+def test_an_aborted_message_is_coded_from_its_stored_text(tmp_path, registry, cache_dir, channel_log):
     import time
 
-    from rvqstream.server.config import ServerConfig
-
     text = "Preheat the oven to 200 degrees and bake the bread "
-    srv = ServerThread(ServerConfig(data_dir=tmp_path / "data", stream_timeout_s=0.3), registry).start()
+    srv = ServerThread(channel_log.config(tmp_path / "data", stream_timeout_s=0.3), registry).start()
     try:
         with Client(srv.target, cache_dir=cache_dir) as client:
             client.publish("kb", TEXTS[:1])

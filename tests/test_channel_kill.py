@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from rvqstream.client import Client
+
+pytestmark = pytest.mark.channel_suite   # on SQLite and on JetStream (conftest.py)
 
 N_MESSAGES = 120
 FIRST_BATCH = 10

@@ -11,6 +11,8 @@ import pytest
 from rvqstream._proto import channel_pb2, channel_pb2_grpc
 from rvqstream.client import AsyncClient, Client, RvqstreamError
 
+pytestmark = pytest.mark.channel_suite   # on SQLite and on JetStream (conftest.py)
+
 MESSAGES = [f"message {i}: {'ünïcode ' if i % 3 else ''}text that travels compressed" for i in range(30)]
 
 

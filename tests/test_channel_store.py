@@ -1,9 +1,28 @@
-"""The SQLite channel log: dense offsets never reused, durability across reopen, dedup, live wait."""
+"""The channel log, on each engine (SQLite, and JetStream through a replica's view): dense offsets
+never reused, durability across reopen, dedup, live wait."""
 
 import asyncio
 
+import pytest
+
+from rvqstream.server.app import channel_log as open_channel_log
 from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, StreamKey
-from rvqstream.server.sqlite_store import SQLiteLogStore
+
+pytestmark = pytest.mark.channel_suite   # on SQLite and on JetStream (conftest.py)
+
+
+@pytest.fixture
+def open_log(tmp_path, channel_log):
+    """Opens the test's log: each call opens the same one again (a restart: for JetStream, a new
+    replica with a new view of the same streams)."""
+    config = channel_log.config(tmp_path / "data")
+
+    async def open_log():
+        store = open_channel_log(config)
+        await store.start()
+        return store
+
+    return open_log
 
 MODEL = "ab" * 32
 
@@ -12,8 +31,8 @@ def records(*blobs, producer="", first_seq=0):
     return [Record(b, MODEL, producer, first_seq + i) for i, b in enumerate(blobs)]
 
 
-async def test_offsets_are_dense_per_channel(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_offsets_are_dense_per_channel(open_log):
+    store = await open_log()
     try:
         assert await store.end_offset("a") is None
         acks = await store.append("a", records(b"x", b"y"))
@@ -28,12 +47,11 @@ async def test_offsets_are_dense_per_channel(tmp_path):
         await store.close()
 
 
-async def test_appends_survive_reopen_and_offsets_continue(tmp_path):
-    path = tmp_path / "log.sqlite3"
-    store = SQLiteLogStore(path)
+async def test_appends_survive_reopen_and_offsets_continue(open_log):
+    store = await open_log()
     await store.append("a", records(*(bytes([i]) for i in range(5))))
     await store.close()
-    store = SQLiteLogStore(path)
+    store = await open_log()
     try:
         assert await store.end_offset("a") == 5
         assert [a.offset for a in await store.append("a", records(b"n"))] == [5]
@@ -42,8 +60,8 @@ async def test_appends_survive_reopen_and_offsets_continue(tmp_path):
         await store.close()
 
 
-async def test_producer_sequence_is_stored_once(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_producer_sequence_is_stored_once(open_log):
+    store = await open_log()
     try:
         first = await store.append("a", records(b"p", b"q", producer="prod"))
         again = await store.append("a", records(b"q", b"r", producer="prod", first_seq=1))
@@ -54,8 +72,8 @@ async def test_producer_sequence_is_stored_once(tmp_path):
         await store.close()
 
 
-async def test_concurrent_appends_are_group_committed_without_gaps(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_concurrent_appends_are_group_committed_without_gaps(open_log):
+    store = await open_log()
     try:
         acks = await asyncio.gather(*(store.append("a", records(bytes([i]))) for i in range(50)))
         assert sorted(a[0].offset for a in acks) == list(range(50))
@@ -63,8 +81,8 @@ async def test_concurrent_appends_are_group_committed_without_gaps(tmp_path):
         await store.close()
 
 
-async def test_wait_returns_when_the_offset_is_written(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_wait_returns_when_the_offset_is_written(open_log):
+    store = await open_log()
     try:
         await store.append("a", records(b"0"))
         await asyncio.wait_for(store.wait("a", 0), 5)      # already there
@@ -84,8 +102,8 @@ def part(index, batch, end=False):
     return Part(index, batch, len(batch), 1000 + index, end)
 
 
-async def test_streamed_message_gets_its_offset_at_its_first_part_and_grows(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_streamed_message_gets_its_offset_at_its_first_part_and_grows(open_log):
+    store = await open_log()
     try:
         await store.append("a", records(b"whole"))
         info = await store.append_part("a", KEY, part(0, b"p0"))
@@ -105,13 +123,12 @@ async def test_streamed_message_gets_its_offset_at_its_first_part_and_grows(tmp_
         await store.close()
 
 
-async def test_parts_survive_reopen_and_pages_are_bounded_by_bytes(tmp_path):
-    path = tmp_path / "log.sqlite3"
-    store = SQLiteLogStore(path)
+async def test_parts_survive_reopen_and_pages_are_bounded_by_bytes(open_log):
+    store = await open_log()
     for i in range(5):
         await store.append_part("a", KEY, part(i, bytes([i]) * 100))
     await store.close()
-    store = SQLiteLogStore(path)
+    store = await open_log()
     try:
         batches, state = await store.read_parts("a", 0, 1, 250)
         assert batches == [bytes([1]) * 100, bytes([2]) * 100] and state == MessageState.STREAMING
@@ -122,8 +139,8 @@ async def test_parts_survive_reopen_and_pages_are_bounded_by_bytes(tmp_path):
         await store.close()
 
 
-async def test_a_stale_or_closed_writer_conflicts_and_the_rest_of_its_group_commits(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_a_stale_or_closed_writer_conflicts_and_the_rest_of_its_group_commits(open_log):
+    store = await open_log()
     try:
         await store.append_part("a", KEY, part(0, b"x"))
         results = await asyncio.gather(store.append_part("a", KEY, part(0, b"again")),
@@ -143,8 +160,8 @@ async def test_a_stale_or_closed_writer_conflicts_and_the_rest_of_its_group_comm
         await store.close()
 
 
-async def test_a_commit_whose_writer_was_cancelled_still_wakes_live_readers(tmp_path):
-    store = SQLiteLogStore(tmp_path / "log.sqlite3")
+async def test_a_commit_whose_writer_was_cancelled_still_wakes_live_readers(open_log):
+    store = await open_log()
     try:
         await store.append("a", records(b"0"))
         waiter = asyncio.create_task(store.wait("a", 1))

@@ -19,16 +19,16 @@ from hypothesis import strategies as st
 
 from rvqstream._proto import channel_pb2, channel_pb2_grpc, frame_pb2
 from rvqstream.client import AsyncClient, Client, Delta, RvqstreamError
-from rvqstream.server import ServerConfig
+
+pytestmark = pytest.mark.channel_suite   # on SQLite and on JetStream (conftest.py)
 
 ANSWER = ("Streaming answers reach every edge device as compact frames: each word is coded once, "
           "fanned out to all followers and decoded locally, ünïcödé 🎉 and 日本語 included.\n") * 2
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory, registry):
-    srv = ServerThread(ServerConfig(data_dir=tmp_path_factory.mktemp("data"), stream_timeout_s=1.0),
-                       registry).start()
+def shared(tmp_path_factory, registry, channel_log):
+    srv = ServerThread(channel_log.config(tmp_path_factory.mktemp("data"), stream_timeout_s=1.0), registry).start()
     with Client(srv.target, cache_dir=tmp_path_factory.mktemp("cache")) as client:
         yield srv, client
     srv.close()
@@ -185,8 +185,8 @@ def test_an_abandoned_message_ends_aborted_with_its_durable_text(shared):
     assert msg.aborted and msg.text == "the producer wrote this "
 
 
-def test_a_producer_continues_its_message_after_a_server_sigkill(tmp_path):
-    server = ServerProcess(tmp_path / "data", args=("--stream-timeout-s", "60"))
+def test_a_producer_continues_its_message_after_a_server_sigkill(tmp_path, channel_log):
+    server = ServerProcess(tmp_path / "data", args=("--stream-timeout-s", "60", *channel_log.args()))
     server.start()
     words = ANSWER.split(" ")
     deltas: list[Delta] = []

@@ -148,7 +148,8 @@ class ChannelCodes:
         return Code(self.model.model_id, bytes(code), near.offset if near else None, near.record if near else None)
 
     async def index(self, channel: str) -> SemanticIndex:
-        """The channel's index, read from the log as far as it goes."""
+        """The channel's index, read from the log as far as it goes (on a shared log, again at
+        every call: other replicas append too)."""
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = _ChannelIndex(self.model.index())
@@ -160,6 +161,9 @@ class ChannelCodes:
                 for offsets, codes in ch.deferred:
                     self._add_noted(ch, offsets, codes)
                 ch.deferred.clear()
+            elif self.store.shared:
+                await self._settle_pending(channel, ch)
+                await self._load(channel, ch)
             first = await self.store.first_offset(channel)
             ch.index.drop_below(first)
         self._evict()
@@ -181,11 +185,27 @@ class ChannelCodes:
                 ch.index.add(np.array(offsets), np.stack(codes))
             ch.read_to = entries[-1].offset + 1
 
+    async def _settle_pending(self, channel: str, ch: _ChannelIndex) -> None:
+        """Reads the codes of messages that were streaming when the index read them and have
+        closed since (written by another replica, so never noted here)."""
+        at = min(ch.pending, default=ch.read_to)
+        while ch.pending and at < ch.read_to:
+            entries = [e for e in await self.store.read_codes(channel, at, READ_PAGE) if e.offset < ch.read_to]
+            if not entries:
+                return
+            for e in entries:
+                if e.offset in ch.pending and e.state != MessageState.STREAMING:
+                    ch.pending.discard(e.offset)
+                    if e.code is not None and e.code.model_id == self.model.model_id:
+                        ch.index.add(np.array([e.offset]), np.frombuffer(e.code.code, np.uint8)[None])
+            at = entries[-1].offset + 1
+
     def note(self, channel: str, offsets: list[int], codes: list[Code]) -> None:
         """Adds codes this process stored (after the append is durable) to the channel's index,
-        unless the index read them from the log already."""
+        unless the index read them from the log already (on a shared log the index reads every
+        code from the log, this process's too)."""
         ch = self._channels.get(channel)
-        if ch is None:
+        if ch is None or self.store.shared:
             return
         if not ch.loaded:
             ch.deferred.append((offsets, codes))

@@ -95,6 +95,7 @@ class NatsLogStore(LogStore):
         self._outcomes: dict[tuple[str, int], object] = {}   # by (stream, seq): this writer's events
         self._creating: dict[str, asyncio.Lock] = {}          # by channel: this replica's creators take turns
         self._activity: dict[tuple[str, int], float] = {}     # streaming messages: last event, monotonic s
+        self._writes: set[asyncio.Task] = set()
         self._nc = None
         self._js = None
         self._max_event = 1 << 20
@@ -266,7 +267,18 @@ class NatsLogStore(LogStore):
             raise outcome
         return True, outcome
 
+    async def _detached(self, work):
+        """Runs the write ``work`` (a coroutine) to its end even if the caller goes away, as a
+        write handed to the SQLite log's writer thread does."""
+        task = asyncio.ensure_future(work)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
     async def append(self, channel: str, records: list[Record]) -> list[Appended]:
+        return await self._detached(self._append(channel, records))
+
+    async def _append(self, channel: str, records: list[Record]) -> list[Appended]:
         stream = await self._stream(channel, create=True)
         out: list[Appended] = []
         async with self._creating.setdefault(channel, asyncio.Lock()):
@@ -302,6 +314,9 @@ class NatsLogStore(LogStore):
         return [*runs, run] if run else runs
 
     async def append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
+        return await self._detached(self._append_part(channel, key, part))
+
+    async def _append_part(self, channel: str, key: StreamKey, part: Part) -> StreamInfo:
         if len(part.batch) > self._max_event:
             raise ValueError(f"a frame batch of {len(part.batch)} bytes does not fit in a NATS message")
         stream = await self._stream(channel, create=True)
@@ -328,6 +343,9 @@ class NatsLogStore(LogStore):
             text_bytes=part.text_bytes, crc=part.crc, end=part.end, code=code_to_pb(part.code)))
 
     async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
+        return await self._detached(self._abort(channel, offset, code))
+
+    async def _abort(self, channel: str, offset: int, code: Code | None) -> bool:
         stream = await self._stream(channel, create=False)
         if stream is None:
             return False
@@ -393,6 +411,7 @@ class NatsLogStore(LogStore):
         await self.view.wait_change(channel, version)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._writes, return_exceptions=True)
         for stream in self._streams.values():
             if stream.subscription is not None:
                 try:
