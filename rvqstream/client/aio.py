@@ -61,11 +61,14 @@ PUBLISH_WINDOW = 256          # messages in flight without an ack
 
 
 class AsyncClient:
-    """Async client of an rvqstream server: ``tls`` True (system roots) or a ``TLSConfig`` (own
-    roots, client certificate), ``token`` a bearer token sent with every call (never in plaintext
-    off loopback); ``reconnect_timeout_s`` bounds each outage it rides out."""
+    """Async client of an rvqstream server: ``target`` one ``HOST:PORT``, or several replicas
+    sharing one channel log (a list or comma-separated ``HOST:PORT``s, or ``dns:///NAME:PORT`` with
+    an address per replica), balanced round-robin so that calls and reconnections go to the
+    replicas that are up; ``tls`` True (system roots) or a ``TLSConfig`` (own roots, client
+    certificate), ``token`` a bearer token sent with every call (never in plaintext off loopback);
+    ``reconnect_timeout_s`` bounds each outage it rides out."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
+    def __init__(self, target: str | list[str] = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
                  token: str | None = None, cache_dir: Path | str | None = None,
                  reconnect_timeout_s: float = 30.0):
         self.target = target

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from rvqstream.addresses import is_loopback
+from rvqstream.addresses import addresses_of, channel_target, is_loopback
 from rvqstream.client.errors import RvqstreamError
 
 PEM = Path | str | bytes
@@ -49,12 +49,18 @@ def _pem(value: PEM | None) -> bytes | None:
         raise RvqstreamError("INVALID_ARGUMENT", f"cannot read {value}: {e.strerror}") from None
 
 
-def open_channel(target: str, tls: bool | TLSConfig, token: str | None,
+def open_channel(target: str | list[str], tls: bool | TLSConfig, token: str | None,
                  options: list[tuple[str, object]]) -> grpc.aio.Channel:
-    """A grpc.aio channel to ``target``: TLS when ``tls`` (True: system roots), and ``token`` as a
-    bearer token on every call."""
+    """A grpc.aio channel to ``target`` (one server, or replicas: ``addresses.channel_target``):
+    TLS when ``tls`` (True: system roots), and ``token`` as a bearer token on every call."""
     config = TLSConfig() if tls is True else tls or None
-    if token is not None and config is None and not is_loopback(target):
+    try:
+        entries = addresses_of(target)
+        target, balanced = channel_target(target)
+    except ValueError as e:
+        raise RvqstreamError("INVALID_ARGUMENT", str(e)) from None
+    options = [*options, *balanced]
+    if token is not None and config is None and not all(is_loopback(e) for e in entries):
         raise RvqstreamError("INVALID_ARGUMENT", f"refusing to send a token in plaintext to {target}: "
                              "use tls=True or a TLSConfig")
     interceptors = bearer_interceptors(token) if token is not None else None

@@ -39,7 +39,7 @@ async def _from_blocking(items: Iterable):
 class Client:
     """Blocking client of an rvqstream server (see ``AsyncClient`` for the arguments)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
+    def __init__(self, target: str | list[str] = "127.0.0.1:50051", *, tls: bool | TLSConfig = False,
                  token: str | None = None, cache_dir: Path | str | None = None,
                  reconnect_timeout_s: float = 30.0):
         self._loop = asyncio.new_event_loop()
