@@ -66,7 +66,7 @@ class ChannelService(channel_pb2_grpc.ChannelServiceServicer):
         self.queries = CodeQueries(store, codes, pool, metrics, limits.max_message_bytes) if codes else None
 
     async def _end(self, channel: str) -> int:
-        end = await self.store.end_offset(channel)
+        end = await self.store.settled_end_offset(channel)
         if end is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
                                f"channel {channel!r} does not exist (publishing to it creates it)", "channel")

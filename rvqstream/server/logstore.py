@@ -221,6 +221,11 @@ class LogStore(abc.ABC):
     async def end_offset(self, channel: str) -> int | None:
         """The next offset the channel will assign; None for a channel that does not exist."""
 
+    async def settled_end_offset(self, channel: str) -> int | None:
+        """``end_offset`` once every write acknowledged before this call is readable here (on a
+        shared log, after catching up with the other writers), for checking a client's offset."""
+        return await self.end_offset(channel)
+
     @abc.abstractmethod
     def version(self, channel: str) -> int:
         """A number that grows with every durable change to the channel (in this process)."""

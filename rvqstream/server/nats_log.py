@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 WRONG_LAST_SEQUENCE = 10071      # JetStream's error code: the expected last subject sequence moved on
 STREAM_NAME_IN_USE = 10058
 PUBLISH_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 120.0         # how long a starting replica waits for its cluster
 EVENT_OVERHEAD = 1024            # bytes an event adds to its records' (headers, fields)
 VIEW_FILE = "view.sqlite3"
 
@@ -102,7 +103,22 @@ class NatsLogStore(LogStore):
 
     # -- connecting and folding ----------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Connects and folds this deployment's streams; while the cluster cannot answer (a node
+        restarting, a leader being elected) it tries again, for at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return await self._start_once()
+            except LogUnavailable as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("JetStream not ready (%s): trying again", e)
+                await asyncio.sleep(1.0)
+
+    async def _start_once(self) -> None:
+        if self._nc is not None:
+            return await self._open_all()
         options = {"servers": self.servers, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
                    "connect_timeout": 5, "allow_reconnect": True, "name": f"rvqstream-{self.writer[:8]}"}
         if self.credentials:
@@ -113,6 +129,9 @@ class NatsLogStore(LogStore):
             raise LogUnavailable(f"cannot reach NATS at {', '.join(self.servers)}: {e}") from None
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self._max_event = self._nc.max_payload - EVENT_OVERHEAD
+        await self._open_all()
+
+    async def _open_all(self) -> None:
         try:
             infos = await self._js.streams_info()
         except NatsError as e:
@@ -384,6 +403,13 @@ class NatsLogStore(LogStore):
                 await self._caught_up(stream)
                 end = await self.view.end_offset(channel)
         return end
+
+    async def settled_end_offset(self, channel: str) -> int | None:
+        stream = await self._stream(channel, create=False)
+        if stream is None:
+            return None
+        await self._caught_up(stream)
+        return await self.view.end_offset(channel)
 
     async def open_streams(self) -> list[tuple[str, int]]:
         return await self.view.open_streams()

@@ -1,0 +1,157 @@
+"""The JetStream channel log shared by replicas (a real single-node nats-server): writes through any
+replica get dense offsets, a streamed message goes on through another replica, a new replica
+rebuilds the same log, a message another replica writes is never idle here, and a log whose NATS
+is down answers UNAVAILABLE and recovers. (The channel suite runs on it too: conftest.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from conftest import ChannelLog, ServerThread, fresh_prefix
+from nats_servers import NatsServer
+
+from rvqstream.client import Client, RvqstreamError
+from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, StreamKey
+from rvqstream.server.nats_log import NatsLogStore
+
+MODEL = "cd" * 32
+KEY = StreamKey("producer", 3, MODEL, 1)
+
+
+@pytest.fixture
+def replicas(tmp_path, nats_server):
+    """Opens replicas of one log (one prefix): ``await replicas()`` -> a started store."""
+    prefix, opened = fresh_prefix(), []
+
+    async def open_replica() -> NatsLogStore:
+        store = NatsLogStore([nats_server.url], tmp_path / f"view{len(opened)}", prefix)
+        await store.start()
+        opened.append(store)
+        return store
+
+    yield open_replica
+
+
+async def _close(*stores: NatsLogStore) -> None:
+    for s in stores:
+        await s.close()
+
+
+async def test_appends_through_two_replicas_get_dense_offsets(replicas):
+    a, b = await replicas(), await replicas()
+    try:
+        writes = [s.append("news", [Record(f"{name}{i}".encode(), MODEL)])
+                  for i in range(30) for name, s in (("a", a), ("b", b))]
+        acks = await asyncio.gather(*writes)
+        assert sorted(ack[0].offset for ack in acks) == list(range(60))
+        for s in (a, b):
+            await s.wait("news", 59)
+            entries = await s.read("news", 0, 100, 1 << 20)
+            assert [e.offset for e in entries] == list(range(60))
+        assert [e.blob for e in await a.read("news", 0, 100, 1 << 20)] == \
+            [e.blob for e in await b.read("news", 0, 100, 1 << 20)]
+        dup = await b.append("news", [Record(b"x", MODEL, "p", 1)])
+        again = await a.append("news", [Record(b"x", MODEL, "p", 1), Record(b"y", MODEL, "p", 2)])
+        assert [(x.offset, x.duplicate) for x in dup + again] == [(60, False), (60, True), (61, False)]
+    finally:
+        await _close(a, b)
+
+
+async def test_a_streamed_message_goes_on_through_another_replica(replicas):
+    a, b = await replicas(), await replicas()
+    try:
+        await a.append("live", [Record(b"whole", MODEL)])
+        first = await a.append_part("live", KEY, Part(0, b"p0", 2, 11, False))
+        info = await b.find_stream("live", KEY.producer_id, KEY.sequence)   # the producer moved to b
+        assert (info.offset, info.parts, info.crc, info.state) == (first.offset, 1, 11, MessageState.STREAMING)
+        done = await b.append_part("live", KEY, Part(1, b"p1", 2, 12, True))
+        assert (done.offset, done.parts, done.state) == (1, 2, MessageState.COMPLETE)
+        with pytest.raises(PartConflict):                  # a's old writer comes back late
+            await a.append_part("live", KEY, Part(1, b"late", 4, 13, False))
+        await a.wait("live", 1)
+        assert await a.read_parts("live", 1, 0, 1 << 20) == ([b"p0", b"p1"], MessageState.COMPLETE)
+        assert await a.abort("live", 1) is False
+    finally:
+        await _close(a, b)
+
+
+async def test_a_new_replica_rebuilds_the_same_log(replicas):
+    a = await replicas()
+    try:
+        await a.append("kb", [Record(bytes([i]), MODEL, "p", i) for i in range(5)])
+        await a.append_part("kb", KEY, Part(0, b"open", 4, 1, False))
+        await a.append_part("other/ns", KEY, Part(0, b"x", 1, 1, True))
+        c = await replicas()
+        try:
+            assert await c.end_offset("kb") == 6 and await c.end_offset("other/ns") == 1
+            assert [e.blob for e in await c.read("kb", 0, 10, 1 << 20)][:5] == [bytes([i]) for i in range(5)]
+            assert sorted(await c.open_streams()) == [("kb", 5)]
+            assert (await c.append("kb", [Record(b"next", MODEL)]))[0].offset == 6
+            assert (await c.append("kb", [Record(b"again", MODEL, "p", 4)]))[0].duplicate
+        finally:
+            await c.close()
+    finally:
+        await a.close()
+
+
+async def test_a_message_written_through_another_replica_is_not_idle_here(replicas):
+    a, b = await replicas(), await replicas()
+    try:
+        info = await a.append_part("t", KEY, Part(0, b"p", 1, 1, False))
+        await b.wait("t", info.offset)
+        assert b.idle_s("t", info.offset) < 5
+        await asyncio.sleep(0.3)
+        before = b.idle_s("t", info.offset)
+        await a.touch("t", info.offset)
+        await asyncio.sleep(0.1)              # the touch reaches b's fold
+        assert b.idle_s("t", info.offset) < before
+        assert await b.abort("t", info.offset) is True
+        assert b.idle_s("t", info.offset) == float("inf")          # closed: nothing keeps it open
+    finally:
+        await _close(a, b)
+
+
+def test_two_server_replicas_serve_one_channel(tmp_path, registry, nats_server):
+    log, prefix = ChannelLog("nats", nats_server.url), fresh_prefix()
+    a = ServerThread(log.config(tmp_path / "a", prefix), registry).start()
+    b = ServerThread(log.config(tmp_path / "b", prefix), registry).start()
+    try:
+        with Client(a.target, cache_dir=tmp_path / "cache") as ca, \
+                Client([a.target, b.target], cache_dir=tmp_path / "cache") as both:
+            follower = both.follow("chat", 0)
+            assert ca.publish("chat", ["hello from a", "second"]) == [0, 1]
+            with ca.open_stream("chat", max_delay_ms=20) as w:
+                w.write("streamed through a")
+            assert both.publish("chat", ["through either"]) == [3]
+            texts: dict[int, str] = {}
+            for d in follower:
+                texts[d.offset] = texts.get(d.offset, "") + d.text
+                if len([o for o in texts if o <= 3]) == 4 and d.offset == 3 and d.done:
+                    break
+            assert texts == {0: "hello from a", 1: "second", 2: "streamed through a", 3: "through either"}
+            assert both.search("chat", "hello from a", k=1)[0].offset == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_lost_nats_is_unavailable_and_the_log_recovers(tmp_path, registry):
+    nats = NatsServer(tmp_path / "nats").start()
+    srv = ServerThread(ChannelLog("nats", nats.url).config(tmp_path / "data"), registry).start()
+    try:
+        with Client(srv.target, cache_dir=tmp_path / "cache", reconnect_timeout_s=1) as client:
+            assert client.publish("c", ["before"]) == [0]
+            nats.kill()
+            with pytest.raises(RvqstreamError) as err:
+                client.publish("c", ["while NATS is down"])
+            assert err.value.code == "UNAVAILABLE"
+            nats.start()
+        with Client(srv.target, cache_dir=tmp_path / "cache", reconnect_timeout_s=60) as client:
+            offsets = client.publish("c", ["after"])
+            got = [m.text for m in itertools.islice(client.subscribe("c"), offsets[0] + 1)]
+            assert got[0] == "before" and got[-1] == "after" and offsets[0] in (1, 2)
+    finally:
+        srv.close()
+        nats.stop()
