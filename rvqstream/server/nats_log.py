@@ -11,8 +11,8 @@ parts, aborts and touches go on the channel's update subject. Every event carrie
 ``Nats-Msg-Id``: a publish retried after a lost acknowledgement is stored once.
 
 Each replica folds every event of the streams it serves, in stream order, into a local SQLite log
-(``SQLiteLogStore`` with ``durable=False``: a view, rebuilt from JetStream at every start) and
-answers every read from it; its live readers wake as the fold writes. A write returns once
+(nats_fold.py; ``SQLiteLogStore`` with ``durable=False``: a view, rebuilt from JetStream at every
+start) and answers every read from it; its live readers wake as the fold writes. A write returns once
 JetStream acknowledged it (stored on the stream's replicas; on disk with the shipped
 ``sync_interval: always``) and this replica folded it: the fold decides its outcome (offsets,
 duplicates, a refused part), the same on every replica.
@@ -42,13 +42,13 @@ from rvqstream.server.logstore import (
     LogUnavailable,
     MessageState,
     Part,
-    PartConflict,
     Record,
     Retention,
     StreamInfo,
     StreamKey,
 )
-from rvqstream.server.nats_events import Layout, code_from_pb, code_to_pb
+from rvqstream.server.nats_events import Layout, code_to_pb
+from rvqstream.server.nats_fold import Fold, FoldedStream
 from rvqstream.server.sqlite_store import SQLiteLogStore
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,6 @@ PUBLISH_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 120.0         # how long a starting replica waits for its cluster
 EVENT_OVERHEAD = 1024            # bytes an event adds to its records' (headers, fields)
 VIEW_FILE = "view.sqlite3"
-
-
-class _Stream:
-    """One JetStream stream as this replica folds it: the last stream sequence folded, and per
-    channel the sequence of its last creation event."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.applied = 0
-        self.last_created: dict[str, int] = {}
-        self.folded = asyncio.Condition()
-        self.subscription = None
 
 
 class NatsLogStore(LogStore):
@@ -91,11 +79,10 @@ class NatsLogStore(LogStore):
             for stale in view_dir.glob(VIEW_FILE + "*"):
                 stale.unlink()
         self.view = SQLiteLogStore(view_dir / VIEW_FILE, durable=False)
-        self._streams: dict[str, _Stream] = {}
+        self.fold = Fold(self.view, self.writer)
+        self._streams: dict[str, FoldedStream] = {}
         self._opening: dict[str, asyncio.Task] = {}
-        self._outcomes: dict[tuple[str, int], object] = {}   # by (stream, seq): this writer's events
         self._creating: dict[str, asyncio.Lock] = {}          # by channel: this replica's creators take turns
-        self._activity: dict[tuple[str, int], float] = {}     # streaming messages: last event, monotonic s
         self._writes: set[asyncio.Task] = set()
         self._nc = None
         self._js = None
@@ -140,7 +127,7 @@ class NatsLogStore(LogStore):
             if self.layout.owns_stream(info.config.name) and info.config.subjects:
                 await self._open(info.config.name, info.config.subjects[0])
 
-    async def _stream(self, channel: str, create: bool) -> _Stream | None:
+    async def _stream(self, channel: str, create: bool) -> FoldedStream | None:
         """The folded stream of ``channel``'s namespace, created when ``create`` (None when it
         does not exist and ``create`` is false)."""
         name, subjects = self.layout.stream(channel)
@@ -156,7 +143,7 @@ class NatsLogStore(LogStore):
                 raise LogUnavailable(f"JetStream: {e}") from None
         return await self._open(name, subjects)
 
-    async def _open(self, name: str, subjects: str) -> _Stream:
+    async def _open(self, name: str, subjects: str) -> FoldedStream:
         """Creates the stream if need be, starts folding it and waits until the fold caught up
         (concurrent callers share one opening)."""
         if name in self._streams:
@@ -167,7 +154,7 @@ class NatsLogStore(LogStore):
             task.add_done_callback(lambda _: self._opening.pop(name, None))
         return await asyncio.shield(task)
 
-    async def _open_once(self, name: str, subjects: str) -> _Stream:
+    async def _open_once(self, name: str, subjects: str) -> FoldedStream:
         config = StreamConfig(name=name, subjects=[subjects], storage=StorageType.FILE,
                               num_replicas=self.replicas, duplicate_window=120.0, allow_direct=True)
         try:
@@ -176,9 +163,9 @@ class NatsLogStore(LogStore):
             except BadRequestError as e:
                 if e.err_code != STREAM_NAME_IN_USE:
                     raise
-            stream = _Stream(name)
+            stream = FoldedStream(name)
             stream.subscription = await self._js.subscribe(
-                subjects, stream=name, ordered_consumer=True, cb=functools.partial(self._fold, stream),
+                subjects, stream=name, ordered_consumer=True, cb=functools.partial(self.fold.fold, stream),
                 idle_heartbeat=2.0)
             self._streams[name] = stream
             await self._caught_up(stream)
@@ -186,83 +173,17 @@ class NatsLogStore(LogStore):
         except NatsError as e:
             raise LogUnavailable(f"JetStream stream {name}: {e}") from None
 
-    async def _caught_up(self, stream: _Stream) -> None:
+    async def _caught_up(self, stream: FoldedStream) -> None:
         """Returns once this replica folded every event the stream held when called."""
         try:
             info = await self._js.stream_info(stream.name)
         except NatsError as e:
             raise LogUnavailable(f"JetStream stream {stream.name}: {e}") from None
-        await self._folded(stream, info.state.last_seq)
-
-    async def _folded(self, stream: _Stream, seq: int) -> None:
-        async with stream.folded:
-            await stream.folded.wait_for(lambda: stream.applied >= seq)
-
-    async def _fold(self, stream: _Stream, msg) -> None:
-        """Applies one event to the view, in stream order (the subscription's callbacks run one at
-        a time), and keeps the outcome of this writer's own events for them."""
-        seq = msg.metadata.sequence.stream
-        if seq <= stream.applied:        # an ordered consumer that restarted delivers from where it was
-            return
-        try:
-            event = log_pb2.LogEvent.FromString(msg.data)
-        except Exception:  # noqa: BLE001 - not an event of this log: skipped
-            log.error("message %d of stream %s is not a log event: skipped", seq, stream.name)
-            event = None
-        if event is not None:
-            try:
-                outcome = await self._apply(stream, seq, event)
-            except PartConflict as e:
-                outcome = e
-            except Exception as e:     # a view that cannot take an event is reported; the fold goes on
-                log.exception("event %d of stream %s could not be folded", seq, stream.name)
-                outcome = e
-            if event.writer == self.writer:
-                self._outcomes[(stream.name, seq)] = outcome
-        async with stream.folded:
-            stream.applied = seq
-            stream.folded.notify_all()
-
-    async def _apply(self, stream: _Stream, seq: int, event: log_pb2.LogEvent):
-        channel, kind = event.channel, event.WhichOneof("event")
-        if kind == "append":
-            first = event.append.first_offset
-            records = [Record(r.blob, r.model_id, r.producer_id, r.sequence, code_from_pb(r.code))
-                       for r in event.append.records]
-            out = await self.view.append(channel, records, start=first)
-            stream.last_created[channel] = seq
-            fresh = [a.offset for a in out if not a.duplicate]
-            if fresh and fresh[0] != first:
-                log.error("channel %r: event %d names offset %d, the view gave %d", channel, seq, first, fresh[0])
-            return out
-        if kind == "part":
-            p = event.part
-            key = StreamKey(p.producer_id, p.sequence, p.model_id, p.tier)
-            part = Part(p.index, p.batch, p.text_bytes, p.crc, p.end, code_from_pb(p.code))
-            if p.creates:
-                stream.last_created[channel] = seq
-            info = await self.view.append_part(channel, key, part, start=p.offset, create=p.creates)
-            self._note_activity(channel, info.offset, info.state)
-            return info
-        if kind == "abort":
-            aborted = await self.view.abort(channel, event.abort.offset, code_from_pb(event.abort.code))
-            self._activity.pop((channel, event.abort.offset), None)
-            return aborted
-        if kind == "touch":
-            state, _ = await self.view.stream_state(channel, event.touch.offset)
-            self._note_activity(channel, event.touch.offset, state)
-            return None
-        raise ValueError(f"unknown log event {kind!r}")
-
-    def _note_activity(self, channel: str, offset: int, state: MessageState) -> None:
-        if state == MessageState.STREAMING:
-            self._activity[(channel, offset)] = time.monotonic()
-        else:
-            self._activity.pop((channel, offset), None)
+        await self.fold.folded(stream, info.state.last_seq)
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def _publish(self, stream: _Stream, channel: str, event: log_pb2.LogEvent,
+    async def _publish(self, stream: FoldedStream, channel: str, event: log_pb2.LogEvent,
                        creates: bool) -> tuple[bool, object]:
         """Publishes ``event`` (on the creation subject under the expected last sequence when it
         ``creates``) -> (True, its outcome) once folded; (False, None) when another replica
@@ -280,8 +201,8 @@ class NatsLogStore(LogStore):
             raise LogUnavailable(f"JetStream refused the write: {e}") from None
         except NatsError as e:
             raise LogUnavailable(f"JetStream: {e}") from None
-        await self._folded(stream, ack.seq)
-        outcome = self._outcomes.pop((stream.name, ack.seq), None)
+        await self.fold.folded(stream, ack.seq)
+        outcome = self.fold.outcome(stream, ack.seq)
         if isinstance(outcome, Exception):
             raise outcome
         return True, outcome
@@ -378,8 +299,7 @@ class NatsLogStore(LogStore):
                                 creates=False)
 
     def idle_s(self, channel: str, offset: int) -> float | None:
-        last = self._activity.get((channel, offset))
-        return float("inf") if last is None else time.monotonic() - last
+        return self.fold.idle_s(channel, offset)
 
     async def retain(self, retention: Retention) -> int:
         """Retention of a JetStream log is not applied by rvqstream (the server refuses
