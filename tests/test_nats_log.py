@@ -155,3 +155,41 @@ def test_a_lost_nats_is_unavailable_and_the_log_recovers(tmp_path, registry):
     finally:
         srv.close()
         nats.stop()
+
+
+async def test_the_bytes_in_jetstream_follow_section_8(replicas, nats_server):
+    """docs/formats.md §8: streams, subjects, headers and events as the document gives them."""
+    import nats
+
+    from rvqstream._proto import log_pb2
+
+    a = await replicas()
+    try:
+        await a.append("tenant/news", [Record(b"blob", MODEL, "p", 9)])
+        await a.append_part("tenant/news", KEY, Part(0, b"b0", 2, 5, False))
+        await a.append_part("tenant/news", KEY, Part(1, b"b1", 2, 6, True))
+        prefix = a.layout.prefix
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            stream = f"{prefix}_{b'tenant'.hex()}"
+            info = await js.stream_info(stream)
+            assert info.config.subjects == [f"{prefix}.{b'tenant'.hex()}.>"] and info.state.messages == 3
+            msgs = [await js.get_msg(stream, seq) for seq in (1, 2, 3)]
+        finally:
+            await nc.close()
+        channel_subject = f"{prefix}.{b'tenant'.hex()}.{b'tenant/news'.hex()}"
+        assert [m.subject for m in msgs] == [channel_subject + ".new", channel_subject + ".new",
+                                             channel_subject + ".upd"]
+        events = [log_pb2.LogEvent.FromString(m.data) for m in msgs]
+        assert {e.writer for e in events} == {a.writer} and all(e.channel == "tenant/news" for e in events)
+        assert events[0].append.first_offset == 0 and events[0].append.records[0].blob == b"blob"
+        assert (events[1].part.creates, events[1].part.offset, events[1].part.index) == (True, 1, 0)
+        assert (events[2].part.creates, events[2].part.offset, events[2].part.index, events[2].part.end) == (
+            False, 1, 1, True)
+        assert msgs[0].headers["Nats-Expected-Last-Subject-Sequence"] == "0"
+        assert msgs[1].headers["Nats-Expected-Last-Subject-Sequence"] == "1"
+        assert "Nats-Expected-Last-Subject-Sequence" not in msgs[2].headers
+        assert all(len(m.headers["Nats-Msg-Id"]) == 32 for m in msgs)
+    finally:
+        await a.close()
