@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-server-dev-train
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test protos venv data tokenizer train train-gpu export train-intlm export-intlm bench-intlm codes bench-codes \
-	bench-codec bench bench-quick bench-fuzz bench-attacks
+	bench-codec bench bench-quick bench-fuzz bench-attacks bench-scale
 
 venv: $(STAMP)
 
@@ -110,6 +110,13 @@ bench-quick: $(BENCH_STAMP)
 # make bench-fuzz ARGS='--minutes 1.5 --grpc-minutes 0.5'   a short run
 bench-fuzz: $(STAMP)
 	$(PY) bench/fuzz.py $(ARGS)
+
+# -- scale-out: the channel log on SQLite against NATS JetStream (1 and 3 nodes, with and without
+# sync_interval: always) and two replicas against one; about 10 minutes on 2 cores
+# make bench-scale                  bench/results/scale_out.json; the scoreboard reports it
+# make bench-scale ARGS=--quick     a couple of minutes (write it elsewhere: ARGS='--quick --out /tmp/s.json')
+bench-scale: $(STAMP)
+	$(PY) bench/scale_out.py $(ARGS)
 
 # -- attacks on the limits against a real server, with their baselines (a few minutes) ------------
 bench-attacks: $(STAMP)

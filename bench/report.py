@@ -1,11 +1,12 @@
 """REPORT.md and PNG plots from the scoreboard's results (matplotlib, Agg backend).
 
 Every number written comes from the ``results`` dict of the run (bench/scoreboard.py); units:
-bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes or tokens per second. The
-sections of the integer model's whole-split check and of edge decode come from the run's results,
-or, for a run without them, from ``intlm_check.json`` and ``edge_decode.json`` beside
-``results.json`` (bench/intlm_check.py, bench/edge_decode.py); attacks and fuzzing from
-``attacks.json`` and ``fuzz.json`` (runs of their own).
+bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes, tokens or messages per
+second. The sections of the integer model's whole-split check, edge decode, message codes and
+scale-out come from the run's results, or, for a run without them, from ``intlm_check.json``,
+``edge_decode.json``, ``semantic_codes.json`` and ``scale_out.json`` beside ``results.json``
+(bench/intlm_check.py, bench/edge_decode.py, bench/semantic_codes.py, bench/scale_out.py);
+attacks and fuzzing from ``attacks.json`` and ``fuzz.json`` (runs of their own).
 
 Run: ``python bench/report.py [--out bench/results]`` writes REPORT.md and its plots again from
 ``<out>/results.json`` and those files, without running anything.
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 from codec_bench import FLOAT_EXACT, OURS
 from intlm_check import OLD_SOURCES
+from scale_out_report import report_section as scale_section
 from semantic_codes_report import report_section as codes_section
 
 ANCHORS = ("gzip-9", "brotli-11", "zstd-19", "zstd-19+dict", "zstd-19+dict stream")
@@ -533,7 +535,7 @@ def write_report(results: dict, out: Path) -> None:
     decode from ``out``'s json files when the run has none)."""
     results = dict(results)
     own = {}
-    for key in ("intlm_check", "edge_decode", "semantic_codes"):
+    for key in ("intlm_check", "edge_decode", "semantic_codes", "scale_out"):
         results[key], own[key] = _own_or_file(results, key, out)
     results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
@@ -559,6 +561,7 @@ def write_report(results: dict, out: Path) -> None:
         *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
         *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
         *([codes_section(results["semantic_codes"], own["semantic_codes"])] if results.get("semantic_codes") else []),
+        *([scale_section(results["scale_out"], own["scale_out"])] if results.get("scale_out") else []),
     ]
     (out / "REPORT.md").write_text("\n".join(parts))
 

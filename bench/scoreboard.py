@@ -8,18 +8,22 @@ concurrent streams (bench/service.py), live code streams on channels: wire bytes
 budget and latency with fan-out (bench/live.py), determinism across ONNX Runtime settings
 (bench/determinism.py), the integer model's whole-split check (bench/intlm_check.py: every way of
 computing its tables against the numpy reference, round trips, rate per source) and edge decode
-speed on one core (bench/edge_decode.py, pinned with ``taskset``) and the message codes (bench/semantic_codes.py:
-search quality against the baselines, near-duplicates, search latency, sync bytes), run as scripts of their
-own. REPORT.md ends with the attacks section of ``<out>/attacks.json`` and the fuzzing section of
-``<out>/fuzz.json`` when they are there (bench/attacks.py, ``make bench-attacks``; bench/fuzz.py,
-``make bench-fuzz``: runs of their own, not repeated here).
+speed on one core (bench/edge_decode.py, pinned with ``taskset``), the message codes
+(bench/semantic_codes.py: search quality against the baselines, near-duplicates, search latency,
+sync bytes) and scale-out (bench/scale_out.py: publish and follow through a server and the log
+alone on SQLite against NATS JetStream on one and three nodes, with and without ``sync_interval:
+always``; two replicas against one), run as scripts of their own. REPORT.md ends with the attacks
+section of ``<out>/attacks.json`` and the fuzzing section of ``<out>/fuzz.json`` when they are
+there (bench/attacks.py, ``make bench-attacks``; bench/fuzz.py, ``make bench-fuzz``: runs of their
+own, not repeated here).
 
 Two bundles, both coding the exact tier: the shipped default, the integer model (``Codec.load()``),
 and the float model (``Codec.load(SEMANTIC_DIR)``, the previous default, which also reads the retired
 semantic tier's data), whose rate is kept beside the integer model's as the baseline. A full run
-writes the two scripts' own results to ``<out>/intlm_check.json`` and ``<out>/edge_decode.json``
-too; a quick run (small limits) leaves those files as they are. Every figure of the run is in ``results.json``;
-``python bench/report.py`` renders REPORT.md again from it.
+writes the scripts' own results to ``<out>/intlm_check.json``, ``<out>/edge_decode.json``,
+``<out>/semantic_codes.json`` and ``<out>/scale_out.json`` too; a quick run (small limits) leaves
+those files as they are. Every figure of the run is in ``results.json``; ``python bench/report.py``
+renders REPORT.md again from it.
 
 Run: ``python bench/scoreboard.py [--quick] [--jsonl FILE ...] [--out bench/results]``
 (``make bench``, ``make bench ARGS=--quick``). Needs data/ (``make data``) and the ``bench`` extra.
@@ -246,6 +250,11 @@ def run(plan: Plan, data: Path, jsonl: list[Path], out: Path) -> dict:
         res["semantic_codes"] = script([sys.executable, "bench/semantic_codes.py", "--data", str(data),
                                         *([] if plan is FULL else ["--quick"])], where / "semantic_codes.json")
         t.done("semantic_codes")
+
+        t.part("scale_out")
+        res["scale_out"] = script([sys.executable, "bench/scale_out.py", *([] if plan is FULL else ["--quick"])],
+                                  where / "scale_out.json")
+        t.done("scale_out")
     res["seconds"] = {**t.seconds, "total": time.perf_counter() - t0}
     return res
 

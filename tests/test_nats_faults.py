@@ -20,6 +20,7 @@ WHOLE = 800                  # published whole, in batches
 STREAMED = 200               # streamed, each in three writes
 MIDDLE = 500                 # the second follower starts here
 ROUNDS = 3
+ROUND_AT = (160, 360, 560)   # whole messages published when each round of kills starts
 CHANNEL = "faults"
 
 
@@ -43,6 +44,8 @@ def test_killed_nats_nodes_and_replicas_lose_and_duplicate_nothing(tmp_path):
     errors: list[BaseException] = []
     received: dict[str, list] = {"from 0": [], "from middle": []}
     kills: list[tuple[str, int]] = []      # what was killed, and how many messages were acknowledged then
+    reached = [threading.Event() for _ in range(ROUNDS)]    # the publisher is at round r's mark ...
+    killing = [threading.Event() for _ in range(ROUNDS)]    # ... and goes on once its kills began
 
     def guarded(fn):
         def run():
@@ -55,8 +58,12 @@ def test_killed_nats_nodes_and_replicas_lose_and_duplicate_nothing(tmp_path):
     def publish_whole():
         with Client(targets, cache_dir=tmp_path / "cache-p", reconnect_timeout_s=180) as c:
             for start in range(0, WHOLE, 20):
+                if start in ROUND_AT:             # every round of kills falls inside the publishing
+                    r = ROUND_AT.index(start)
+                    reached[r].set()
+                    assert killing[r].wait(300), f"round {r} of kills never began"
                 acked.extend(c.publish(CHANNEL, [whole_text(i) for i in range(start, min(start + 20, WHOLE))]))
-                time.sleep(0.3)
+                time.sleep(0.1)
 
     def publish_streamed():
         with Client(list(reversed(targets)), cache_dir=tmp_path / "cache-s", reconnect_timeout_s=180) as c, \
@@ -73,11 +80,12 @@ def test_killed_nats_nodes_and_replicas_lose_and_duplicate_nothing(tmp_path):
                 received[name].append((m.offset, m.text, m.aborted))
 
     def kill_and_restart():
-        time.sleep(4)
         for r in range(ROUNDS):
+            assert reached[r].wait(300), f"the publisher never reached round {r}"
             node, replica = cluster.nodes[r % 3], replicas[r % 2]
             node.kill()
             kills.append((f"nats {node.name}", len(acked)))
+            killing[r].set()
             time.sleep(1.5)
             replica.kill()
             kills.append((f"replica {r % 2}", len(acked)))
