@@ -232,8 +232,9 @@ async def test_retention_by_bytes_and_age_gives_space_back(tmp_path):
     assert path.stat().st_size < size / 4
 
 
-def test_subscribers_start_at_the_first_kept_offset(tmp_path, registry):
-    srv = ServerThread(ServerConfig(data_dir=tmp_path / "d", retention_bytes=300), registry).start()
+@pytest.mark.channel_suite
+def test_subscribers_start_at_the_first_kept_offset(tmp_path, registry, channel_log):
+    srv = ServerThread(channel_log.config(tmp_path / "d", retention_bytes=300), registry).start()
     try:
         with Client(srv.target) as client:
             client.publish("news", [f"message number {i} " * 20 for i in range(30)])

@@ -12,8 +12,9 @@ import pytest
 from conftest import ChannelLog, ServerThread, fresh_prefix
 from nats_servers import NatsServer
 
+from rvqstream._proto import log_pb2
 from rvqstream.client import Client, RvqstreamError
-from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, StreamKey
+from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, Retention, StreamKey
 from rvqstream.server.nats_log import NatsLogStore
 
 MODEL = "cd" * 32
@@ -161,8 +162,6 @@ async def test_the_bytes_in_jetstream_follow_section_8(replicas, nats_server):
     """docs/formats.md §8: streams, subjects, headers and events as the document gives them."""
     import nats
 
-    from rvqstream._proto import log_pb2
-
     a = await replicas()
     try:
         await a.append("tenant/news", [Record(b"blob", MODEL, "p", 9)])
@@ -193,3 +192,38 @@ async def test_the_bytes_in_jetstream_follow_section_8(replicas, nats_server):
         assert all(len(m.headers["Nats-Msg-Id"]) == 32 for m in msgs)
     finally:
         await a.close()
+
+
+async def test_retention_removes_old_messages_on_every_replica_and_from_jetstream(replicas, nats_server):
+    import nats
+
+    a, b = await replicas(), await replicas()
+    try:
+        await a.append("r", [Record(bytes(5000), MODEL) for _ in range(20)])      # offsets 0..19
+        await a.append_part("r", KEY, Part(0, b"open", 4, 1, False))              # 20, still streaming
+        await a.append("r", [Record(b"after", MODEL)])                            # 21
+        assert await a.retain(Retention(max_bytes=30_000)) == 15                  # the newest 30 kB stay
+        assert await a.first_offset("r") == 15
+        await b.settled_end_offset("r")
+        assert await b.first_offset("r") == 15 and (await b.read("r", 0, 1, 1 << 20))[0].offset == 15
+        assert await b.retain(Retention(max_bytes=10)) == 5                       # a streaming message holds it
+        assert await b.retain(Retention(max_bytes=10)) == 0
+        await a.settled_end_offset("r")
+        assert await a.first_offset("r") == 20
+        nc = await nats.connect(nats_server.url)
+        try:                                      # the first append's event is gone from JetStream
+            first = await nc.jetstream().get_msg(b.layout.stream("r")[0], seq=1, subject=b.layout.subject("r", True),
+                                                 next=True)
+            assert log_pb2.LogEvent.FromString(first.data).part.offset == 20
+        finally:
+            await nc.close()
+        c = await replicas()                      # a new replica: the same log from what is left
+        try:
+            assert (await c.first_offset("r"), await c.end_offset("r")) == (20, 22)
+            assert [e.offset for e in await c.read("r", 0, 10, 1 << 20)] == [20, 21]
+            assert await c.open_streams() == [("r", 20)]
+            assert (await c.append("r", [Record(b"next", MODEL)]))[0].offset == 22   # never reused
+        finally:
+            await c.close()
+    finally:
+        await _close(a, b)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from rvqstream._proto import frame_pb2 as rvqstream_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rvqstream/v1/log.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"\xd8\x01\n\x08LogEvent\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06writer\x18\x02 \x01(\t\x12)\n\x06\x61ppend\x18\x03 \x01(\x0b\x32\x17.rvqstream.v1.LogAppendH\x00\x12%\n\x04part\x18\x04 \x01(\x0b\x32\x15.rvqstream.v1.LogPartH\x00\x12\'\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x16.rvqstream.v1.LogAbortH\x00\x12\'\n\x05touch\x18\x06 \x01(\x0b\x32\x16.rvqstream.v1.LogTouchH\x00\x42\x07\n\x05\x65vent\"u\n\x07LogCode\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x0c\x12\x14\n\x07near_of\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x0bnear_record\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\n\n\x08_near_ofB\x0e\n\x0c_near_record\"w\n\tLogRecord\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12#\n\x04\x63ode\x18\x05 \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"K\n\tLogAppend\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x04\x12(\n\x07records\x18\x02 \x03(\x0b\x32\x17.rvqstream.v1.LogRecord\"\xf6\x01\n\x07LogPart\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reates\x18\x02 \x01(\x08\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\r\n\x05index\x18\x07 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x08 \x01(\x0c\x12\x12\n\ntext_bytes\x18\t \x01(\x04\x12\x0b\n\x03\x63rc\x18\n \x01(\r\x12\x0b\n\x03\x65nd\x18\x0b \x01(\x08\x12#\n\x04\x63ode\x18\x0c \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"?\n\x08LogAbort\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12#\n\x04\x63ode\x18\x02 \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"\x1a\n\x08LogTouch\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rvqstream/v1/log.proto\x12\x0crvqstream.v1\x1a\x18rvqstream/v1/frame.proto\"\x83\x02\n\x08LogEvent\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06writer\x18\x02 \x01(\t\x12)\n\x06\x61ppend\x18\x03 \x01(\x0b\x32\x17.rvqstream.v1.LogAppendH\x00\x12%\n\x04part\x18\x04 \x01(\x0b\x32\x15.rvqstream.v1.LogPartH\x00\x12\'\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x16.rvqstream.v1.LogAbortH\x00\x12\'\n\x05touch\x18\x06 \x01(\x0b\x32\x16.rvqstream.v1.LogTouchH\x00\x12)\n\x06retain\x18\x07 \x01(\x0b\x32\x17.rvqstream.v1.LogRetainH\x00\x42\x07\n\x05\x65vent\"u\n\x07LogCode\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x0c\x12\x14\n\x07near_of\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x0bnear_record\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\n\n\x08_near_ofB\x0e\n\x0c_near_record\"w\n\tLogRecord\x12\x0c\n\x04\x62lob\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12#\n\x04\x63ode\x18\x05 \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"K\n\tLogAppend\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x04\x12(\n\x07records\x18\x02 \x03(\x0b\x32\x17.rvqstream.v1.LogRecord\"\xf6\x01\n\x07LogPart\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reates\x18\x02 \x01(\x08\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.rvqstream.v1.Tier\x12\r\n\x05index\x18\x07 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x08 \x01(\x0c\x12\x12\n\ntext_bytes\x18\t \x01(\x04\x12\x0b\n\x03\x63rc\x18\n \x01(\r\x12\x0b\n\x03\x65nd\x18\x0b \x01(\x08\x12#\n\x04\x63ode\x18\x0c \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"?\n\x08LogAbort\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12#\n\x04\x63ode\x18\x02 \x01(\x0b\x32\x15.rvqstream.v1.LogCode\"\x1a\n\x08LogTouch\x12\x0e\n\x06offset\x18\x01 \x01(\x04\"!\n\tLogRetain\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rvqstream.v1.log_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGEVENT']._serialized_start=67
-  _globals['_LOGEVENT']._serialized_end=283
-  _globals['_LOGCODE']._serialized_start=285
-  _globals['_LOGCODE']._serialized_end=402
-  _globals['_LOGRECORD']._serialized_start=404
-  _globals['_LOGRECORD']._serialized_end=523
-  _globals['_LOGAPPEND']._serialized_start=525
-  _globals['_LOGAPPEND']._serialized_end=600
-  _globals['_LOGPART']._serialized_start=603
-  _globals['_LOGPART']._serialized_end=849
-  _globals['_LOGABORT']._serialized_start=851
-  _globals['_LOGABORT']._serialized_end=914
-  _globals['_LOGTOUCH']._serialized_start=916
-  _globals['_LOGTOUCH']._serialized_end=942
+  _globals['_LOGEVENT']._serialized_end=326
+  _globals['_LOGCODE']._serialized_start=328
+  _globals['_LOGCODE']._serialized_end=445
+  _globals['_LOGRECORD']._serialized_start=447
+  _globals['_LOGRECORD']._serialized_end=566
+  _globals['_LOGAPPEND']._serialized_start=568
+  _globals['_LOGAPPEND']._serialized_end=643
+  _globals['_LOGPART']._serialized_start=646
+  _globals['_LOGPART']._serialized_end=892
+  _globals['_LOGABORT']._serialized_start=894
+  _globals['_LOGABORT']._serialized_end=957
+  _globals['_LOGTOUCH']._serialized_start=959
+  _globals['_LOGTOUCH']._serialized_end=985
+  _globals['_LOGRETAIN']._serialized_start=987
+  _globals['_LOGRETAIN']._serialized_end=1020
 # @@protoc_insertion_point(module_scope)

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LogEvent(_message.Message):
-    __slots__ = ("channel", "writer", "append", "part", "abort", "touch")
+    __slots__ = ("channel", "writer", "append", "part", "abort", "touch", "retain")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     WRITER_FIELD_NUMBER: _ClassVar[int]
     APPEND_FIELD_NUMBER: _ClassVar[int]
     PART_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     TOUCH_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_FIELD_NUMBER: _ClassVar[int]
     channel: str
     writer: str
     append: LogAppend
     part: LogPart
     abort: LogAbort
     touch: LogTouch
-    def __init__(self, channel: _Optional[str] = ..., writer: _Optional[str] = ..., append: _Optional[_Union[LogAppend, _Mapping]] = ..., part: _Optional[_Union[LogPart, _Mapping]] = ..., abort: _Optional[_Union[LogAbort, _Mapping]] = ..., touch: _Optional[_Union[LogTouch, _Mapping]] = ...) -> None: ...
+    retain: LogRetain
+    def __init__(self, channel: _Optional[str] = ..., writer: _Optional[str] = ..., append: _Optional[_Union[LogAppend, _Mapping]] = ..., part: _Optional[_Union[LogPart, _Mapping]] = ..., abort: _Optional[_Union[LogAbort, _Mapping]] = ..., touch: _Optional[_Union[LogTouch, _Mapping]] = ..., retain: _Optional[_Union[LogRetain, _Mapping]] = ...) -> None: ...
 
 class LogCode(_message.Message):
     __slots__ = ("model_id", "code", "near_of", "near_record")
@@ -98,3 +100,9 @@ class LogTouch(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     offset: int
     def __init__(self, offset: _Optional[int] = ...) -> None: ...
+
+class LogRetain(_message.Message):
+    __slots__ = ("first_offset",)
+    FIRST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    first_offset: int
+    def __init__(self, first_offset: _Optional[int] = ...) -> None: ...

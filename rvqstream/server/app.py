@@ -169,9 +169,9 @@ def channel_log(config: ServerConfig) -> LogStore:
     servers = config.log.split(",")
     if not all(s.startswith("nats://") and len(s) > len("nats://") for s in servers):
         raise ValueError(f"--log {config.log!r}: expected nats://HOST:PORT[,nats://HOST:PORT...]")
-    if config.retention_age_s or config.retention_bytes or config.max_log_bytes:
-        raise ValueError("--retention-age-s, --retention-bytes and --max-log-bytes apply to the SQLite log; "
-                         "a JetStream log is bounded by its own stream limits")
+    if config.max_log_bytes:
+        raise ValueError("--max-log-bytes bounds the SQLite log's file; a JetStream log is bounded by "
+                         "--retention-age-s, --retention-bytes and the NATS servers' own limits")
     if config.nats_replicas < 1:
         raise ValueError(f"--nats-replicas is {config.nats_replicas}; at least 1")
     return NatsLogStore(servers, config.data_dir, config.nats_prefix, config.nats_replicas, config.nats_credentials)

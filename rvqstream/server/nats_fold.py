@@ -70,7 +70,7 @@ class Fold:
             event = None
         if event is not None:
             try:
-                outcome = await self._apply(stream, seq, event)
+                outcome = await self._apply(stream, seq, event, int(msg.metadata.timestamp.timestamp()))
             except PartConflict as e:
                 outcome = e
             except Exception as e:     # a view that cannot take an event is reported; the fold goes on
@@ -82,13 +82,14 @@ class Fold:
             stream.applied = seq
             stream.folded.notify_all()
 
-    async def _apply(self, stream: FoldedStream, seq: int, event: log_pb2.LogEvent):
+    async def _apply(self, stream: FoldedStream, seq: int, event: log_pb2.LogEvent, created_at: int):
+        """Applies ``event`` (stored in JetStream at ``created_at``, Unix seconds) -> its outcome."""
         channel, kind = event.channel, event.WhichOneof("event")
         if kind == "append":
             first = event.append.first_offset
             records = [Record(r.blob, r.model_id, r.producer_id, r.sequence, code_from_pb(r.code))
                        for r in event.append.records]
-            out = await self.view.append(channel, records, start=first)
+            out = await self.view.append(channel, records, start=first, created_at=created_at)
             stream.last_created[channel] = seq
             fresh = [a.offset for a in out if not a.duplicate]
             if fresh and fresh[0] != first:
@@ -100,13 +101,17 @@ class Fold:
             part = Part(p.index, p.batch, p.text_bytes, p.crc, p.end, code_from_pb(p.code))
             if p.creates:
                 stream.last_created[channel] = seq
-            info = await self.view.append_part(channel, key, part, start=p.offset, create=p.creates)
+            info = await self.view.append_part(channel, key, part, start=p.offset, create=p.creates,
+                                               created_at=created_at)
             self._note_activity(channel, info.offset, info.state)
             return info
         if kind == "abort":
             aborted = await self.view.abort(channel, event.abort.offset, code_from_pb(event.abort.code))
             self._activity.pop((channel, event.abort.offset), None)
             return aborted
+        if kind == "retain":
+            stream.last_created[channel] = seq
+            return await self.view.retain_below(channel, event.retain.first_offset)
         if kind == "touch":
             state, _ = await self.view.stream_state(channel, event.touch.offset)
             self._note_activity(channel, event.touch.offset, state)

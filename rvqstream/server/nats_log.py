@@ -49,6 +49,7 @@ from rvqstream.server.logstore import (
 )
 from rvqstream.server.nats_events import Layout, code_to_pb
 from rvqstream.server.nats_fold import Fold, FoldedStream
+from rvqstream.server.nats_purge import purge_removed
 from rvqstream.server.sqlite_store import SQLiteLogStore
 
 log = logging.getLogger(__name__)
@@ -184,10 +185,10 @@ class NatsLogStore(LogStore):
     # -- writing -------------------------------------------------------------------------------
 
     async def _publish(self, stream: FoldedStream, channel: str, event: log_pb2.LogEvent,
-                       creates: bool) -> tuple[bool, object]:
+                       creates: bool) -> tuple[int | None, object]:
         """Publishes ``event`` (on the creation subject under the expected last sequence when it
-        ``creates``) -> (True, its outcome) once folded; (False, None) when another replica
-        created a message first (the caller catches up and tries again)."""
+        ``creates``) -> (its stream sequence, its outcome) once folded; (None, None) when another
+        replica created a message first (the caller catches up and tries again)."""
         event.channel, event.writer = channel, self.writer
         headers = {"Nats-Msg-Id": uuid.uuid4().hex}
         if creates:
@@ -197,7 +198,7 @@ class NatsLogStore(LogStore):
             ack = await self._js.publish(subject, event.SerializeToString(), headers=headers)
         except BadRequestError as e:
             if e.err_code == WRONG_LAST_SEQUENCE:
-                return False, None
+                return None, None
             raise LogUnavailable(f"JetStream refused the write: {e}") from None
         except NatsError as e:
             raise LogUnavailable(f"JetStream: {e}") from None
@@ -205,7 +206,7 @@ class NatsLogStore(LogStore):
         outcome = self.fold.outcome(stream, ack.seq)
         if isinstance(outcome, Exception):
             raise outcome
-        return True, outcome
+        return ack.seq, outcome
 
     async def _detached(self, work):
         """Runs the write ``work`` (a coroutine) to its end even if the caller goes away, as a
@@ -230,8 +231,8 @@ class NatsLogStore(LogStore):
                 while True:
                     event = log_pb2.LogEvent(append=log_pb2.LogAppend(
                         first_offset=await self.view.end_offset(channel) or 0, records=pbs))
-                    stored, appended = await self._publish(stream, channel, event, creates=True)
-                    if stored:
+                    seq, appended = await self._publish(stream, channel, event, creates=True)
+                    if seq is not None:
                         break
                     await self._caught_up(stream)
                 out += appended
@@ -269,9 +270,9 @@ class NatsLogStore(LogStore):
                 info = await self.view.find_stream(channel, key.producer_id, key.sequence)
                 creates = info is None
                 offset = (await self.view.end_offset(channel) or 0) if creates else info.offset
-                stored, result = await self._publish(stream, channel, self._part_event(key, part, offset, creates),
-                                                     creates)
-                if stored:
+                seq, result = await self._publish(stream, channel, self._part_event(key, part, offset, creates),
+                                                  creates)
+                if seq is not None:
                     return result
                 await self._caught_up(stream)
 
@@ -302,9 +303,26 @@ class NatsLogStore(LogStore):
         return self.fold.idle_s(channel, offset)
 
     async def retain(self, retention: Retention) -> int:
-        """Retention of a JetStream log is not applied by rvqstream (the server refuses
-        ``--retention-*`` with ``--log``): nothing is removed."""
-        return 0
+        """Applies ``retention`` with the SQLite log's rules to every channel this replica folds:
+        a ``LogRetain`` per channel it shortens (on the creation subject under its expected last
+        sequence, so replicas retaining at once agree: a refused one waits for the next round),
+        then JetStream drops the removed messages' events -> messages removed."""
+        removed = 0
+        for channel, (_, keep) in (await self.view.retention_points(retention)).items():
+            stream = await self._stream(channel, create=False)
+            if stream is None:
+                continue
+            event = log_pb2.LogEvent(retain=log_pb2.LogRetain(first_offset=keep))
+            async with self._creating.setdefault(channel, asyncio.Lock()):
+                seq, n = await self._detached(self._publish(stream, channel, event, creates=True))
+            if seq is None:
+                continue
+            removed += n
+            try:
+                await purge_removed(self._js, self.layout, stream.name, channel, keep, seq)
+            except NatsError as e:      # the events stay until a later round purges them
+                log.warning("channel %r: JetStream purge failed: %s", channel, e)
+        return removed
 
     # -- reading: the view, once this replica folded what the question needs -------------------
 

@@ -5,8 +5,8 @@ per group); each write runs in its own savepoint, so a bad one fails alone and t
 group commits. After each commit the writer itself wakes the channels' live readers and hands
 the new batches to a small in-memory cache of recent parts; it also notes each channel's end
 offset, so that live followers learn of new batches, and find no new message, without a query.
-Reads run on a small reader pool beside the writer. Schema: sqlite_schema.py; retention:
-sqlite_retention.py.
+Reads run on a small reader pool beside the writer. Schema: sqlite_schema.py; the writes:
+sqlite_writes.py; retention: sqlite_retention.py.
 """
 
 from __future__ import annotations
@@ -28,64 +28,25 @@ from rvqstream.server.logstore import (
     LogStore,
     MessageState,
     Part,
-    PartConflict,
     Record,
     Retention,
     StreamInfo,
     StreamKey,
 )
-from rvqstream.server.sqlite_retention import VACUUM_PAGES, retain_tx
+from rvqstream.server.sqlite_retention import VACUUM_PAGES, keep_from, retain_tx
 from rvqstream.server.sqlite_schema import connect, full, migrate
+from rvqstream.server.sqlite_writes import (
+    STREAM_SELECT,
+    Tx,
+    abort_tx,
+    append_tx,
+    part_tx,
+    retain_below_tx,
+    stream_info,
+)
 
-_STREAM_SELECT = ("SELECT e.msg_offset, e.state, e.parts, e.text_bytes, e.crc, m.model_id, e.tier,"
-                  " e.stored_bytes FROM entries e JOIN models m ON e.model = m.id")
 RECENT_PARTS = 4096      # batches kept in memory for live followers, over all channels ...
 RECENT_BYTES = 16 << 20  # ... and their bytes at most
-
-
-def _stream_info(row) -> StreamInfo:
-    offset, state, parts, text_bytes, crc, model_id, tier, stored = row
-    return StreamInfo(offset, MessageState(state), parts, text_bytes, crc, model_id, tier, stored)
-
-
-class _Tx:
-    """The writer's view of one transaction: cached channel and model row ids."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self.channel_ids: dict[str, int] = {}
-        self.model_ids: dict[str, int] = {}
-
-    def forget(self) -> None:
-        self.channel_ids.clear()
-        self.model_ids.clear()
-
-    def channel(self, name: str, start: int = 0) -> int:
-        """The channel's row id; a channel this creates starts at offset ``start``."""
-        cid = self.channel_ids.get(name)
-        if cid is None:
-            self.conn.execute("INSERT OR IGNORE INTO channels (name, next_offset, first_offset) VALUES (?, ?, ?)",
-                              (name, start, start))
-            cid = self.conn.execute("SELECT id FROM channels WHERE name = ?", (name,)).fetchone()[0]
-            self.channel_ids[name] = cid
-        return cid
-
-    def model(self, model_id: str) -> int:
-        mid = self.model_ids.get(model_id)
-        if mid is None:
-            self.conn.execute("INSERT OR IGNORE INTO models (model_id) VALUES (?)", (model_id,))
-            mid = self.conn.execute("SELECT id FROM models WHERE model_id = ?", (model_id,)).fetchone()[0]
-            self.model_ids[model_id] = mid
-        return mid
-
-    def end(self, name: str) -> int:
-        """The channel's next offset, inside the transaction."""
-        return self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (self.channel(name),)).fetchone()[0]
-
-    def take_offset(self, cid: int) -> int:
-        (offset,) = self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (cid,)).fetchone()
-        self.conn.execute("UPDATE channels SET next_offset = ? WHERE id = ?", (offset + 1, cid))
-        return offset
 
 
 class SQLiteLogStore(LogStore):
@@ -123,18 +84,26 @@ class SQLiteLogStore(LogStore):
         self._requests.put((fn, args, loop, done))
         return await done
 
-    async def append(self, channel: str, records: list[Record], *, start: int = 0) -> list[Appended]:
-        """As ``LogStore.append``; a channel this creates starts at offset ``start``."""
-        return await self._write(self._append_tx, channel, records, start)
+    async def append(self, channel: str, records: list[Record], *, start: int = 0,
+                     created_at: int | None = None) -> list[Appended]:
+        """As ``LogStore.append``; a channel this creates starts at offset ``start``; the messages
+        were created at ``created_at`` (Unix seconds; default now: what age retention counts from)."""
+        return await self._write(append_tx, channel, records, start, created_at)
 
     async def append_part(self, channel: str, key: StreamKey, part: Part, *, start: int = 0,
-                          create: bool = True) -> StreamInfo:
+                          create: bool = True, created_at: int | None = None) -> StreamInfo:
         """As ``LogStore.append_part``; a channel this creates starts at offset ``start``; unless
-        ``create``, a message the channel does not hold is a ``PartConflict``."""
-        return await self._write(self._part_tx, channel, key, part, start, create)
+        ``create``, a message the channel does not hold is a ``PartConflict``; a message this
+        creates was created at ``created_at`` (as ``append``)."""
+        return await self._write(part_tx, channel, key, part, start, create, created_at)
+
+    async def retain_below(self, channel: str, offset: int) -> int:
+        """Removes the channel's messages below ``offset`` (its first offset moves up to it) ->
+        messages removed; for a log that follows another log's retention (nats_fold.py)."""
+        return await self._write(retain_below_tx, channel, offset)
 
     async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
-        return await self._write(self._abort_tx, channel, offset, code)
+        return await self._write(abort_tx, channel, offset, code)
 
     async def retain(self, retention: Retention) -> int:
         if not retention.enabled:
@@ -142,7 +111,7 @@ class SQLiteLogStore(LogStore):
         return await self._write(retain_tx, retention)
 
     def _write_loop(self) -> None:
-        tx = _Tx(connect(self.path, self.max_bytes, self.durable))
+        tx = Tx(connect(self.path, self.max_bytes, self.durable))
         while True:
             first = self._requests.get()
             if first is None:
@@ -164,7 +133,7 @@ class SQLiteLogStore(LogStore):
                 break
         tx.conn.close()
 
-    def _commit(self, tx: _Tx, group: list) -> None:
+    def _commit(self, tx: Tx, group: list) -> None:
         """Runs a group of writes in one transaction, each in its own savepoint, then settles them
         and wakes the channels they changed."""
         results: list[tuple] = []
@@ -191,9 +160,9 @@ class SQLiteLogStore(LogStore):
                     continue
                 channel = args[0]
                 parts = changes.setdefault(channel, [])
-                if fn == self._part_tx:
+                if fn == part_tx:
                     parts.append((result.offset, result.parts - 1, args[2].batch, args[2].end))
-                if fn != self._abort_tx:
+                if fn not in (abort_tx, retain_below_tx):   # they create no channel
                     ends[channel] = tx.end(channel)
             # before the commit: a reader may find the end ahead of the log (and then query it),
             # never behind it
@@ -210,78 +179,6 @@ class SQLiteLogStore(LogStore):
             loop.call_soon_threadsafe(_settle, fut, result, error)
         if changes:
             group[0][2].call_soon_threadsafe(self._committed, changes)
-
-    @staticmethod
-    def _code_tx(tx: _Tx, cid: int, offset: int, code: Code, near_of: int | None) -> None:
-        tx.conn.execute("INSERT OR REPLACE INTO codes (channel, msg_offset, model, code, near_of)"
-                        " VALUES (?, ?, ?, ?, ?)", (cid, offset, tx.model(code.model_id), code.code, near_of))
-
-    @classmethod
-    def _append_tx(cls, tx: _Tx, channel: str, records: list[Record], start: int) -> list[Appended]:
-        cid = tx.channel(channel, start)
-        out: list[Appended] = []
-        for rec in records:
-            if rec.producer_id:
-                row = tx.conn.execute(
-                    "SELECT msg_offset FROM entries WHERE channel = ? AND producer = ? AND sequence = ?",
-                    (cid, rec.producer_id, rec.sequence)).fetchone()
-                if row is not None:
-                    out.append(Appended(row[0], True))
-                    continue
-            offset = tx.take_offset(cid)
-            tx.conn.execute(
-                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
-                (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
-                 rec.sequence if rec.producer_id else None, len(rec.blob)))
-            if rec.code is not None:
-                near = rec.code.near_of if rec.code.near_record is None else out[rec.code.near_record].offset
-                cls._code_tx(tx, cid, offset, rec.code, near)
-            out.append(Appended(offset, False))
-        return out
-
-    @classmethod
-    def _part_tx(cls, tx: _Tx, channel: str, key: StreamKey, part: Part, start: int, create: bool) -> StreamInfo:
-        cid = tx.channel(channel, start)
-        row = tx.conn.execute(_STREAM_SELECT + " WHERE e.channel = ? AND e.producer = ? AND e.sequence = ?",
-                              (cid, key.producer_id, key.sequence)).fetchone()
-        if row is None and not create:
-            raise PartConflict(f"the channel holds no message ({key.producer_id}, {key.sequence})")
-        if row is None:
-            offset = tx.take_offset(cid)
-            tx.conn.execute(
-                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, state, streamed,"
-                " tier, created_at) VALUES (?, ?, ?, x'', ?, ?, ?, 1, ?, CAST(strftime('%s', 'now') AS INTEGER))",
-                (cid, offset, tx.model(key.model_id), key.producer_id, key.sequence,
-                 int(MessageState.STREAMING), key.tier))
-            info = StreamInfo(offset, MessageState.STREAMING, 0, 0, 0, key.model_id, key.tier)
-        else:
-            info = _stream_info(row)
-        if info.state != MessageState.STREAMING:
-            raise PartConflict(f"message {info.offset} is {info.state.name.lower()}: it takes no more text")
-        if part.index != info.parts:
-            raise PartConflict(f"message {info.offset} has {info.parts} parts; a writer sent part {part.index}")
-        tx.conn.execute("INSERT INTO parts (channel, msg_offset, part, batch) VALUES (?, ?, ?, ?)",
-                        (cid, info.offset, info.parts, part.batch))
-        state = MessageState.COMPLETE if part.end else MessageState.STREAMING
-        tx.conn.execute(
-            "UPDATE entries SET parts = parts + 1, text_bytes = text_bytes + ?, crc = ?, state = ?,"
-            " stored_bytes = stored_bytes + ? WHERE channel = ? AND msg_offset = ?",
-            (part.text_bytes, part.crc, int(state), len(part.batch), cid, info.offset))
-        if part.code is not None:
-            cls._code_tx(tx, cid, info.offset, part.code, part.code.near_of)
-        return StreamInfo(info.offset, state, info.parts + 1, info.text_bytes + part.text_bytes, part.crc,
-                          info.model_id, info.tier, info.stored_bytes + len(part.batch))
-
-    @classmethod
-    def _abort_tx(cls, tx: _Tx, channel: str, offset: int, code: Code | None) -> bool:
-        cur = tx.conn.execute(
-            "UPDATE entries SET state = ? WHERE state = ? AND msg_offset = ?"
-            " AND channel = (SELECT id FROM channels WHERE name = ?)",
-            (int(MessageState.ABORTED), int(MessageState.STREAMING), offset, channel))
-        if cur.rowcount > 0 and code is not None:
-            cls._code_tx(tx, tx.channel(channel), offset, code, code.near_of)
-        return cur.rowcount > 0
 
     def _committed(self, changes: dict[str, list[tuple[int, int, bytes, bool]]]) -> None:
         """On the event loop, after a commit: cache the new batches, wake the channels' readers."""
@@ -360,10 +257,10 @@ class SQLiteLogStore(LogStore):
 
     def _find_sync(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
         row = self._reader().execute(
-            _STREAM_SELECT + " JOIN channels c ON e.channel = c.id"
+            STREAM_SELECT + " JOIN channels c ON e.channel = c.id"
             " WHERE c.name = ? AND e.producer = ? AND e.sequence = ? AND e.streamed = 1",
             (channel, producer_id, sequence)).fetchone()
-        return None if row is None else _stream_info(row)
+        return None if row is None else stream_info(row)
 
     def _state_sync(self, channel: str, offset: int) -> tuple[MessageState, int]:
         row = self._reader().execute(
@@ -409,6 +306,20 @@ class SQLiteLogStore(LogStore):
 
     async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
         return await self._query(self._find_sync, channel, producer_id, sequence)
+
+    async def retention_points(self, retention: Retention) -> dict[str, tuple[int, int]]:
+        """Per channel that ``retention`` would shorten: (its first offset, the first it would keep);
+        nothing is removed (a log that follows another's retention asks, then tells the other)."""
+        return await self._query(self._points_sync, retention)
+
+    def _points_sync(self, retention: Retention) -> dict[str, tuple[int, int]]:
+        conn, out = self._reader(), {}
+        for cid, name, first, end in conn.execute(
+                "SELECT id, name, first_offset, next_offset FROM channels").fetchall():
+            keep = keep_from(conn, cid, first, end, retention)
+            if keep > first:
+                out[name] = (first, keep)
+        return out
 
     async def stream_state(self, channel: str, offset: int) -> tuple[MessageState, int]:
         return await self._query(self._state_sync, channel, offset)
