@@ -173,18 +173,17 @@ def test_deployment_settings_are_accepted_by_rvqstream_serve(tmp_path):
     assert nats_hosts(config, tmp_path) == {f"nats-{i}.nats-headless" for i in range(nodes)}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    for path in (config.tls_cert, config.tls_key, config.auth_tokens, env["HEALTHCHECK_TLS_CA"]):
+    for path in (config.tls_cert, config.tls_key, config.auth_tokens):
         volume = volumes[mounts[str(Path(path).parent)]]
-        assert Path(path).name in ("tls.crt", "tls.key", "ca.crt", "access.toml") and "secret" in volume
+        assert Path(path).name in ("tls.crt", "tls.key", "access.toml") and "secret" in volume
     assert mounts[str(config.data_dir)] == "data" and "emptyDir" in volumes["data"]
     assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
-    # the probes speak grpc.health.v1 about services the server has, with the health check's flags
-    health = healthcheck_module()
+    # the kubelet's gRPC probes ask the health-only listener about services the server has
+    health_port = int(config.health_listen.rsplit(":", 1)[1])
+    assert {"name": "health", "containerPort": health_port, "protocol": "TCP"} in container["ports"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        python, script, *argv = container[probe]["exec"]["command"]
-        assert (python, script) == ("python", "/opt/rvqstream/healthcheck.py")
-        args = health.parse_args(argv, env=env)
-        assert args.service in HEALTH_SERVICES and args.tls and args.target == "127.0.0.1:50051"
+        grpc_probe = container[probe]["grpc"]
+        assert grpc_probe["port"] == health_port and grpc_probe.get("service", "") in HEALTH_SERVICES
     hpa = find("HorizontalPodAutoscaler", "rvqstream")
     assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["scaleTargetRef"]["name"] == "rvqstream"
     assert find("Service", "rvqstream")["spec"]["clusterIP"] == "None"

@@ -317,6 +317,31 @@ def test_tls(tmp_path, registry, pki):
         srv.close()
 
 
+def test_a_health_only_listener_serves_plaintext_probes_of_a_tls_server(tmp_path, registry, pki):
+    """--health-listen: plaintext grpc.health.v1 (for the kubelet's probe) beside a TLS-only
+    service; that listener serves nothing else."""
+    from conftest import free_port
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from rvqstream._proto import codec_pb2, codec_pb2_grpc
+
+    health_at = f"127.0.0.1:{free_port()}"
+    srv = tls_server(tmp_path, registry, pki, health_listen=health_at)
+    try:
+        with grpc.insecure_channel(health_at) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for service in ("", "rvqstream.v1.CodecService", "rvqstream.v1.ChannelService"):
+                assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == \
+                    health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as err:
+                codec_pb2_grpc.CodecServiceStub(ch).ListModels(codec_pb2.ListModelsRequest(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with Client(srv.target, cache_dir=tmp_path / "c", reconnect_timeout_s=1) as plain:
+            assert refusal(plain) == "UNAVAILABLE"           # the service itself stays TLS-only
+    finally:
+        srv.close()
+
+
 def test_mtls_identity_and_wrong_ca(tmp_path, registry, pki):
     rules = tmp_path / "access.toml"
     rules.write_text("")          # no identity yet

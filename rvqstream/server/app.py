@@ -101,6 +101,10 @@ class RvqServer:
         self._retainer: asyncio.Task | None = None
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        # the health-only listener (--health-listen): the same statuses, nothing else
+        self.health_grpc = grpc.aio.server() if config.health_listen else None
+        if self.health_grpc is not None:
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_grpc)
         if config.reflection:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -115,6 +119,8 @@ class RvqServer:
         if self.retention.enabled:
             self._retainer = asyncio.create_task(self._retain(), name="rvqstream-retention")
         await self.grpc.start()
+        if self.health_grpc is not None:
+            await self.health_grpc.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -125,6 +131,8 @@ class RvqServer:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_s if grace is None else grace)
+        if self.health_grpc is not None:
+            await self.health_grpc.stop(0)
         if self._retainer is not None:
             self._retainer.cancel()
             await asyncio.gather(self._retainer, return_exceptions=True)
@@ -191,6 +199,8 @@ def create_server(address: str, config: ServerConfig | None = None, registry: Mo
             else server.grpc.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
+    if server.health_grpc is not None and server.health_grpc.add_insecure_port(config.health_listen) == 0:
+        raise OSError(f"cannot listen on {config.health_listen} (--health-listen)")
     return server, port
 
 

@@ -17,6 +17,9 @@ class ServerConfig:
     """Settings of one server process (times in ms, sizes in bytes)."""
 
     listen: str = field(default="127.0.0.1:50051", metadata={"help": "HOST:PORT to listen on"})
+    health_listen: str = field(default="", metadata={
+        "help": "HOST:PORT of a second listener that serves only grpc.health.v1, in plaintext on any "
+                "address (for probes that speak no TLS, e.g. the kubelet's gRPC probe); empty: none"})
     data_dir: Path = field(default=Path("rvqstream-data"), metadata={
         "help": "channel log directory (with --log: where this replica keeps its rebuildable view of "
                 "the JetStream log)"})
