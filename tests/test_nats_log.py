@@ -227,3 +227,26 @@ async def test_retention_removes_old_messages_on_every_replica_and_from_jetstrea
             await c.close()
     finally:
         await _close(a, b)
+
+
+async def test_a_message_whose_replica_died_is_closed_by_another(replicas):
+    """A replica that started before the message existed, and never wrote it, still aborts it once
+    nobody wrote or touched it for the timeout."""
+    from rvqstream.server.publish_stream import OpenStreams
+
+    b = await replicas()
+    watcher = OpenStreams(b, timeout_s=0.6)
+    await watcher.start()
+    a = await replicas()
+    try:
+        info = await a.append_part("orphan", KEY, Part(0, b"half a message", 14, 3, False))
+        await a.close()                     # its replica is gone, with no abort
+        assert await b.settled_end_offset("orphan") == 1
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if (await b.stream_state("orphan", info.offset))[0] == MessageState.ABORTED:
+                break
+        assert await b.stream_state("orphan", info.offset) == (MessageState.ABORTED, 1)
+    finally:
+        await watcher.close()
+        await b.close()

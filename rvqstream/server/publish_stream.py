@@ -48,8 +48,9 @@ class OpenStreams:
     producer left (or after the server started), unless a producer continues it first. A message
     has at most one writer here: the call that claimed it last; an earlier writer's leaving changes
     nothing. On a shared log (``LogStore.shared``) the writer may be in another replica: this one
-    touches the messages its calls write every third of the timeout, and closes a message only
-    once no replica wrote or touched it for the whole timeout."""
+    touches the messages its calls write every third of the timeout, watches every streaming
+    message of the log (one whose replica died has nobody else to close it), and closes a message
+    only once no replica wrote or touched it for the whole timeout."""
 
     def __init__(self, store: LogStore, timeout_s: float, coder: AbortCoder | None = None):
         """``coder``: makes an aborted message's code from its stored text (None: no codes)."""
@@ -63,10 +64,11 @@ class OpenStreams:
         for channel, offset in await self.store.open_streams():
             self._schedule((channel, offset))
         if self.store.shared:
-            self._toucher = asyncio.create_task(self._touch_written(), name="rvqstream-stream-touch")
+            self._toucher = asyncio.create_task(self._watch_shared(), name="rvqstream-stream-watch")
 
-    async def _touch_written(self) -> None:
-        """Touches every message a call here writes, every third of the timeout."""
+    async def _watch_shared(self) -> None:
+        """Every third of the timeout: touches every message a call here writes, and starts a
+        timer for every streaming message of the log that has neither a writer nor a timer here."""
         while True:
             await asyncio.sleep(self.timeout_s / 3)
             for channel, offset in list(self._writers):
@@ -74,6 +76,9 @@ class OpenStreams:
                     await self.store.touch(channel, offset)
                 except Exception as e:  # noqa: BLE001 - the next round tries again
                     log.warning("could not touch message %d of %r: %s", offset, channel, e)
+            for key in await self.store.open_streams():
+                if key not in self._writers and key not in self._timers:
+                    self._schedule(key)
 
     def claim(self, channel: str, offset: int, writer: object) -> None:
         """``writer`` writes the message: no abort."""
