@@ -14,7 +14,15 @@ from nats_servers import NatsServer
 
 from rvqstream._proto import log_pb2
 from rvqstream.client import Client, RvqstreamError
-from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, Retention, StreamKey
+from rvqstream.server.logstore import (
+    LogUnavailable,
+    MessageState,
+    Part,
+    PartConflict,
+    Record,
+    Retention,
+    StreamKey,
+)
 from rvqstream.server.nats_log import NatsLogStore
 
 MODEL = "cd" * 32
@@ -250,3 +258,70 @@ async def test_a_message_whose_replica_died_is_closed_by_another(replicas):
     finally:
         await watcher.close()
         await b.close()
+
+
+async def test_a_purge_keeps_what_later_duplicates_need_on_a_new_replica(replicas):
+    """A record that repeats a producer key is marked a duplicate in its event, so a replica that
+    starts after the first copy's event was purged still gives every message the same offset."""
+    a = await replicas()
+    try:
+        await a.append("d", [Record(bytes(20_000), MODEL, "p", 1)])                          # 0
+        again = await a.append("d", [Record(b"x", MODEL, "q", 1), Record(bytes(20_000), MODEL, "p", 1)])
+        assert [(x.offset, x.duplicate) for x in again] == [(1, False), (0, True)]
+        assert await a.retain(Retention(max_bytes=10)) == 1                     # message 0 goes
+        b = await replicas()
+        try:
+            assert (await b.first_offset("d"), await b.end_offset("d")) == (1, 2)
+            assert (await b.append("d", [Record(b"y", MODEL)]))[0].offset == 2
+            assert (await a.append("d", [Record(b"z", MODEL, "q", 1)]))[0].duplicate
+        finally:
+            await b.close()
+    finally:
+        await a.close()
+
+
+async def test_a_view_follows_the_offsets_it_is_told(tmp_path):
+    """The view (a SQLite log that follows JetStream): a gap in what it is told (events purged
+    while it lagged) moves it up; being told of an offset it has passed is a divergence."""
+    from rvqstream.server.sqlite_store import SQLiteLogStore
+    from rvqstream.server.sqlite_writes import LogDiverged
+
+    view = SQLiteLogStore(tmp_path / "view.sqlite3", durable=False)
+    try:
+        await view.append("c", [Record(b"0", MODEL), Record(b"1", MODEL)], at=0)
+        await view.append("c", [Record(b"5", MODEL)], at=5)                   # 2..4 were purged unseen
+        assert (await view.first_offset("c"), await view.end_offset("c")) == (5, 6)
+        with pytest.raises(LogDiverged):
+            await view.append("c", [Record(b"again", MODEL)], at=3)
+        await view.append_part("c", KEY, Part(0, b"p", 1, 1, False), at=6)
+        with pytest.raises(LogDiverged):
+            await view.append_part("c", KEY, Part(0, b"p", 1, 1, False), at=7)     # the same key again
+        assert await view.end_offset("c") == 7
+    finally:
+        await view.close()
+
+
+async def test_a_replica_whose_view_diverged_stops_writing(replicas, nats_server):
+    """An event the view cannot follow stops this replica's fold of the stream: its writes answer
+    UNAVAILABLE (a restart rebuilds the view) instead of going on from a wrong state."""
+    import nats
+
+    a = await replicas()
+    try:
+        await a.append("x", [Record(b"0", MODEL), Record(b"1", MODEL)])
+        stream = a._streams[a.layout.stream("x")[0]]
+        bogus = log_pb2.LogEvent(channel="x", writer="someone else", append=log_pb2.LogAppend(
+            first_offset=0, records=[log_pb2.LogRecord(blob=b"bad", model_id=MODEL)]))
+        nc = await nats.connect(nats_server.url)
+        try:                                   # a writer that broke the rules: it names offset 0 again
+            await nc.jetstream().publish(a.layout.subject("x", True), bogus.SerializeToString())
+        finally:
+            await nc.close()
+        for _ in range(50):
+            if stream.broken is not None:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(LogUnavailable):
+            await a.append("x", [Record(b"2", MODEL)])
+    finally:
+        await a.close()

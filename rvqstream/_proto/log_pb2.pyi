@@ -38,18 +38,20 @@ class LogCode(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., code: _Optional[bytes] = ..., near_of: _Optional[int] = ..., near_record: _Optional[int] = ...) -> None: ...
 
 class LogRecord(_message.Message):
-    __slots__ = ("blob", "model_id", "producer_id", "sequence", "code")
+    __slots__ = ("blob", "model_id", "producer_id", "sequence", "code", "duplicate_of")
     BLOB_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     blob: bytes
     model_id: str
     producer_id: str
     sequence: int
     code: LogCode
-    def __init__(self, blob: _Optional[bytes] = ..., model_id: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., code: _Optional[_Union[LogCode, _Mapping]] = ...) -> None: ...
+    duplicate_of: int
+    def __init__(self, blob: _Optional[bytes] = ..., model_id: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., code: _Optional[_Union[LogCode, _Mapping]] = ..., duplicate_of: _Optional[int] = ...) -> None: ...
 
 class LogAppend(_message.Message):
     __slots__ = ("first_offset", "records")

@@ -15,23 +15,29 @@ import logging
 import time
 
 from rvqstream._proto import log_pb2
-from rvqstream.server.logstore import MessageState, Part, PartConflict, Record, StreamKey
+from rvqstream.server.logstore import Appended, Code, MessageState, Part, PartConflict, Record, StreamKey
 from rvqstream.server.nats_events import code_from_pb
 from rvqstream.server.sqlite_store import SQLiteLogStore
 
 log = logging.getLogger(__name__)
 
+MAX_OUTCOMES = 10_000     # outcomes of this writer's events kept for writers that still wait
+
 
 class FoldedStream:
     """One JetStream stream as this replica folds it: the last stream sequence handed to the view
-    (``queued``) and the last one the view applied (``applied``), per channel the sequence of its
-    last creation event applied, and the settling of the events in flight (``tail``)."""
+    (``queued``) and the last one the view applied (``applied``); per channel, the sequence of its
+    last creation event applied (``last_created``) and its next offset then (``ends``), which move
+    together; the settling of the events in flight (``tail``); and ``broken``, the error that
+    stopped the fold when the view could not follow the stream."""
 
     def __init__(self, name: str):
         self.name = name
         self.queued = 0
         self.applied = 0
         self.last_created: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
+        self.broken: Exception | None = None
         self.folded = asyncio.Condition()
         self.tail: asyncio.Future | None = None
         self.in_flight = 0
@@ -81,6 +87,8 @@ class Fold:
         except Exception:  # noqa: BLE001 - not an event of this log: skipped
             log.error("message %d of stream %s is not a log event: skipped", seq, stream.name)
             event = None
+        if stream.broken is not None:    # the view stopped following: nothing more goes into it
+            event = None
         work = (asyncio.ensure_future(self._apply(event, int(msg.metadata.timestamp.timestamp())))
                 if event is not None else None)
         stream.tail = asyncio.ensure_future(self._settle(stream, seq, event, work, stream.tail))
@@ -97,38 +105,49 @@ class Fold:
                 outcome = await work
             except PartConflict as e:
                 outcome = e
-            except Exception as e:     # a view that cannot take an event is reported; the fold goes on
-                log.exception("event %d of stream %s could not be folded", seq, stream.name)
-                outcome = e
-            kind = event.WhichOneof("event")
-            if kind in ("append", "retain") or (kind == "part" and event.part.creates):   # a creation subject's
-                stream.last_created[event.channel] = seq
+            except Exception as e:  # noqa: BLE001 - the view no longer follows the stream: the fold stops
+                log.critical("event %d of stream %s could not be folded: this replica stops writing to "
+                             "the stream; restart it to rebuild its view: %s", seq, stream.name, e)
+                stream.broken = outcome = e
+            if stream.broken is None:
+                self._settled(stream, seq, event)
             if event.writer == self.writer:
                 self._outcomes[(stream.name, seq)] = outcome
+                if len(self._outcomes) > MAX_OUTCOMES:   # of writers that gave up waiting
+                    for key in [k for k in self._outcomes if k[0] == stream.name and k[1] < seq - MAX_OUTCOMES]:
+                        del self._outcomes[key]
         stream.in_flight -= 1
         async with stream.folded:
             stream.applied = seq
             stream.folded.notify_all()
 
+    @staticmethod
+    def _settled(stream: FoldedStream, seq: int, event: log_pb2.LogEvent) -> None:
+        """A creation subject's event settled: the channel's last creation and end move on."""
+        kind, channel = event.WhichOneof("event"), event.channel
+        if kind == "append":
+            fresh = sum(not r.HasField("duplicate_of") for r in event.append.records)
+            if fresh:
+                stream.ends[channel] = event.append.first_offset + fresh
+        elif kind == "part" and event.part.creates:
+            stream.ends[channel] = event.part.offset + 1
+        elif kind != "retain":
+            return
+        stream.last_created[channel] = seq
+
     async def _apply(self, event: log_pb2.LogEvent, created_at: int):
         """Applies ``event`` (stored in JetStream at ``created_at``, Unix seconds) -> its outcome.
-        Its write is handed to the view before the first ``await`` returns (the order of events)."""
+        Its write is handed to the view before the first ``await`` returns (the order of events).
+        A creating event's offsets and duplicates are the event's: the view follows them."""
         channel, kind = event.channel, event.WhichOneof("event")
         if kind == "append":
-            first = event.append.first_offset
-            records = [Record(r.blob, r.model_id, r.producer_id, r.sequence, code_from_pb(r.code))
-                       for r in event.append.records]
-            out = await self.view.append(channel, records, start=first, created_at=created_at)
-            fresh = [a.offset for a in out if not a.duplicate]
-            if fresh and fresh[0] != first:
-                log.error("channel %r: an event names offset %d, the view gave %d", channel, first, fresh[0])
-            return out
+            return await self._append(channel, event.append, created_at)
         if kind == "part":
             p = event.part
             key = StreamKey(p.producer_id, p.sequence, p.model_id, p.tier)
             part = Part(p.index, p.batch, p.text_bytes, p.crc, p.end, code_from_pb(p.code))
-            info = await self.view.append_part(channel, key, part, start=p.offset, create=p.creates,
-                                               created_at=created_at)
+            info = await self.view.append_part(channel, key, part, at=p.offset if p.creates else None,
+                                               create=p.creates, created_at=created_at)
             self._note_activity(channel, info.offset, info.state)
             return info
         if kind == "abort":
@@ -142,6 +161,24 @@ class Fold:
                 self._activity[(channel, event.touch.offset)] = time.monotonic()
             return None
         raise ValueError(f"unknown log event {kind!r}")
+
+    async def _append(self, channel: str, event: log_pb2.LogAppend, created_at: int) -> list[Appended]:
+        """The event's records: a duplicate is its ``duplicate_of``; the others are stored at
+        ``first_offset`` on, a near-duplicate naming the offset of the record it repeats."""
+        offsets, fresh, k = [], [], event.first_offset
+        for r in event.records:
+            if r.HasField("duplicate_of"):
+                offsets.append(r.duplicate_of)
+                continue
+            code = code_from_pb(r.code)
+            if code is not None and code.near_record is not None:
+                code = Code(code.model_id, code.code, offsets[code.near_record], None)
+            fresh.append(Record(r.blob, r.model_id, r.producer_id, r.sequence, code))
+            offsets.append(k)
+            k += 1
+        if fresh:
+            await self.view.append(channel, fresh, at=event.first_offset, created_at=created_at)
+        return [Appended(o, r.HasField("duplicate_of")) for o, r in zip(offsets, event.records)]
 
     def _note_activity(self, channel: str, offset: int, state: MessageState) -> None:
         if state == MessageState.STREAMING:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nats
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
@@ -42,6 +43,7 @@ from rvqstream.server.logstore import (
     LogUnavailable,
     MessageState,
     Part,
+    PartConflict,
     Record,
     Retention,
     StreamInfo,
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 WRONG_LAST_SEQUENCE = 10071      # JetStream's error code: the expected last subject sequence moved on
 STREAM_NAME_IN_USE = 10058
 PUBLISH_TIMEOUT_S = 10.0
+PUBLISH_TRIES = 3               # a write unacknowledged this often is UNAVAILABLE
 START_TIMEOUT_S = 120.0         # how long a starting replica waits for its cluster
 EVENT_OVERHEAD = 1024            # bytes an event adds to its records' (headers, fields)
 VIEW_FILE = "view.sqlite3"
@@ -97,7 +100,10 @@ class NatsLogStore(LogStore):
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                return await self._start_once()
+                return await asyncio.wait_for(self._start_once(), max(1.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise LogUnavailable(f"NATS at {', '.join(self.servers)} did not answer within {timeout_s:.0f} s") \
+                    from None
             except LogUnavailable as e:
                 if time.monotonic() > deadline:
                     raise
@@ -185,28 +191,45 @@ class NatsLogStore(LogStore):
     # -- writing -------------------------------------------------------------------------------
 
     async def _publish(self, stream: FoldedStream, channel: str, event: log_pb2.LogEvent,
-                       creates: bool) -> tuple[int | None, object]:
-        """Publishes ``event`` (on the creation subject under the expected last sequence when it
-        ``creates``) -> (its stream sequence, its outcome) once folded; (None, None) when another
-        replica created a message first (the caller catches up and tries again)."""
+                       expected: int | None) -> tuple[int | None, object]:
+        """Publishes ``event``: on the channel's creation subject when ``expected`` (the sequence
+        of the channel's last creation event the writer saw; JetStream takes the event only if it
+        is still the last), else on its update subject -> (its stream sequence, its outcome) once
+        folded; (None, None) when another creation came first (the caller catches up and tries
+        again). A publish whose acknowledgement does not come is sent again with the same
+        ``Nats-Msg-Id`` (JetStream stores it once), up to ``PUBLISH_TRIES`` times."""
+        self._check(stream)
         event.channel, event.writer = channel, self.writer
         headers = {"Nats-Msg-Id": uuid.uuid4().hex}
-        if creates:
-            headers["Nats-Expected-Last-Subject-Sequence"] = str(stream.last_created.get(channel, 0))
-        subject = self.layout.subject(channel, creates)
-        try:
-            ack = await self._js.publish(subject, event.SerializeToString(), headers=headers)
-        except BadRequestError as e:
-            if e.err_code == WRONG_LAST_SEQUENCE:
-                return None, None
-            raise LogUnavailable(f"JetStream refused the write: {e}") from None
-        except NatsError as e:
-            raise LogUnavailable(f"JetStream: {e}") from None
+        if expected is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+        subject, data = self.layout.subject(channel, expected is not None), event.SerializeToString()
+        for attempt in range(PUBLISH_TRIES):
+            try:
+                ack = await self._js.publish(subject, data, headers=headers)
+                break
+            except BadRequestError as e:
+                if e.err_code == WRONG_LAST_SEQUENCE:
+                    return None, None
+                raise LogUnavailable(f"JetStream refused the write: {e}") from None
+            except NatsTimeoutError as e:
+                if attempt == PUBLISH_TRIES - 1:
+                    raise LogUnavailable(f"JetStream did not acknowledge the write: {e}") from None
+            except NatsError as e:
+                raise LogUnavailable(f"JetStream: {e}") from None
         await self.fold.folded(stream, ack.seq)
+        self._check(stream)
         outcome = self.fold.outcome(stream, ack.seq)
         if isinstance(outcome, Exception):
             raise outcome
         return ack.seq, outcome
+
+    @staticmethod
+    def _check(stream: FoldedStream) -> None:
+        """``LogUnavailable`` once this replica's view stopped following the stream."""
+        if stream.broken is not None:
+            raise LogUnavailable(f"this replica's view of JetStream stream {stream.name} stopped following it "
+                                 f"({stream.broken}): restart the replica to rebuild it")
 
     async def _detached(self, work):
         """Runs the write ``work`` (a coroutine) to its end even if the caller goes away, as a
@@ -216,34 +239,60 @@ class NatsLogStore(LogStore):
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
 
+    def _creators(self, channel: str) -> asyncio.Lock:
+        """The lock this replica's creators of messages in ``channel`` take turns with."""
+        lock = self._creating.get(channel)
+        if lock is None:
+            lock = self._creating[channel] = asyncio.Lock()
+        return lock
+
     async def append(self, channel: str, records: list[Record]) -> list[Appended]:
         return await self._detached(self._append(channel, records))
 
     async def _append(self, channel: str, records: list[Record]) -> list[Appended]:
         stream = await self._stream(channel, create=True)
         out: list[Appended] = []
-        async with self._creating.setdefault(channel, asyncio.Lock()):
-            for chunk in self._chunks(records):
-                base = len(out)
-                pbs = [log_pb2.LogRecord(blob=r.blob, model_id=r.model_id, producer_id=r.producer_id,
-                                         sequence=r.sequence, code=code_to_pb(_in_run(r.code, base, out)))
-                       for r in chunk]
+        async with self._creators(channel):
+            for run in self._runs(records):
                 while True:
-                    event = log_pb2.LogEvent(append=log_pb2.LogAppend(
-                        first_offset=await self.view.end_offset(channel) or 0, records=pbs))
-                    seq, appended = await self._publish(stream, channel, event, creates=True)
+                    expected = stream.last_created.get(channel, 0)     # these two move together:
+                    end = stream.ends.get(channel, 0)                   # read before the view
+                    event = await self._append_event(channel, run, len(out), out, end)
+                    seq, appended = await self._publish(stream, channel, event, expected)
                     if seq is not None:
                         break
                     await self._caught_up(stream)
                 out += appended
         return out
 
-    def _chunks(self, records: list[Record]) -> list[list[Record]]:
+    async def _append_event(self, channel: str, run: list[Record], base: int, earlier: list[Appended],
+                            end: int) -> log_pb2.LogEvent:
+        """The ``LogAppend`` of ``run`` (records ``base`` on of an append whose first records got
+        ``earlier``) at ``end``: a record whose producer key the channel holds (or an earlier
+        record of the run holds) names that message as ``duplicate_of``."""
+        keys = [(r.producer_id, r.sequence) for r in run if r.producer_id]
+        held = {k: info.offset for k, info in (await self.view.find_keys(channel, keys)).items()} if keys else {}
+        pbs, next_offset = [], end
+        for r in run:
+            pb = log_pb2.LogRecord(blob=r.blob, model_id=r.model_id, producer_id=r.producer_id,
+                                   sequence=r.sequence, code=code_to_pb(_in_run(r.code, base, earlier)))
+            key = (r.producer_id, r.sequence)
+            if r.producer_id and key in held:
+                pb.duplicate_of = held[key]
+            else:
+                if r.producer_id:
+                    held[key] = next_offset
+                next_offset += 1
+            pbs.append(pb)
+        return log_pb2.LogEvent(append=log_pb2.LogAppend(first_offset=end, records=pbs))
+
+    def _runs(self, records: list[Record]) -> list[list[Record]]:
         """``records`` in runs that fit in one event each (a record's near-duplicate reference
         into its own append names an earlier record of the same run or an earlier run)."""
         runs, run, size = [], [], 0
         for r in records:
-            cost = len(r.blob) + len(r.producer_id) + 160
+            cost = log_pb2.LogRecord(blob=r.blob, model_id=r.model_id, producer_id=r.producer_id,
+                                     sequence=r.sequence, code=code_to_pb(r.code), duplicate_of=0).ByteSize() + 8
             if cost > self._max_event:
                 raise ValueError(f"a message of {len(r.blob)} bytes does not fit in a NATS message of "
                                  f"{self._max_event + EVENT_OVERHEAD} bytes (the server's max_payload)")
@@ -261,27 +310,29 @@ class NatsLogStore(LogStore):
         if len(part.batch) > self._max_event:
             raise ValueError(f"a frame batch of {len(part.batch)} bytes does not fit in a NATS message")
         stream = await self._stream(channel, create=True)
-        info = await self.view.find_stream(channel, key.producer_id, key.sequence)
-        if info is not None:              # a later part: the fold refuses it if it is out of turn
-            return (await self._publish(stream, channel, self._part_event(key, part, info.offset, False),
-                                        creates=False))[1]
-        async with self._creating.setdefault(channel, asyncio.Lock()):
+        lock = None
+        try:
             while True:
-                info = await self.view.find_stream(channel, key.producer_id, key.sequence)
-                creates = info is None
-                offset = (await self.view.end_offset(channel) or 0) if creates else info.offset
-                seq, result = await self._publish(stream, channel, self._part_event(key, part, offset, creates),
-                                                  creates)
+                expected, end = stream.last_created.get(channel, 0), stream.ends.get(channel, 0)
+                info = (await self.view.find_keys(channel, [(key.producer_id, key.sequence)])).get(
+                    (key.producer_id, key.sequence))
+                if info is not None:      # a later part: the fold refuses it if it is out of turn
+                    if info.state != MessageState.STREAMING:
+                        raise PartConflict(f"message {info.offset} is {info.state.name.lower()}: "
+                                           "it takes no more text")
+                    return (await self._publish(stream, channel, _part_event(key, part, info.offset, False),
+                                                None))[1]
+                if lock is None:          # a first part: creators take turns, then look again
+                    lock = self._creators(channel)
+                    await lock.acquire()
+                    continue
+                seq, result = await self._publish(stream, channel, _part_event(key, part, end, True), expected)
                 if seq is not None:
                     return result
                 await self._caught_up(stream)
-
-    @staticmethod
-    def _part_event(key: StreamKey, part: Part, offset: int, creates: bool) -> log_pb2.LogEvent:
-        return log_pb2.LogEvent(part=log_pb2.LogPart(
-            offset=offset, creates=creates, producer_id=key.producer_id, sequence=key.sequence,
-            model_id=key.model_id, tier=key.tier, index=part.index, batch=part.batch,
-            text_bytes=part.text_bytes, crc=part.crc, end=part.end, code=code_to_pb(part.code)))
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def abort(self, channel: str, offset: int, code: Code | None = None) -> bool:
         return await self._detached(self._abort(channel, offset, code))
@@ -291,13 +342,12 @@ class NatsLogStore(LogStore):
         if stream is None:
             return False
         event = log_pb2.LogEvent(abort=log_pb2.LogAbort(offset=offset, code=code_to_pb(code)))
-        return bool((await self._publish(stream, channel, event, creates=False))[1])
+        return bool((await self._publish(stream, channel, event, None))[1])
 
     async def touch(self, channel: str, offset: int) -> None:
         stream = await self._stream(channel, create=False)
         if stream is not None:
-            await self._publish(stream, channel, log_pb2.LogEvent(touch=log_pb2.LogTouch(offset=offset)),
-                                creates=False)
+            await self._publish(stream, channel, log_pb2.LogEvent(touch=log_pb2.LogTouch(offset=offset)), None)
 
     def idle_s(self, channel: str, offset: int) -> float | None:
         return self.fold.idle_s(channel, offset)
@@ -313,8 +363,9 @@ class NatsLogStore(LogStore):
             if stream is None:
                 continue
             event = log_pb2.LogEvent(retain=log_pb2.LogRetain(first_offset=keep))
-            async with self._creating.setdefault(channel, asyncio.Lock()):
-                seq, n = await self._detached(self._publish(stream, channel, event, creates=True))
+            async with self._creators(channel):
+                seq, n = await self._detached(self._publish(stream, channel, event,
+                                                            stream.last_created.get(channel, 0)))
             if seq is None:
                 continue
             removed += n
@@ -350,6 +401,7 @@ class NatsLogStore(LogStore):
         return await self.view.end_offset(channel)
 
     async def open_streams(self) -> list[tuple[str, int]]:
+        await self._open_all()          # namespaces other replicas created since this one started
         return await self.view.open_streams()
 
     async def read(self, channel: str, from_offset: int, limit: int, limit_bytes: int) -> list[Entry]:
@@ -398,3 +450,11 @@ def _in_run(code: Code | None, base: int, earlier: list[Appended]) -> Code | Non
     if code.near_record >= base:
         return Code(code.model_id, code.code, None, code.near_record - base)
     return Code(code.model_id, code.code, earlier[code.near_record].offset, None)
+
+
+def _part_event(key: StreamKey, part: Part, offset: int, creates: bool) -> log_pb2.LogEvent:
+    """The ``LogPart`` of ``part`` of the message ``key`` at ``offset`` (creating it or not)."""
+    return log_pb2.LogEvent(part=log_pb2.LogPart(
+        offset=offset, creates=creates, producer_id=key.producer_id, sequence=key.sequence,
+        model_id=key.model_id, tier=key.tier, index=part.index, batch=part.batch,
+        text_bytes=part.text_bytes, crc=part.crc, end=part.end, code=code_to_pb(part.code)))

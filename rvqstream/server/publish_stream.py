@@ -28,6 +28,7 @@ from rvqstream.server.logstore import (
     Code,
     LogFull,
     LogStore,
+    LogUnavailable,
     MessageState,
     Part,
     PartConflict,
@@ -67,24 +68,35 @@ class OpenStreams:
             self._toucher = asyncio.create_task(self._watch_shared(), name="rvqstream-stream-watch")
 
     async def _watch_shared(self) -> None:
-        """Every third of the timeout: touches every message a call here writes, and starts a
-        timer for every streaming message of the log that has neither a writer nor a timer here."""
+        """Every third of the timeout: touches every message a call here writes (all at once), and
+        starts a timer for every streaming message of the log that has neither a writer nor a
+        timer here. A round that fails is logged; the next one tries again."""
         while True:
             await asyncio.sleep(self.timeout_s / 3)
-            for channel, offset in list(self._writers):
-                try:
-                    await self.store.touch(channel, offset)
-                except Exception as e:  # noqa: BLE001 - the next round tries again
-                    log.warning("could not touch message %d of %r: %s", offset, channel, e)
-            for key in await self.store.open_streams():
-                if key not in self._writers and key not in self._timers:
-                    self._schedule(key)
+            try:
+                await asyncio.gather(*(self._touch(*key) for key in list(self._writers)))
+                for key in await self.store.open_streams():
+                    if key not in self._writers and key not in self._timers:
+                        self._schedule(key)
+            except Exception as e:  # noqa: BLE001 - the watch goes on
+                log.warning("watching the shared log's streaming messages failed: %s", e)
+
+    async def _touch(self, channel: str, offset: int) -> None:
+        try:
+            await self.store.touch(channel, offset)
+        except Exception as e:  # noqa: BLE001 - the next round tries again
+            log.warning("could not touch message %d of %r: %s", offset, channel, e)
 
     def claim(self, channel: str, offset: int, writer: object) -> None:
-        """``writer`` writes the message: no abort."""
+        """``writer`` writes the message: no abort (on a shared log, the other replicas are told
+        at once)."""
         timer = self._timers.pop((channel, offset), None)
         if timer is not None:
             timer.cancel()
+        if self.store.shared and (channel, offset) not in self._writers:
+            task = asyncio.get_running_loop().create_task(self._touch(channel, offset))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._writers[(channel, offset)] = writer
 
     def release(self, channel: str, offset: int, writer: object) -> None:
@@ -116,16 +128,24 @@ class OpenStreams:
 
     async def _close_aborted(self, channel: str, offset: int) -> None:
         """Closes the message as aborted, with its code made from its stored text (on a shared
-        log: unless another replica wrote or touched it within the timeout; then it waits again)."""
-        idle = self.store.idle_s(channel, offset)
-        if idle is not None and idle < self.timeout_s:
-            key = (channel, offset)
+        log: unless another replica wrote or touched it within the timeout; then it waits again).
+        A log that cannot be reached now is tried again after another timeout."""
+        key = (channel, offset)
+        try:
+            if self.store.shared:        # what other replicas wrote and touched is folded here first
+                await self.store.settled_end_offset(channel)
+            idle = self.store.idle_s(channel, offset)
+            if idle is not None and idle < self.timeout_s:
+                if key not in self._writers and key not in self._timers:
+                    self._schedule(key, self.timeout_s - idle)
+                return
+            coded = await self.coder.code(channel, offset) if self.coder is not None else None
+            if await self.store.abort(channel, offset, coded[0] if coded else None) and coded:
+                self.coder.aborted(channel, offset, coded)
+        except LogUnavailable as e:
+            log.warning("message %d of %r: its abort waits for the log (%s)", offset, channel, e)
             if key not in self._writers and key not in self._timers:
-                self._schedule(key, self.timeout_s - idle)
-            return
-        coded = await self.coder.code(channel, offset) if self.coder is not None else None
-        if await self.store.abort(channel, offset, coded[0] if coded else None) and coded:
-            self.coder.aborted(channel, offset, coded)
+                self._schedule(key)
 
     async def close(self) -> None:
         if self._toucher is not None:

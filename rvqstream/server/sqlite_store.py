@@ -84,18 +84,20 @@ class SQLiteLogStore(LogStore):
         self._requests.put((fn, args, loop, done))
         return await done
 
-    async def append(self, channel: str, records: list[Record], *, start: int = 0,
+    async def append(self, channel: str, records: list[Record], *, at: int | None = None,
                      created_at: int | None = None) -> list[Appended]:
-        """As ``LogStore.append``; a channel this creates starts at offset ``start``; the messages
-        were created at ``created_at`` (Unix seconds; default now: what age retention counts from)."""
-        return await self._write(append_tx, channel, records, start, created_at)
+        """As ``LogStore.append``; for a log that follows another (nats_fold.py): ``at``, the
+        offset the first record takes, as the log it follows says (records are stored as they
+        are, no duplicate check: ``Tx.channel_at``), and ``created_at``, when the messages were
+        created (Unix seconds; default now: what age retention counts from)."""
+        return await self._write(append_tx, channel, records, at, created_at)
 
-    async def append_part(self, channel: str, key: StreamKey, part: Part, *, start: int = 0,
+    async def append_part(self, channel: str, key: StreamKey, part: Part, *, at: int | None = None,
                           create: bool = True, created_at: int | None = None) -> StreamInfo:
-        """As ``LogStore.append_part``; a channel this creates starts at offset ``start``; unless
-        ``create``, a message the channel does not hold is a ``PartConflict``; a message this
-        creates was created at ``created_at`` (as ``append``)."""
-        return await self._write(part_tx, channel, key, part, start, create, created_at)
+        """As ``LogStore.append_part``; for a follower: ``at``, the offset of the message this part
+        creates (it must not exist), ``create`` false: a message the channel does not hold is a
+        ``PartConflict``, ``created_at`` as in ``append``."""
+        return await self._write(part_tx, channel, key, part, at, create, created_at)
 
     async def retain_below(self, channel: str, offset: int) -> int:
         """Removes the channel's messages below ``offset`` (its first offset moves up to it) ->
@@ -306,6 +308,20 @@ class SQLiteLogStore(LogStore):
 
     async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
         return await self._query(self._find_sync, channel, producer_id, sequence)
+
+    async def find_keys(self, channel: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], StreamInfo]:
+        """The messages, published or streamed, that hold these (producer id, sequence) keys."""
+        return await self._query(self._keys_sync, channel, keys)
+
+    def _keys_sync(self, channel: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], StreamInfo]:
+        conn, out = self._reader(), {}
+        for producer, sequence in keys:
+            row = conn.execute(STREAM_SELECT + " JOIN channels c ON e.channel = c.id"
+                               " WHERE c.name = ? AND e.producer = ? AND e.sequence = ?",
+                               (channel, producer, sequence)).fetchone()
+            if row is not None:
+                out[(producer, sequence)] = stream_info(row)
+        return out
 
     async def retention_points(self, retention: Retention) -> dict[str, tuple[int, int]]:
         """Per channel that ``retention`` would shorten: (its first offset, the first it would keep);

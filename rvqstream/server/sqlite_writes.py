@@ -27,6 +27,11 @@ def stream_info(row) -> StreamInfo:
     return StreamInfo(offset, MessageState(state), parts, text_bytes, crc, model_id, tier, stored)
 
 
+class LogDiverged(Exception):
+    """A log that follows another (nats_fold.py) was told of a message at an offset its own state
+    puts elsewhere: it no longer agrees with the log it follows."""
+
+
 class Tx:
     """The writer's view of one transaction: cached channel and model row ids."""
 
@@ -61,6 +66,19 @@ class Tx:
         """The channel's next offset, inside the transaction."""
         return self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (self.channel(name),)).fetchone()[0]
 
+    def channel_at(self, name: str, at: int) -> int:
+        """The channel's row id, its next offset made ``at``: a channel this creates starts there;
+        one behind it (the log it follows dropped the messages in between: retention) loses its
+        messages below ``at``; ``LogDiverged`` for one ahead of it."""
+        cid = self.channel(name, at)
+        (end,) = self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (cid,)).fetchone()
+        if end > at:
+            raise LogDiverged(f"channel {name!r} is told of a message at offset {at}; it is at {end}")
+        if end < at:
+            remove_below(self.conn, cid, at)
+            self.conn.execute("UPDATE channels SET next_offset = ? WHERE id = ?", (at, cid))
+        return cid
+
     def take_offset(self, cid: int) -> int:
         """The channel's next offset, taken."""
         (offset,) = self.conn.execute("SELECT next_offset FROM channels WHERE id = ?", (cid,)).fetchone()
@@ -74,13 +92,13 @@ def code_tx(tx: Tx, cid: int, offset: int, code: Code, near_of: int | None) -> N
                     " VALUES (?, ?, ?, ?, ?)", (cid, offset, tx.model(code.model_id), code.code, near_of))
 
 
-def append_tx(tx: Tx, channel: str, records: list[Record], start: int,
+def append_tx(tx: Tx, channel: str, records: list[Record], at: int | None,
               created_at: int | None) -> list[Appended]:
-    """``LogStore.append`` (``SQLiteLogStore.append`` for ``start`` and ``created_at``)."""
-    cid = tx.channel(channel, start)
+    """``LogStore.append`` (``SQLiteLogStore.append`` for ``at`` and ``created_at``)."""
+    cid = tx.channel(channel) if at is None else tx.channel_at(channel, at)
     out: list[Appended] = []
     for rec in records:
-        if rec.producer_id:
+        if rec.producer_id and at is None:
             row = tx.conn.execute(
                 "SELECT msg_offset FROM entries WHERE channel = ? AND producer = ? AND sequence = ?",
                 (cid, rec.producer_id, rec.sequence)).fetchone()
@@ -88,11 +106,14 @@ def append_tx(tx: Tx, channel: str, records: list[Record], start: int,
                 out.append(Appended(row[0], True))
                 continue
         offset = tx.take_offset(cid)
-        tx.conn.execute(
-            "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, CAST(strftime('%s', 'now') AS INTEGER)))",
-            (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
-             rec.sequence if rec.producer_id else None, len(rec.blob), created_at))
+        try:
+            tx.conn.execute(
+                "INSERT INTO entries (channel, msg_offset, model, blob, producer, sequence, stored_bytes,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, CAST(strftime('%s', 'now') AS INTEGER)))",
+                (cid, offset, tx.model(rec.model_id), rec.blob, rec.producer_id or None,
+                 rec.sequence if rec.producer_id else None, len(rec.blob), created_at))
+        except sqlite3.IntegrityError:   # only a follower, told of a key it holds already
+            raise LogDiverged(f"channel {channel!r}: ({rec.producer_id}, {rec.sequence}) is stored twice") from None
         if rec.code is not None:
             near = rec.code.near_of if rec.code.near_record is None else out[rec.code.near_record].offset
             code_tx(tx, cid, offset, rec.code, near)
@@ -100,12 +121,14 @@ def append_tx(tx: Tx, channel: str, records: list[Record], start: int,
     return out
 
 
-def part_tx(tx: Tx, channel: str, key: StreamKey, part: Part, start: int, create: bool,
+def part_tx(tx: Tx, channel: str, key: StreamKey, part: Part, at: int | None, create: bool,
             created_at: int | None) -> StreamInfo:
     """``LogStore.append_part`` (``SQLiteLogStore.append_part`` for the keywords)."""
-    cid = tx.channel(channel, start)
+    cid = tx.channel(channel) if at is None else tx.channel_at(channel, at)
     row = tx.conn.execute(STREAM_SELECT + " WHERE e.channel = ? AND e.producer = ? AND e.sequence = ?",
                           (cid, key.producer_id, key.sequence)).fetchone()
+    if row is not None and at is not None:
+        raise LogDiverged(f"channel {channel!r}: message ({key.producer_id}, {key.sequence}) is created twice")
     if row is None and not create:
         raise PartConflict(f"the channel holds no message ({key.producer_id}, {key.sequence})")
     if row is None:
