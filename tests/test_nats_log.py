@@ -325,3 +325,12 @@ async def test_a_replica_whose_view_diverged_stops_writing(replicas, nats_server
             await a.append("x", [Record(b"2", MODEL)])
     finally:
         await a.close()
+
+
+async def test_a_nats_max_payload_below_the_largest_message_is_refused_at_start(tmp_path, nats_server):
+    store = NatsLogStore([nats_server.url], tmp_path / "view", fresh_prefix(), max_message_bytes=16 << 20)
+    try:
+        with pytest.raises(ValueError, match="max_payload"):
+            await store.start()
+    finally:
+        await store.close()

@@ -182,7 +182,8 @@ def channel_log(config: ServerConfig) -> LogStore:
                          "--retention-age-s, --retention-bytes and the NATS servers' own limits")
     if config.nats_replicas < 1:
         raise ValueError(f"--nats-replicas is {config.nats_replicas}; at least 1")
-    return NatsLogStore(servers, config.data_dir, config.nats_prefix, config.nats_replicas, config.nats_credentials)
+    return NatsLogStore(servers, config.data_dir, config.nats_prefix, config.nats_replicas, config.nats_credentials,
+                        config.max_message_bytes)
 
 
 def create_server(address: str, config: ServerConfig | None = None, registry: ModelRegistry | None = None,
@@ -213,7 +214,7 @@ async def serve(config: ServerConfig) -> None:
         raise SystemExit(f"rvqstream serve: {e}") from None
     try:
         await server.start()
-    except LogUnavailable as e:
+    except (LogUnavailable, ValueError) as e:     # the channel log's cluster, or its settings
         raise SystemExit(f"rvqstream serve: {e}") from None
     host = config.listen.rsplit(":", 1)[0]
     log.info("rvqstream serving on %s:%d (%s, %s; channels in %s, model %s)", host, port,

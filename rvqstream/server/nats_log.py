@@ -62,6 +62,7 @@ PUBLISH_TIMEOUT_S = 10.0
 PUBLISH_TRIES = 3               # a write unacknowledged this often is UNAVAILABLE
 START_TIMEOUT_S = 120.0         # how long a starting replica waits for its cluster
 EVENT_OVERHEAD = 1024            # bytes an event adds to its records' (headers, fields)
+RECORD_OVERHEAD = 4096           # bytes a record adds to its message's text, at most (blob header, code, keys)
 VIEW_FILE = "view.sqlite3"
 
 
@@ -69,13 +70,15 @@ class NatsLogStore(LogStore):
     """Channels in NATS JetStream; see the module docstring. ``servers``: NATS URLs;
     ``view_dir``: where this replica keeps its view (emptied at start); ``prefix``: this
     deployment's stream and subject prefix; ``replicas``: JetStream replicas of each stream it
-    creates; ``credentials``: a NATS .creds file (empty: none)."""
+    creates; ``credentials``: a NATS .creds file (empty: none); ``max_message_bytes``: the
+    largest message the server takes (the NATS servers' ``max_payload`` must hold one)."""
 
     shared = True
 
     def __init__(self, servers: list[str], view_dir: Path, prefix: str = "rvq", replicas: int = 1,
-                 credentials: str = ""):
+                 credentials: str = "", max_message_bytes: int = 1 << 20):
         self.servers, self.replicas, self.credentials = servers, replicas, credentials
+        self.max_message_bytes = max_message_bytes
         self.layout = Layout(prefix)
         self.writer = uuid.uuid4().hex
         view_dir = Path(view_dir)
@@ -123,6 +126,12 @@ class NatsLogStore(LogStore):
             raise LogUnavailable(f"cannot reach NATS at {', '.join(self.servers)}: {e}") from None
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self._max_event = self._nc.max_payload - EVENT_OVERHEAD
+        if self._max_event < self.max_message_bytes + RECORD_OVERHEAD:
+            await self._nc.close()
+            raise ValueError(f"NATS max_payload is {self._nc.max_payload} bytes: too small for messages of "
+                             f"--max-message-bytes {self.max_message_bytes}; set max_payload to at least "
+                             f"{self.max_message_bytes + RECORD_OVERHEAD + EVENT_OVERHEAD} in the NATS servers' "
+                             "configuration (the shipped ones: 8MB)")
         await self._open_all()
 
     async def _open_all(self) -> None:
@@ -222,6 +231,9 @@ class NatsLogStore(LogStore):
         outcome = self.fold.outcome(stream, ack.seq)
         if isinstance(outcome, Exception):
             raise outcome
+        if outcome is None and event.WhichOneof("event") in ("append", "part"):
+            raise LogUnavailable(f"event {ack.seq} is stored but was purged before this replica folded it: "
+                                 "retry the write")
         return ack.seq, outcome
 
     @staticmethod
