@@ -166,6 +166,7 @@ class ChannelCodes:
                 await self._load(channel, ch)
             first = await self.store.first_offset(channel)
             ch.index.drop_below(first)
+            ch.pending = {o for o in ch.pending if o >= first}    # retention took the rest
         self._evict()
         return ch.index
 

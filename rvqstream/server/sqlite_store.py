@@ -129,7 +129,7 @@ class SQLiteLogStore(LogStore):
                     break
                 group.append(item)
             self._commit(tx, group)
-            if any(item[0] is retain_tx for item in group):
+            if any(item[0] in (retain_tx, retain_below_tx) for item in group):
                 tx.conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")   # runs all its steps
             if stop:
                 break
