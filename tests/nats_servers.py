@@ -38,11 +38,12 @@ def free_ports(n: int) -> list[int]:
 
 class NatsServer:
     """One node: client port ``port``, monitoring port (``/healthz``), and in a cluster its route
-    port and the other nodes' routes. Its store stays in ``root`` across kill and start."""
+    port and the other nodes' routes; ``max_file_store`` limits its JetStream storage (e.g. "2MB";
+    empty: the disk). Its store stays in ``root`` across kill and start."""
 
     def __init__(self, root: Path, name: str = "n0", cluster: str = "", route_port: int = 0,
-                 routes: tuple[int, ...] = ()):
-        self.root, self.name = root, name
+                 routes: tuple[int, ...] = (), max_file_store: str = ""):
+        self.root, self.name, self.max_file_store = root, name, max_file_store
         self.port, self.http_port = free_ports(2)
         self.cluster, self.route_port, self.routes = cluster, route_port, routes
         self.proc: subprocess.Popen | None = None
@@ -55,9 +56,10 @@ class NatsServer:
     def config(self) -> str:
         """The node's configuration file text."""
         store = json.dumps(str(self.root / "jetstream"))
+        limit = f", max_file_store: {self.max_file_store}" if self.max_file_store else ""
         lines = [f"server_name: {self.name}", f"listen: 127.0.0.1:{self.port}",
                  f"http: 127.0.0.1:{self.http_port}", "max_payload: 8MB",
-                 f"jetstream {{ store_dir: {store}, sync_interval: always }}"]
+                 f"jetstream {{ store_dir: {store}, sync_interval: always{limit} }}"]
         if self.cluster:
             routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
             lines.append(f"cluster {{ name: {self.cluster}, listen: 127.0.0.1:{self.route_port}, "

@@ -334,3 +334,24 @@ async def test_a_nats_max_payload_below_the_largest_message_is_refused_at_start(
             await store.start()
     finally:
         await store.close()
+
+
+async def test_a_full_jetstream_is_log_full_and_the_log_goes_on(tmp_path):
+    """JetStream out of storage is ``LogFull`` (RESOURCE_EXHAUSTED to a publisher, as a full disk is
+    for the SQLite log), not UNAVAILABLE; what was stored stays readable."""
+    from rvqstream.server.logstore import LogFull
+
+    nats = NatsServer(tmp_path / "nats", max_file_store="2MB").start()
+    store = NatsLogStore([nats.url], tmp_path / "view", fresh_prefix())
+    try:
+        await store.start()
+        stored = 0
+        with pytest.raises(LogFull, match="room"):
+            for _ in range(40):
+                await store.append("full", [Record(bytes(100_000), MODEL)])
+                stored += 1
+        assert 0 < stored < 40 and await store.end_offset("full") == stored
+        assert len(await store.read("full", 0, 100, 1 << 30)) == stored
+    finally:
+        await store.close()
+        nats.stop()

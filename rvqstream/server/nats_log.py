@@ -31,7 +31,7 @@ import nats
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from rvqstream._proto import log_pb2
 from rvqstream.server.logstore import (
@@ -39,6 +39,7 @@ from rvqstream.server.logstore import (
     Code,
     CodeEntry,
     Entry,
+    LogFull,
     LogStore,
     LogUnavailable,
     MessageState,
@@ -57,6 +58,7 @@ from rvqstream.server.sqlite_store import SQLiteLogStore
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071      # JetStream's error code: the expected last subject sequence moved on
+STORAGE_FULL = (10002, 10023, 10047)   # account resources, insufficient resources, storage exceeded
 STREAM_NAME_IN_USE = 10058
 PUBLISH_TIMEOUT_S = 10.0
 PUBLISH_TRIES = 3               # a write unacknowledged this often is UNAVAILABLE
@@ -217,9 +219,11 @@ class NatsLogStore(LogStore):
             try:
                 ack = await self._js.publish(subject, data, headers=headers)
                 break
-            except BadRequestError as e:
+            except APIError as e:
                 if e.err_code == WRONG_LAST_SEQUENCE:
                     return None, None
+                if e.err_code in STORAGE_FULL:
+                    raise LogFull(f"JetStream has no room for the write ({e.description})") from None
                 raise LogUnavailable(f"JetStream refused the write: {e}") from None
             except NatsTimeoutError as e:
                 if attempt == PUBLISH_TRIES - 1:
