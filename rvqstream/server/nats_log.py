@@ -307,8 +307,7 @@ class NatsLogStore(LogStore):
         into its own append names an earlier record of the same run or an earlier run)."""
         runs, run, size = [], [], 0
         for r in records:
-            cost = log_pb2.LogRecord(blob=r.blob, model_id=r.model_id, producer_id=r.producer_id,
-                                     sequence=r.sequence, code=code_to_pb(r.code), duplicate_of=0).ByteSize() + 8
+            cost = _record_bytes(r)
             if cost > self._max_event:
                 raise ValueError(f"a message of {len(r.blob)} bytes does not fit in a NATS message of "
                                  f"{self._max_event + EVENT_OVERHEAD} bytes (the server's max_payload)")
@@ -393,28 +392,28 @@ class NatsLogStore(LogStore):
 
     # -- reading: the view, once this replica folded what the question needs -------------------
 
-    async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
+    async def _catch_up(self, channel: str) -> bool:
+        """Folds the stream of ``channel``'s namespace up to its last event now; False when the
+        stream does not exist."""
         stream = await self._stream(channel, create=False)
         if stream is None:
+            return False
+        await self._caught_up(stream)
+        return True
+
+    async def find_stream(self, channel: str, producer_id: str, sequence: int) -> StreamInfo | None:
+        if not await self._catch_up(channel):   # a producer resuming through this replica finds its message
             return None
-        await self._caught_up(stream)     # a producer resuming through this replica finds its message
         return await self.view.find_stream(channel, producer_id, sequence)
 
     async def end_offset(self, channel: str) -> int | None:
         end = await self.view.end_offset(channel)
         if end is None:                   # a channel another replica just created: catch up first
-            stream = await self._stream(channel, create=False)
-            if stream is not None:
-                await self._caught_up(stream)
-                end = await self.view.end_offset(channel)
+            return await self.settled_end_offset(channel)
         return end
 
     async def settled_end_offset(self, channel: str) -> int | None:
-        stream = await self._stream(channel, create=False)
-        if stream is None:
-            return None
-        await self._caught_up(stream)
-        return await self.view.end_offset(channel)
+        return await self.view.end_offset(channel) if await self._catch_up(channel) else None
 
     async def open_streams(self) -> list[tuple[str, int]]:
         await self._open_all()          # namespaces other replicas created since this one started
@@ -474,3 +473,11 @@ def _part_event(key: StreamKey, part: Part, offset: int, creates: bool) -> log_p
         offset=offset, creates=creates, producer_id=key.producer_id, sequence=key.sequence,
         model_id=key.model_id, tier=key.tier, index=part.index, batch=part.batch,
         text_bytes=part.text_bytes, crc=part.crc, end=part.end, code=code_to_pb(part.code)))
+
+
+def _record_bytes(record: Record) -> int:
+    """At least the bytes ``record`` takes in a ``LogAppend`` (its fields, with room for every
+    tag, length and varint)."""
+    code = record.code
+    code_bytes = 0 if code is None else len(code.code) + len(code.model_id)
+    return len(record.blob) + len(record.model_id) + len(record.producer_id) + code_bytes + 96
