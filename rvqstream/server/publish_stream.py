@@ -59,13 +59,13 @@ class OpenStreams:
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._writers: dict[tuple[str, int], object] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._toucher: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
 
     async def start(self) -> None:
         for channel, offset in await self.store.open_streams():
             self._schedule((channel, offset))
         if self.store.shared:
-            self._toucher = asyncio.create_task(self._watch_shared(), name="rvqstream-stream-watch")
+            self._watcher = asyncio.create_task(self._watch_shared(), name="rvqstream-stream-watch")
 
     async def _watch_shared(self) -> None:
         """Every third of the timeout: touches every message a call here writes (all at once), and
@@ -148,9 +148,9 @@ class OpenStreams:
                 self._schedule(key)
 
     async def close(self) -> None:
-        if self._toucher is not None:
-            self._toucher.cancel()
-            await asyncio.gather(self._toucher, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
