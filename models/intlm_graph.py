@@ -3,7 +3,7 @@
 Two graphs of one function: ``cpu`` feeds every integer matmul an unsigned activation (value + 128,
 zero point 128: ONNX Runtime's fast u8 x s8 path, exact because weights, keys and values stay within
 ±64), ``cuda`` a signed one (the CUDA provider's ``MatMulInteger`` is s8 x s8 only). Both use only
-ops that both providers implement for these types: MatMulInteger, Gather, Cast, Add, Sub, Mul, Div,
+ops that both providers implement for these types: MatMulInteger, Gather, GatherElements, Cast, Add, Sub, Mul, Div,
 Abs, Max, Min, ReduceSum, ReduceMax, Concat, Split, Slice, Shape, Reshape, Transpose (and Clip on
 the CPU graph, for Max-then-Min with scalar bounds).
 
@@ -105,6 +105,15 @@ class _Builder:
         inputs = [a, b] if self.signed else [a, b, self.const(128, np.uint8, "zp")]
         return self.op("MatMulInteger", inputs)
 
+    def lookup(self, table: np.ndarray, idx: str, hint: str) -> str:
+        """``table[idx]`` element by element (an int32 table, int32 indices of any shape within it).
+        A ``GatherElements`` over the flattened indices: ONNX Runtime's CPU ``Gather`` copies one
+        element at a time with an integer division each (about 8 ns an element here), its
+        ``GatherElements`` about ten times faster; both providers implement it for int32."""
+        flat = self.op("Reshape", [idx, self.const([1, -1], np.int64)])
+        out = self.op("GatherElements", [self.const(np.asarray(table)[None], I32, hint), flat], axis=1)
+        return self.op("Reshape", [out, self.op("Shape", [idx])])
+
     def requant(self, acc: str, rq: Requant) -> str:
         return self.tdiv(self.op("Mul", [acc, self.const(rq.mult)]), 1 << rq.shift)
 
@@ -143,7 +152,7 @@ def _attention(g: _Builder, layer: Layer, i: int, heads: int, d: int, qkv: str, 
     gap = g.op("Min", [gap, g.const(GAP_MAX)])
     rq = Requant(layer.score.mult.reshape(1, heads, 1, 1), layer.score.shift)
     idx = g.op("Min", [g.requant(gap, rq), g.const(EXP_SIZE - 1)])
-    e = g.op("Mul", [g.op("Gather", [g.const(EXP_TABLE, I32, "exp_table"), idx], axis=0), allowed])
+    e = g.op("Mul", [g.lookup(EXP_TABLE, idx, "exp_table"), allowed])
     total = g.op("ReduceSum", [e, g.const([-1], np.int64)], keepdims=1)
     p = g.tdiv(g.op("Add", [g.op("Mul", [e, g.const(PROB_MAX)]), g.tdiv(total, 2)]), total)
     past_len = g.op("Shape", [f"past_v{i}"], start=2, end=3)
@@ -181,7 +190,7 @@ def build(lm: IntLM, variant: str = "cpu") -> bytes:
                     helper.make_tensor_value_info(f"new_v{i}", i8, ["B", heads, "S", dh])]
         x = g.clip(g.op("Add", [x, g.linear(o, layer.proj, f"l{i}_proj")]), -RESIDUAL_MAX, RESIDUAL_MAX)
         h = g.clip(g.linear(g.normalize(x, d), layer.ff1, f"l{i}_ff1"), -ACT_MAX, ACT_MAX)
-        h = g.op("Gather", [g.const(layer.gelu, I32, f"l{i}_gelu"), g.op("Add", [h, g.const(ACT_MAX)])], axis=0)
+        h = g.lookup(layer.gelu, g.op("Add", [h, g.const(ACT_MAX)]), f"l{i}_gelu")
         x = g.clip(g.op("Add", [x, g.linear(h, layer.ff2, f"l{i}_ff2")]), -RESIDUAL_MAX, RESIDUAL_MAX)
     logits = g.linear_acc(g.normalize(x, d), lm.head, "head")
     gaps = g.op("Sub", [g.op("ReduceMax", [logits], axes=[-1], keepdims=1), logits])

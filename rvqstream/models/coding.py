@@ -149,13 +149,14 @@ def run_frames(parts: Parts, frames: Frames[T]) -> T:
 def plan_frame(parts: Parts, state: ContextState, tokens: list[int], min_stages: int, max_stages: int,
                with_eos: bool) -> Frames[FramePlan]:
     """``choose_plan`` as frame requests: the integer model's frame is one request (a driver may
-    batch it with other streams' frames); the float model plans at once."""
+    batch it with other streams' frames) that advances ``state`` in place (it writes only the
+    frame's own slots; a caller that codes the frame another way starts a fresh context after
+    it); the float model plans at once."""
     if not isinstance(parts.step, IntStepModel):
         return choose_plan(parts, state, tokens, min_stages, max_stages, with_eos)
-    st = state.copy()
     symbols = tokens + ([EOS_ID] if with_eos else [])
-    tables = (yield FrameRequest(st, symbols)) if symbols else []
-    return FramePlan(0, [], tables, st, symbol_bits(tables, symbols))
+    tables = (yield FrameRequest(state, symbols)) if symbols else []
+    return FramePlan(0, [], tables, state, symbol_bits(tables, symbols))
 
 
 def symbol_bits(tables: list[np.ndarray], symbols: list[int]) -> float:

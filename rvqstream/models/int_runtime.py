@@ -8,8 +8,10 @@ call, a backlog many messages per call, a server many streams per call — and a
 A context's keys and values live in slots indexed by position (``IntState``: [1,H,dh,C] and
 [1,H,C,dh] int8 per layer, C = the model's context), so a step reads them in place and writes one
 slot; every call passes at least one slot (an empty cache, T = 0, is not a shape the graphs are
-run with: ONNX Runtime's integer matmul over an empty dimension is not relied on). Shapes: S
-symbols, V vocabulary.
+run with: ONNX Runtime's integer matmul over an empty dimension is not relied on). A call passes
+only the slots in use, rounded up to ``SLOT_QUANTUM`` (``slots_in_use``): attention costs in
+proportion to the slots passed, and masked slots weigh exactly 0, so the tables are the same as
+with all C. Shapes: S symbols, V vocabulary.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ from rvqstream.models.intlm import MASKED, IntLM, cumulative_tables
 from rvqstream.models.runtime import SessionSettings
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
+SLOT_QUANTUM = 16      # slots passed to a call: the longest context's length rounded up to this
+
+
+def slots_in_use(longest: int, context: int) -> int:
+    """Slots a call passes for contexts of at most ``longest`` positions: a multiple of
+    ``SLOT_QUANTUM`` (at least one quantum), at most ``context``."""
+    return min(context, max(1, -(-longest // SLOT_QUANTUM)) * SLOT_QUANTUM)
+
+
+def step_bias(lengths: np.ndarray, slots: int) -> np.ndarray:
+    """Bias [B,1,1,slots+1] int32 of one new token after contexts of ``lengths`` [B]: each sees
+    its filled slots and itself (the last column)."""
+    bias = np.zeros((len(lengths), 1, 1, slots + 1), np.int32)
+    bias[:, 0, 0, :slots] = np.where(np.arange(slots)[None, :] < lengths[:, None], 0, MASKED)
+    return bias
 
 
 @dataclass
@@ -33,10 +50,6 @@ class IntState:
     values: list[np.ndarray]     # per layer [1,H,C,dh] int8
     last_token: int = 0          # the start symbol (EOS_ID) opens every context
     length: int = 0              # positions filled (tokens after the start symbol)
-
-    def copy(self) -> IntState:
-        return IntState([k.copy() for k in self.keys], [v.copy() for v in self.values], self.last_token,
-                        self.length)
 
     def reset(self) -> None:
         """Start the context afresh (a message start or a keyframe) in the same slots."""
@@ -59,11 +72,6 @@ class IntStepModel:
         self.context = lm_info["context"]
         self.freq_by_step = np.asarray(lm_info["freq_by_step"], np.int64)
         self._past = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
-        c = self.context
-        # _step_bias[n]: a query at position n sees the n slots before it and itself (the last column)
-        slots = np.arange(c + 1)
-        self._step_bias = np.where((slots[None, :] < slots[:, None]) | (slots[None, :] == c), 0, MASKED)
-        self._step_bias = self._step_bias.astype(np.int32).reshape(c + 1, 1, 1, 1, c + 1)
 
     @classmethod
     def from_lm(cls, graph: bytes, lm: IntLM, settings: SessionSettings, device: str = "cpu") -> IntStepModel:
@@ -104,8 +112,10 @@ class IntStepModel:
     def step_gaps(self, state: IntState) -> tuple[np.ndarray, tuple]:
         """-> (logit gaps [V] of the token after ``state``, the new key/value for ``advance``)."""
         n = state.length
+        T = slots_in_use(n, self.context)
         gaps, k, v = self.run(np.array([[state.last_token]], np.int64), np.array([[n]], np.int64),
-                              state.keys, state.values, self._step_bias[n])
+                              [x[..., :T] for x in state.keys], [x[:, :, :T] for x in state.values],
+                              step_bias(np.array([n]), T))
         return gaps[0, 0], (k, v)
 
     def advance(self, state: IntState, token: int, kv: tuple) -> None:
@@ -136,7 +146,7 @@ class IntStepModel:
             return [self.frame(states[0], symbol_lists[0])]
         B, S, c = len(states), max(map(len, symbol_lists)), self.context
         lengths = np.array([st.length for st in states], np.int64)
-        T = min(c, -(-max(int(lengths.max()), 1) // 16) * 16)      # slots in use, to a multiple of 16
+        T = slots_in_use(int(lengths.max()), c)
         tokens = np.zeros((B, S), np.int64)
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             tokens[b, :len(symbols)] = [st.last_token, *symbols[:-1]]
@@ -202,11 +212,10 @@ class StepRows:
     def step_gaps(self, rows: list[int]) -> tuple[np.ndarray, list[tuple]]:
         """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``)."""
         m = max(rows) + 1
-        states, c = self.states[:m], self.model.context
+        states = self.states[:m]
         tokens = np.array([[s.last_token] for s in states], np.int64)
         lengths = np.array([s.length for s in states], np.int64)
-        bias = np.zeros((m, 1, 1, c + 1), np.int32)
-        bias[:, 0, 0, :c] = np.where(np.arange(c)[None, :] < lengths[:, None], 0, MASKED)
-        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[:m] for x in self.keys],
-                                    [x[:m] for x in self.values], bias)
+        T = slots_in_use(int(lengths.max()), self.model.context)
+        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[:m, ..., :T] for x in self.keys],
+                                    [x[:m, :, :T] for x in self.values], step_bias(lengths, T))
         return gaps[rows, 0], [([x[b:b + 1] for x in k], [x[b:b + 1] for x in v]) for b in rows]
