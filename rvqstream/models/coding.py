@@ -105,6 +105,16 @@ def start_context(parts: Parts, state: ContextState | None, frame_capacity: int)
     return state
 
 
+def restart_context(state: ContextState | None) -> ContextState | None:
+    """The context after a message end or a fallback frame, so that the next frame starts afresh:
+    an integer model's restarts in place (its slots are reused, nothing is allocated), a float
+    model's is dropped (None)."""
+    if isinstance(state, IntState):
+        state.reset()
+        return state
+    return None
+
+
 def plan_tokens(parts: Parts, state: ContextState, tokens: list[int], codes: list[int],
                 with_eos: bool = False) -> FramePlan:
     """Run the decoder over ``tokens`` (and a final EOS when ``with_eos``) from ``state`` (the

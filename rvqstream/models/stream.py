@@ -36,6 +36,7 @@ from rvqstream.models.coding import (
     decode_tokens,
     generate_tokens,
     plan_frame,
+    restart_context,
     run_frames,
     start_context,
 )
@@ -142,13 +143,13 @@ class StreamEncoder:
     def end_message_frames(self) -> Frames[Batch]:
         yield from self._frame_all()
         batch = self._seal(True)
-        self._state, self._crc, self._reset_next = None, CHECK_SEED, False
+        self._state, self._crc, self._reset_next = restart_context(self._state), CHECK_SEED, False
         return batch
 
     def resume_message(self, crc: int) -> None:
         """Continue a message whose earlier batches another encoder wrote (its running check value
         ``crc``): the next frame starts a fresh context, which the batch tells decoders."""
-        self._state, self._crc, self._reset_next = None, crc, True
+        self._state, self._crc, self._reset_next = restart_context(self._state), crc, True
 
     @property
     def pending(self) -> int:
@@ -205,19 +206,23 @@ class StreamEncoder:
         self.model_tokens += n
         bits = plan.token_bits + plan.n_stages * p.code_bits
         if self.min_stages == 0 and bits > FALLBACK_TRY_BITS_PER_BYTE * len(data):
-            fb = self._fallback_frame(n, data, reset, degraded=False)
+            fb = self._fallback_frame(n, data, reset, degraded=False, restart=False)
             if 8 * len(fb.payload) + 8 < bits:
+                self._state = restart_context(plan.state)
                 return fb
         self._state = plan.state
         symbols = tuple((int(cum[t]), int(cum[t + 1]), int(cum[-1])) for cum, t in zip(plan.tables, tokens))
         return Frame(FrameKind.MODEL, n, data, tuple(plan.codes), symbols, reset=reset)
 
-    def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool) -> Frame:
+    def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool,
+                        restart: bool = True) -> Frame:
         """The frame's bytes, zstd-compressed with the dictionary when that is smaller; the next
-        frame starts a fresh context."""
+        frame starts a fresh context (``restart``; else the caller restarts it if it sends this
+        frame)."""
         z = self._fallback.compress(data)
         kind, payload = (FrameKind.ZSTD, z) if len(z) < len(data) else (FrameKind.RAW, data)
-        self._state = None
+        if restart:
+            self._state = restart_context(self._state)
         return Frame(kind, n_tokens, data, payload=payload, reset=reset, degraded=degraded)
 
 
@@ -262,7 +267,7 @@ class StreamDecoder:
         while True:
             item = r.item()
             if item == Item.RESET:
-                self._state = None
+                self._state = restart_context(self._state)
                 continue
             if item in (Item.END_BATCH, Item.END_MESSAGE):
                 end = item == Item.END_MESSAGE
@@ -292,7 +297,7 @@ class StreamDecoder:
                 else:
                     left = None if max_bytes is None else max_bytes - len(out)
                     data = self._fallback.decompress(payload, left)
-                self._state = None
+                self._state = restart_context(self._state)
                 fallback += 1
             crc = message_check(crc, data)
             out += data
