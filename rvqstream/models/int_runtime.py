@@ -204,18 +204,18 @@ class StepRows:
                        for b in range(count)]
 
     def step(self, rows: list[int]) -> list[tuple[np.ndarray, tuple]]:
-        """-> for each row in ``rows``, what ``IntStepModel.step`` gives for its state (rows
-        outside the list are computed too, up to the last listed one, and ignored)."""
+        """-> for each row in ``rows`` (in that order), what ``IntStepModel.step`` gives for its state."""
         gaps, kvs = self.step_gaps(rows)
         return list(zip(self.model.tables(gaps), kvs))
 
     def step_gaps(self, rows: list[int]) -> tuple[np.ndarray, list[tuple]]:
-        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``)."""
-        m = max(rows) + 1
-        states = self.states[:m]
+        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``). Only the listed
+        rows are computed (their slots in use gathered into one batch): rows whose contexts have
+        ended cost nothing."""
+        states = [self.states[b] for b in rows]
         tokens = np.array([[s.last_token] for s in states], np.int64)
         lengths = np.array([s.length for s in states], np.int64)
         T = slots_in_use(int(lengths.max()), self.model.context)
-        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[:m, ..., :T] for x in self.keys],
-                                    [x[:m, :, :T] for x in self.values], step_bias(lengths, T))
-        return gaps[rows, 0], [([x[b:b + 1] for x in k], [x[b:b + 1] for x in v]) for b in rows]
+        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[..., :T][rows] for x in self.keys],
+                                    [x[:, :, :T][rows] for x in self.values], step_bias(lengths, T))
+        return gaps[:, 0], [([x[i:i + 1] for x in k], [x[i:i + 1] for x in v]) for i in range(len(rows))]
