@@ -26,6 +26,7 @@ tiers); the codec drives it
 from __future__ import annotations
 
 import enum
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -56,9 +57,13 @@ _ITEM_TABLE = cumulative(np.array([4096, 32, 32, 16, 256, 64], np.int64))
 _TERMINATOR_TABLE = cumulative(np.array([7, 1], np.int64))     # END_BATCH, END_MESSAGE
 
 
+@functools.cache
 def _count_table(frame: int) -> np.ndarray:
-    """Token count 1..F of a model frame: a full frame (F) has half the mass."""
-    return cumulative(np.array([1] * (frame - 1) + [frame - 1], np.int64))
+    """Token count 1..F of a model frame: a full frame (F) has half the mass (read-only: one
+    array per F)."""
+    table = cumulative(np.array([1] * (frame - 1) + [frame - 1], np.int64))
+    table.setflags(write=False)
+    return table
 
 
 

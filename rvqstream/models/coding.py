@@ -8,6 +8,7 @@ latent when the frame carries n > 0 RVQ stages.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Generator
@@ -86,10 +87,14 @@ class OutputLimit:
             raise MalformedError("decodes to more tokens than its size allows")
 
 
+@functools.cache
 def exact_stage_table(stages: int) -> np.ndarray:
     """Cumulative table of a frame's stage count 0..N in the exact tier (blobs and batches):
-    P(0) = 0.94, the rest shared evenly, since frames rarely pay for stages there."""
-    return cumulative(np.array([960] + [8] * stages, np.int64))
+    P(0) = 0.94, the rest shared evenly, since frames rarely pay for stages there (read-only:
+    one array per N)."""
+    table = cumulative(np.array([960] + [8] * stages, np.int64))
+    table.setflags(write=False)
+    return table
 
 
 def start_context(parts: Parts, state: ContextState | None, frame_capacity: int) -> ContextState:
