@@ -3,9 +3,9 @@
 Two graphs of one function: ``cpu`` feeds every integer matmul an unsigned activation (value + 128,
 zero point 128: ONNX Runtime's fast u8 x s8 path, exact because weights, keys and values stay within
 ±64), ``cuda`` a signed one (the CUDA provider's ``MatMulInteger`` is s8 x s8 only). Both use only
-ops that both providers implement for these types: MatMulInteger, Gather, GatherElements, Cast, Add, Sub, Mul, Div,
-Abs, Max, Min, ReduceSum, ReduceMax, Concat, Split, Slice, Shape, Reshape, Transpose (and Clip on
-the CPU graph, for Max-then-Min with scalar bounds).
+ops that both providers implement for these types: MatMulInteger, Gather, GatherElements, Cast, Add,
+Sub, Mul, Div, Abs, Max, Min, ReduceSum, ReduceMax, Concat, Split, Slice, Shape, Reshape, Transpose
+(and Clip on the CPU graph, for Max-then-Min with scalar bounds).
 
 The key and value caches are the caller's: each step reads them whole (``[B,H,dh,T]`` and
 ``[B,H,T,dh]``, T = the context's positions) with a bias that masks the slots not in use, and

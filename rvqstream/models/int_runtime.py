@@ -6,12 +6,12 @@ count, optimization level and execution provider (``step.onnx`` on the CPU provi
 call, a backlog many messages per call, a server many streams per call — and all agree.
 
 A context's keys and values live in slots indexed by position (``IntState``: [1,H,dh,C] and
-[1,H,C,dh] int8 per layer, C = the model's context), so a step reads them in place and writes one
-slot; every call passes at least one slot (an empty cache, T = 0, is not a shape the graphs are
-run with: ONNX Runtime's integer matmul over an empty dimension is not relied on). A call passes
-only the slots in use, rounded up to ``SLOT_QUANTUM`` (``slots_in_use``): attention costs in
-proportion to the slots passed, and masked slots weigh exactly 0, so the tables are the same as
-with all C. Shapes: S symbols, V vocabulary.
+[1,H,C,dh] int8 per layer, C = the model's context): a step reads them and the caller writes its
+new key and value into one slot. A call passes only the slots in use, rounded up to
+``SLOT_QUANTUM`` (``slots_in_use``): attention costs in proportion to the slots passed, and masked
+slots weigh exactly 0, so the tables are the same as with all C. Every call passes at least one
+slot (an empty cache, T = 0, is not a shape the graphs are run with: ONNX Runtime's integer matmul
+over an empty dimension is not relied on). Shapes: S symbols, V vocabulary.
 """
 
 from __future__ import annotations
