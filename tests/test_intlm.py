@@ -1,6 +1,7 @@
 """The integer model is bit-exact everywhere: its ONNX graphs against the numpy int64 reference,
 a frame in one call against one token a call against batch rows in any order with padding, every
-thread count and optimization level, the CUDA graph's arithmetic, the bundle's golden hash; blobs
+thread count and optimization level, the CUDA graph's arithmetic, the bundle's golden hash, ops
+both providers implement; blobs
 coded one way decode every other way; and the training code, on a tiny model, exports a bundle
 whose graph matches the reference."""
 
@@ -110,6 +111,34 @@ def test_cuda_graph_computes_the_same_tables(codec):
     step = IntStepModel(codec.bundle_files()["step_cuda.onnx"], _info(codec), SessionSettings())
     contexts = golden_contexts(codec.parts.tokenizer, step.context)
     assert digest(graph_gaps(step, contexts, "frames")) == codec.manifest["golden_tables_sha256"]
+
+
+# ops (ai.onnx, opset 17) with kernels for the types these graphs use in both ONNX Runtime's CPU and
+# CUDA providers (docs/OperatorKernels.md of onnxruntime); Clip's integer kernels are CPU-only
+BOTH_PROVIDERS = {"MatMulInteger", "Gather", "GatherElements", "Cast", "Add", "Sub", "Mul", "Div", "Abs",
+                  "Max", "Min", "ReduceSum", "ReduceMax", "Concat", "Split", "Slice", "Shape", "Reshape",
+                  "Transpose"}
+
+
+@pytest.mark.parametrize("graph, extra, a_type", [("step.onnx", {"Clip"}, "uint8"),
+                                                   ("step_cuda.onnx", set(), "int8")])
+def test_graphs_use_only_ops_their_providers_implement(codec, graph, extra, a_type):
+    """Every node's op has a kernel in the provider(s) the graph is for; the CUDA graph's
+    MatMulInteger is s8 x s8 (CUDA's only kind), the CPU graph's u8 x s8 (its fast path)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load_from_string(codec.bundle_files()[graph]))
+    allowed = BOTH_PROVIDERS | extra if graph == "step.onnx" else BOTH_PROVIDERS
+    assert {n.op_type for n in model.graph.node} <= allowed
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    types |= {t.name: t.data_type for t in model.graph.initializer}
+    types |= {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert matmuls
+    for n in matmuls:
+        assert TensorProto.DataType.Name(types[n.input[0]]).lower() == a_type
+        assert types[n.input[1]] == TensorProto.INT8
 
 
 def _info(codec: Codec) -> dict:
