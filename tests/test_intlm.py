@@ -1,9 +1,8 @@
 """The integer model is bit-exact everywhere: its ONNX graphs against the numpy int64 reference,
 a frame in one call against one token a call against batch rows in any order with padding, every
-thread count and optimization level, the CUDA graph's arithmetic, the bundle's golden hash, ops
-both providers implement; blobs
-coded one way decode every other way; and the training code, on a tiny model, exports a bundle
-whose graph matches the reference."""
+thread count and optimization level, the CUDA graph's arithmetic, the bundle's golden hash; the
+graphs use only ops both providers implement; blobs coded one way decode every other way; and the
+training code, on a tiny model, exports a bundle whose graph matches the reference."""
 
 from __future__ import annotations
 
