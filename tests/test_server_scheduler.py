@@ -114,3 +114,56 @@ def test_streams_run_together_give_the_bytes_each_gives_alone(registry):
     assert [[b.data for b in r] for r in together] == alone
     assert max(recorded) > 1
     assert [decoded(codec, r) for r in together] == texts
+
+
+class CountingScheduler(Scheduler):
+    """The scheduler, recording for each work item whether it would code a frame when queued."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.items: list[tuple[bool, float]] = []     # (forces frames, model tokens estimated)
+
+    async def run(self, item: WorkItem):
+        self.items.append((item.forces_frames, item.token_estimate(self.costs.frame)))
+        return await super().run(item)
+
+
+def test_words_reach_the_scheduler_a_frame_or_a_flush_at_a_time(registry):
+    """A stream fed word by word within its budget: pushes that could not code a full frame wait
+    for more text (or the flush timer) in the session, so work items are far fewer than words,
+    each one codes a frame or flushes, and the text decodes whole."""
+    from rvqstream._proto import codec_pb2, frame_pb2
+    from rvqstream.models import Tier
+    from rvqstream.server.encode import EncodeSession, StreamLimits
+
+    codec = registry.default
+    words = [" " + w for w in (TEXT * 3).split()]
+    batches = []
+
+    async def emit(batch):
+        batches.append(batch)
+
+    async def requests():
+        for w in words:
+            yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(text_utf8=w.encode()))
+            await asyncio.sleep(0.002)
+        yield codec_pb2.EncodeStreamRequest(chunk=frame_pb2.TextChunk(end_message=True))
+
+    async def main():
+        s = CountingScheduler(Metrics(NoOpMeterProvider().get_meter("test")), workers=1,
+                              frame=codec.parts.frame)
+        s.start()
+        await s.warm_up(codec)
+        s.items.clear()
+        try:
+            session = EncodeSession(codec, Tier.EXACT, None, 2000, s, s.metrics,
+                                    StreamLimits(200, 1 << 20, 1 << 20, 64), emit)
+            await session.run(requests())
+        finally:
+            await s.close()
+        return s.items
+
+    items = asyncio.run(main())
+    assert decoded(codec, batches) == "".join(words)
+    assert len(items) <= len(words) // 2, (len(items), len(words))
+    assert all(forces or tokens > 0 for forces, tokens in items)

@@ -191,24 +191,36 @@ class EncodeSession:
         """When to flush so the batch is out within the budget of ``oldest``'s arrival."""
         return oldest + self.budget - self._slack - self.scheduler.expected_delay()
 
+    def _holds_back(self, now: float, oldest: float | None) -> bool:
+        """Whether the pending operations may wait for more text: pushes only, too little text
+        for a full frame (a push codes only full frames, and holds them until a flush: running it
+        now would only tokenize), not yet due, while the input goes on and the buffer has room.
+        A stream's words then reach the scheduler a frame's worth or a flush at a time, not one
+        work item each."""
+        if self._input_done or not self._room.is_set():
+            return False
+        if oldest is not None and now >= self._flush_at(oldest):
+            return False
+        item = WorkItem(self.encoder, self._ops, None)
+        return not item.forces_frames and item.token_estimate(self.encoder.parts.frame) == 0
+
     async def _work(self) -> None:
         while True:
             oldest = self._oldest()
             now = time.monotonic()
             flush_due = self._anchor is not None and now >= self._flush_at(oldest)
-            if not self._ops and not flush_due:
-                if self._input_done:
-                    if self._anchor is None:
-                        return
-                    flush_due = True     # the input ended without a message end: flush what is held
-                else:
-                    self._wake.clear()
-                    timeout = None if oldest is None else max(0.0, self._flush_at(oldest) - now)
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                    except TimeoutError:
-                        pass
-                    continue
+            if not self._ops and not flush_due and self._input_done:
+                if self._anchor is None:
+                    return
+                flush_due = True         # the input ended without a message end: flush what is held
+            if not flush_due and (not self._ops or self._holds_back(now, oldest)):
+                self._wake.clear()
+                timeout = None if oldest is None else max(0.0, self._flush_at(oldest) - now)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+                continue
             ops, ops_anchor = self._ops, self._ops_anchor
             self._ops, self._ops_bytes, self._ops_anchor = [], 0, None
             self._room.set()
