@@ -148,11 +148,12 @@ class EncodeSession:
             self.metrics.bytes_in.add(size)
             if self._on_text is not None and (text or chunk.end_message):
                 self._on_text(text, chunk.end_message)
+            new_anchor = bool(text) and self._ops_anchor is None
             if text:
                 now = time.monotonic()
                 idle = (self._anchor is None and self._ops_anchor is None
                         and (self._last_emit is None or now - self._last_emit >= self.budget))
-                if self._ops_anchor is None:   # it reached the socket about one loop lag ago
+                if new_anchor:                 # it reached the socket about one loop lag ago
                     self._ops_anchor = now - self.scheduler.lag.value
                 self._ops.append(("push", text))
                 self._ops_bytes += size
@@ -164,9 +165,13 @@ class EncodeSession:
                 self.message_bytes = 0
             elif chunk.flush:
                 self._ops.append(("flush",))
-            self._wake.set()
-            if self._ops_bytes > self.limits.buffer_bytes:
+            full = self._ops_bytes > self.limits.buffer_bytes
+            if full:
                 self._room.clear()
+            # the worker wakes for work it would not hold back, and for new text's flush timer
+            if new_anchor or full or not self._holds_back(time.monotonic(), self._oldest()):
+                self._wake.set()
+            if full:
                 await self._room.wait()
         self._decode(b"", final=True)
         self._input_done = True
