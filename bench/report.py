@@ -2,10 +2,11 @@
 
 Every number written comes from the ``results`` dict of the run (bench/scoreboard.py); units:
 bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes, tokens or messages per
-second. The sections of the integer model's whole-split check, edge decode, message codes and
+second. The sections of the integer model's whole-split check, edge decode, step cost, message codes and
 scale-out come from the run's results, or, for a run without them, from ``intlm_check.json``,
-``edge_decode.json``, ``semantic_codes.json`` and ``scale_out.json`` beside ``results.json``
-(bench/intlm_check.py, bench/edge_decode.py, bench/semantic_codes.py, bench/scale_out.py);
+``edge_decode.json``, ``step_cost.json``, ``semantic_codes.json`` and ``scale_out.json`` beside
+``results.json`` (bench/intlm_check.py, bench/edge_decode.py, bench/step_cost.py,
+bench/semantic_codes.py, bench/scale_out.py);
 attacks and fuzzing from ``attacks.json`` and ``fuzz.json`` (runs of their own).
 
 Run: ``python bench/report.py [--out bench/results]`` writes REPORT.md and its plots again from
@@ -427,6 +428,20 @@ def edge_decode_section(d: dict, where: str) -> str:
     return s + table(["way", "kB/s", *(["against the float model"] if base_ok else [])], rows)
 
 
+def step_cost_section(d: dict, where: str) -> str:
+    """One integer-model step's cost on one core (bench/step_cost.py's results)."""
+    s = (f"## One integer-model step on one core\n\nFrom {where}: `bench/step_cost.py`, `{d['graph']}` "
+         f"({d['graph_nodes']} nodes) on ONNX Runtime {d['onnxruntime']}'s CPU provider, 1 thread, cores "
+         f"{d['cpu_affinity']}; median of the calls. B rows, S new tokens a row, T cached slots. The op shares "
+         "are kernel time from ONNX Runtime's profiler.\n\n")
+    rows = [[name, f"{v['ms_per_call']:.2f}", f"{v['us_per_token']:.1f}",
+             ", ".join(f"{op} {share:.0%}" for op, share in list(v["kernel_time_by_op"].items())[:4])]
+            for name, v in d["shapes"].items()]
+    lookups = ", ".join(f"`{k}` {v} ns" for k, v in d["table_lookup_ns_per_element"].items())
+    return (s + table(["shape", "ms a call", "us a token", "largest op shares"], rows)
+            + f"\nA table lookup, an element at a time (255-entry int32 table): {lookups}.\n")
+
+
 def _own_or_file(results: dict, key: str, out: Path) -> tuple[dict | None, str]:
     """The run's own ``key`` results, else those of ``<out>/<key>.json`` (a run of its own), else None."""
     if results.get(key):
@@ -535,7 +550,7 @@ def write_report(results: dict, out: Path) -> None:
     decode from ``out``'s json files when the run has none)."""
     results = dict(results)
     own = {}
-    for key in ("intlm_check", "edge_decode", "semantic_codes", "scale_out"):
+    for key in ("intlm_check", "edge_decode", "step_cost", "semantic_codes", "scale_out"):
         results[key], own[key] = _own_or_file(results, key, out)
     results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
@@ -560,6 +575,7 @@ def write_report(results: dict, out: Path) -> None:
         determinism_section(results),
         *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
         *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
+        *([step_cost_section(results["step_cost"], own["step_cost"])] if results["step_cost"] else []),
         *([codes_section(results["semantic_codes"], own["semantic_codes"])] if results.get("semantic_codes") else []),
         *([scale_section(results["scale_out"], own["scale_out"])] if results.get("scale_out") else []),
     ]

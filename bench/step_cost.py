@@ -1,7 +1,8 @@
 """What one integer-model step costs on one core, and where the time goes.
 
-Run pinned to one core: ``taskset -c 0 python bench/step_cost.py``. ONNX Runtime runs the shipped
-``step.onnx`` on one thread at each shape below (B rows, S new tokens a row, T cached slots: a
+Run pinned to one core: ``taskset -c 0 python bench/step_cost.py [--graph step_cuda.onnx]``. ONNX
+Runtime's CPU provider runs the shipped ``step.onnx`` (or ``--graph``, e.g. the CUDA graph with
+its s8 x s8 matmuls) on one thread at each shape below (B rows, S new tokens a row, T cached slots: a
 decoder's single step, a backlog's batched step, an encoder's frame, the server's batched frames)
 and reports the median time of a call and per token, and the kernel time by op type from ONNX
 Runtime's profiler (a separate, profiled session: profiling slows every call down, so its figures
@@ -104,10 +105,11 @@ def lookup_ns(n: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--graph", choices=["step.onnx", "step_cuda.onnx"], default="step.onnx")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "step_cost.json")
     args = ap.parse_args()
     codec = Codec.load()
-    graph = codec.bundle_files()["step.onnx"]
+    graph = codec.bundle_files()[args.graph]
     step = codec.parts.step
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -120,7 +122,7 @@ def main() -> None:
         shapes[name] = {"ms_per_call": round(s * 1e3, 3), "us_per_token": round(s / (B * S) * 1e6, 1),
                         "kernel_time_by_op": op_shares(graph, inputs, 10)}
         print(f"{name}: {s * 1e3:.2f} ms a call, {s / (B * S) * 1e6:.1f} us a token", flush=True)
-    out = {"model_id": codec.model_id, "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    out = {"model_id": codec.model_id, "graph": args.graph, "cpu_affinity": sorted(os.sched_getaffinity(0)),
            "onnxruntime": ort.__version__, "graph_nodes": len(onnx.load_from_string(graph).graph.node), "shapes": shapes,
            "table_lookup_ns_per_element": lookup_ns(200_000, args.repeats)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
