@@ -26,6 +26,9 @@ from rvqstream.models.runtime import SessionSettings
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
 SLOT_QUANTUM = 16      # slots passed to a call: the longest context's length rounded up to this
+# a batch row's work besides attention, in slots of attention (bench/step_cost.py: ~77 us a row
+# against ~0.23 us a slot of a row at B=64 on one core); copying a slot costs about one slot's attention
+ROW_COST_SLOTS = 330
 
 
 def slots_in_use(longest: int, context: int) -> int:
@@ -209,13 +212,24 @@ class StepRows:
         return list(zip(self.model.tables(gaps), kvs))
 
     def step_gaps(self, rows: list[int]) -> tuple[np.ndarray, list[tuple]]:
-        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``). Only the listed
-        rows are computed (their slots in use gathered into one batch): rows whose contexts have
-        ended cost nothing."""
+        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``). The call takes
+        whichever costs less: the listed rows' slots in use gathered into one batch (a copy), or
+        the buffers' first rows up to the last listed one as they lie, every slot (no copy; rows
+        not listed are computed and ignored)."""
         states = [self.states[b] for b in rows]
-        tokens = np.array([[s.last_token] for s in states], np.int64)
         lengths = np.array([s.length for s in states], np.int64)
-        T = slots_in_use(int(lengths.max()), self.model.context)
-        gaps, k, v = self.model.run(tokens, lengths[:, None], [x[..., :T][rows] for x in self.keys],
-                                    [x[:, :, :T][rows] for x in self.values], step_bias(lengths, T))
-        return gaps[:, 0], [([x[i:i + 1] for x in k], [x[i:i + 1] for x in v]) for i in range(len(rows))]
+        c, T, m = self.model.context, slots_in_use(int(lengths.max()), self.model.context), max(rows) + 1
+        if len(rows) * (ROW_COST_SLOTS + 2 * T) < m * (ROW_COST_SLOTS + c):
+            picked = list(rows)
+            keys = [x[..., :T][rows] for x in self.keys]
+            values = [x[:, :, :T][rows] for x in self.values]
+        else:
+            picked, T = list(range(m)), c
+            keys, values = [x[:m] for x in self.keys], [x[:m] for x in self.values]
+            states = self.states[:m]
+            lengths = np.array([s.length for s in states], np.int64)
+        tokens = np.array([[s.last_token] for s in states], np.int64)
+        gaps, k, v = self.model.run(tokens, lengths[:, None], keys, values, step_bias(lengths, T))
+        at = {b: i for i, b in enumerate(picked)}
+        index = [at[b] for b in rows]
+        return gaps[index, 0], [([x[i:i + 1] for x in k], [x[i:i + 1] for x in v]) for i in index]
