@@ -87,11 +87,11 @@ def test_batch_rows_in_any_order_with_padding_equal_single_contexts(codec):
     for t in range(max(map(len, contexts))):
         live = [r for r in range(len(order)) if t < len(contexts[order[r]])]
         live.reverse()                           # rows listed in any order
-        g, kvs = rows.step_gaps(live)
+        g = rows.step_gaps(live)
         for i, r in enumerate(live):
             got[r].append(g[i])
             ctx = contexts[order[r]]
-            step.advance(rows.states[r], ctx[t + 1] if t + 1 < len(ctx) else EOS_ID, kvs[i])
+            step.advance(rows.states[r], ctx[t + 1] if t + 1 < len(ctx) else EOS_ID, None)
     for r, c in enumerate(order):
         assert np.array_equal(np.stack(got[r]), alone[c])
 

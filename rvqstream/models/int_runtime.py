@@ -121,13 +121,15 @@ class IntStepModel:
                               step_bias(np.array([n]), T))
         return gaps[0, 0], (k, v)
 
-    def advance(self, state: IntState, token: int, kv: tuple) -> None:
-        """Append ``state.last_token`` (its key/value from ``step``) and make ``token`` the next input."""
-        k, v = kv
+    def advance(self, state: IntState, token: int, kv: tuple | None) -> None:
+        """Append ``state.last_token`` (its key/value from ``step``; None: a ``StepRows`` step wrote
+        them into the slot already) and make ``token`` the next input."""
         n = state.length
-        for i in range(self.layers):
-            state.keys[i][0, :, :, n] = k[i][0, :, :, 0]
-            state.values[i][0, :, n, :] = v[i][0, :, 0, :]
+        if kv is not None:
+            k, v = kv
+            for i in range(self.layers):
+                state.keys[i][0, :, :, n] = k[i][0, :, :, 0]
+                state.values[i][0, :, n, :] = v[i][0, :, 0, :]
         state.last_token = token
         state.length = n + 1
 
@@ -206,30 +208,33 @@ class StepRows:
         self.states = [IntState([k[b:b + 1] for k in self.keys], [v[b:b + 1] for v in self.values])
                        for b in range(count)]
 
-    def step(self, rows: list[int]) -> list[tuple[np.ndarray, tuple]]:
-        """-> for each row in ``rows`` (in that order), what ``IntStepModel.step`` gives for its state."""
-        gaps, kvs = self.step_gaps(rows)
-        return list(zip(self.model.tables(gaps), kvs))
+    def step(self, rows: list[int]) -> list[tuple[np.ndarray, None]]:
+        """-> for each row in ``rows`` (in that order), what ``IntStepModel.step`` gives for its state,
+        the new key/value written into its next slot already (None in their place, for ``advance``)."""
+        return [(table, None) for table in self.model.tables(self.step_gaps(rows))]
 
-    def step_gaps(self, rows: list[int]) -> tuple[np.ndarray, list[tuple]]:
-        """-> (logit gaps [len(rows),V], each row's new key/value for ``advance``). The call takes
-        whichever costs less: the listed rows' slots in use gathered into one batch (a copy), or
-        the buffers' first rows up to the last listed one as they lie, every slot (no copy; rows
-        not listed are computed and ignored)."""
+    def step_gaps(self, rows: list[int]) -> np.ndarray:
+        """-> logit gaps [len(rows),V]; each listed row's new key and value are written into the
+        slot after its context (``advance(state, token, None)`` then takes that slot into it; a row
+        that does not advance keeps the slot unused, masked). The call takes whichever costs less:
+        the listed rows' slots in use gathered into one batch (a copy), or the buffers' first rows up
+        to the last listed one as they lie, every slot (no copy; rows not listed are computed and
+        ignored)."""
         states = [self.states[b] for b in rows]
         lengths = np.array([s.length for s in states], np.int64)
         c, T, m = self.model.context, slots_in_use(int(lengths.max()), self.model.context), max(rows) + 1
         if len(rows) * (ROW_COST_SLOTS + 2 * T) < m * (ROW_COST_SLOTS + c):
-            picked = list(rows)
+            index, run_states, run_lengths = np.arange(len(rows)), states, lengths
             keys = [x[..., :T][rows] for x in self.keys]
             values = [x[:, :, :T][rows] for x in self.values]
         else:
-            picked, T = list(range(m)), c
+            index, T = np.array(rows), c
+            run_states = self.states[:m]
+            run_lengths = np.array([s.length for s in run_states], np.int64)
             keys, values = [x[:m] for x in self.keys], [x[:m] for x in self.values]
-            states = self.states[:m]
-            lengths = np.array([s.length for s in states], np.int64)
-        tokens = np.array([[s.last_token] for s in states], np.int64)
-        gaps, k, v = self.model.run(tokens, lengths[:, None], keys, values, step_bias(lengths, T))
-        at = {b: i for i, b in enumerate(picked)}
-        index = [at[b] for b in rows]
-        return gaps[index, 0], [([x[i:i + 1] for x in k], [x[i:i + 1] for x in v]) for i in index]
+        tokens = np.array([[s.last_token] for s in run_states], np.int64)
+        gaps, k, v = self.model.run(tokens, run_lengths[:, None], keys, values, step_bias(run_lengths, T))
+        for i in range(self.model.layers):
+            self.keys[i][rows, :, :, lengths] = k[i][index, :, :, 0]
+            self.values[i][rows, :, lengths, :] = v[i][index, :, 0, :]
+        return gaps[index, 0]

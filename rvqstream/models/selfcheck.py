@@ -66,10 +66,10 @@ def graph_gaps(step: IntStepModel, contexts: list[list[int]], mode: str) -> list
             rows.states[b].last_token = symbols[0]
         for t in range(max(map(len, contexts))):
             live = [b for b, s in enumerate(contexts) if t < len(s)]
-            g, kvs = rows.step_gaps(live)
+            g = rows.step_gaps(live)
             for i, b in enumerate(live):
                 gaps[b].append(g[i])
-                step.advance(rows.states[b], _next(contexts[b], t), kvs[i])
+                step.advance(rows.states[b], _next(contexts[b], t), None)
         return [np.stack(g) for g in gaps]
     size = FRAME if mode == "frames" else 1
     for symbols in contexts:
