@@ -27,7 +27,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from rvqstream.models import Codec
-from rvqstream.models.intlm import MASKED
+from rvqstream.models.int_runtime import frame_bias
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16),
@@ -40,10 +40,8 @@ SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16),
 
 def feeds(layers: int, heads: int, head_dim: int, B: int, S: int, T: int, rng) -> dict:
     """Inputs of a call: every cached slot in use, each new token sees the ones before it."""
-    bias = np.zeros((B, 1, S, T + S), np.int32)
-    bias[:, 0, :, T:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
     out = {"tokens": rng.integers(1, 4096, (B, S)), "positions": np.tile(np.arange(T, T + S), (B, 1)),
-           "bias": bias}
+           "bias": frame_bias(np.full(B, T), T, S)}
     for i in range(layers):
         out[f"past_k{i}"] = rng.integers(-64, 65, (B, heads, head_dim, T)).astype(np.int8)
         out[f"past_v{i}"] = rng.integers(-64, 65, (B, heads, T, head_dim)).astype(np.int8)
@@ -123,7 +121,8 @@ def main() -> None:
                         "kernel_time_by_op": op_shares(graph, inputs, 10)}
         print(f"{name}: {s * 1e3:.2f} ms a call, {s / (B * S) * 1e6:.1f} us a token", flush=True)
     out = {"model_id": codec.model_id, "graph": args.graph, "cpu_affinity": sorted(os.sched_getaffinity(0)),
-           "onnxruntime": ort.__version__, "graph_nodes": len(onnx.load_from_string(graph).graph.node), "shapes": shapes,
+           "onnxruntime": ort.__version__, "graph_nodes": len(onnx.load_from_string(graph).graph.node),
+           "shapes": shapes,
            "table_lookup_ns_per_element": lookup_ns(200_000, args.repeats)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")

@@ -37,14 +37,6 @@ def slots_in_use(longest: int, context: int) -> int:
     return min(context, max(1, -(-longest // SLOT_QUANTUM)) * SLOT_QUANTUM)
 
 
-def step_bias(lengths: np.ndarray, slots: int) -> np.ndarray:
-    """Bias [B,1,1,slots+1] int32 of one new token after contexts of ``lengths`` [B]: each sees
-    its filled slots and itself (the last column)."""
-    bias = np.zeros((len(lengths), 1, 1, slots + 1), np.int32)
-    bias[:, 0, 0, :slots] = np.where(np.arange(slots)[None, :] < lengths[:, None], 0, MASKED)
-    return bias
-
-
 @dataclass
 class IntState:
     """One context: key/value slots per layer, the next input (last token) and its position."""
@@ -118,7 +110,7 @@ class IntStepModel:
         T = slots_in_use(n, self.context)
         gaps, k, v = self.run(np.array([[state.last_token]], np.int64), np.array([[n]], np.int64),
                               [x[..., :T] for x in state.keys], [x[:, :, :T] for x in state.values],
-                              step_bias(np.array([n]), T))
+                              frame_bias(np.array([n]), T, 1))
         return gaps[0, 0], (k, v)
 
     def advance(self, state: IntState, token: int, kv: tuple | None) -> None:
@@ -156,7 +148,7 @@ class IntStepModel:
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             tokens[b, :len(symbols)] = [st.last_token, *symbols[:-1]]
         positions = np.minimum(lengths[:, None] + np.arange(S), c - 1)
-        bias = _frame_bias(lengths, T, S)
+        bias = frame_bias(lengths, T, S)
         keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
         values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
         gaps, k, v = self.run(tokens, positions, keys, values, bias)
@@ -171,15 +163,16 @@ class IntStepModel:
         S, n = len(symbols), state.length
         inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
         positions = np.arange(n, n + S, dtype=np.int64)[None]
-        bias = _frame_bias(np.array([n]), self.context, S)
+        bias = frame_bias(np.array([n]), self.context, S)
         gaps, k, v = self.run(inputs, positions, state.keys, state.values, bias)
         _append_frame(state, symbols, k, v)
         return gaps[0]
 
 
-def _frame_bias(lengths: np.ndarray, slots: int, S: int) -> np.ndarray:
-    """Bias [B,1,S,slots+S] of frames of S symbols after contexts of ``lengths`` [B]: each query
-    sees its context's filled slots and the frame's symbols up to itself."""
+def frame_bias(lengths: np.ndarray, slots: int, S: int) -> np.ndarray:
+    """Bias [B,1,S,slots+S] int32 of frames of S symbols after contexts of ``lengths`` [B] (S = 1:
+    one new token): each query sees its context's filled slots and the frame's symbols up to
+    itself."""
     bias = np.full((len(lengths), 1, S, slots + S), MASKED, np.int32)
     bias[:, 0, :, :slots] = np.where(np.arange(slots)[None, :] < lengths[:, None], 0, MASKED)[:, None, :]
     bias[:, 0, :, slots:] = np.where(np.arange(S)[None, :] <= np.arange(S)[:, None], 0, MASKED)
@@ -233,7 +226,7 @@ class StepRows:
             run_lengths = np.array([s.length for s in run_states], np.int64)
             keys, values = [x[:m] for x in self.keys], [x[:m] for x in self.values]
         tokens = np.array([[s.last_token] for s in run_states], np.int64)
-        gaps, k, v = self.model.run(tokens, run_lengths[:, None], keys, values, step_bias(run_lengths, T))
+        gaps, k, v = self.model.run(tokens, run_lengths[:, None], keys, values, frame_bias(run_lengths, T, 1))
         for i in range(self.model.layers):
             self.keys[i][rows, :, :, lengths] = k[i][index, :, :, 0]
             self.values[i][rows, :, lengths, :] = v[i][index, :, 0, :]

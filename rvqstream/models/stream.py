@@ -200,13 +200,14 @@ class StreamEncoder:
         data = p.tokenizer.token_bytes(tokens)
         reset, self._reset_next = self._reset_next, False
         if self.fallback_only:
+            self._state = restart_context(self._state)
             return self._fallback_frame(n, data, reset, degraded=True)
         state = start_context(p, self._state, p.frame)
         plan = yield from plan_frame(p, state, tokens, self.min_stages, p.stages, with_eos=False)
         self.model_tokens += n
         bits = plan.token_bits + plan.n_stages * p.code_bits
         if self.min_stages == 0 and bits > FALLBACK_TRY_BITS_PER_BYTE * len(data):
-            fb = self._fallback_frame(n, data, reset, degraded=False, restart=False)
+            fb = self._fallback_frame(n, data, reset, degraded=False)
             if 8 * len(fb.payload) + 8 < bits:
                 self._state = restart_context(plan.state)
                 return fb
@@ -214,15 +215,11 @@ class StreamEncoder:
         symbols = tuple((int(cum[t]), int(cum[t + 1]), int(cum[-1])) for cum, t in zip(plan.tables, tokens))
         return Frame(FrameKind.MODEL, n, data, tuple(plan.codes), symbols, reset=reset)
 
-    def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool,
-                        restart: bool = True) -> Frame:
-        """The frame's bytes, zstd-compressed with the dictionary when that is smaller; the next
-        frame starts a fresh context (``restart``; else the caller restarts it if it sends this
-        frame)."""
+    def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool) -> Frame:
+        """The frame's bytes, zstd-compressed with the dictionary when that is smaller (the caller
+        that sends it restarts the context: the next frame starts afresh)."""
         z = self._fallback.compress(data)
         kind, payload = (FrameKind.ZSTD, z) if len(z) < len(data) else (FrameKind.RAW, data)
-        if restart:
-            self._state = restart_context(self._state)
         return Frame(kind, n_tokens, data, payload=payload, reset=reset, degraded=degraded)
 
 
