@@ -18,8 +18,8 @@ import pytest
 
 from rvqstream.models import Codec
 from rvqstream.models.bundle import DEFAULT_DIR
-from rvqstream.models.int_runtime import IntStepModel
-from rvqstream.models.intlm import MASKED, IntLM, reference_step
+from rvqstream.models.int_runtime import IntStepModel, call_groups
+from rvqstream.models.intlm import MASKED, IntLM, cumulative_tables, reference_step, symbol_ranges
 from rvqstream.models.runtime import SessionSettings
 from rvqstream.models.selfcheck import digest, golden_contexts, graph_gaps, reference_gaps
 from rvqstream.models.tokenizer import EOS_ID
@@ -94,6 +94,54 @@ def test_batch_rows_in_any_order_with_padding_equal_single_contexts(codec):
             step.advance(rows.states[r], ctx[t + 1] if t + 1 < len(ctx) else EOS_ID, None)
     for r, c in enumerate(order):
         assert np.array_equal(np.stack(got[r]), alone[c])
+
+
+def test_symbol_ranges_are_the_cumulative_tables_intervals(lm):
+    rng = np.random.default_rng(5)
+    gaps = rng.integers(0, len(lm.freq_by_step), (3, 4, lm.vocab)).astype(np.int32)
+    symbols = rng.integers(0, lm.vocab, (3, 4))
+    symbols[0, 0], symbols[0, 1] = 0, lm.vocab - 1              # the first and the last symbol
+    cum = cumulative_tables(lm.freq_by_step, gaps)
+    got = symbol_ranges(lm.freq_by_step, gaps, symbols)
+    want = np.stack([np.take_along_axis(cum, symbols[..., None], -1)[..., 0],
+                     np.take_along_axis(cum, symbols[..., None] + 1, -1)[..., 0], cum[..., -1]], -1)
+    assert np.array_equal(got, want)
+
+
+def test_call_groups_split_rows_only_where_padding_costs_more_than_a_call():
+    # a short flush among full frames would be padded to a full frame: it gets its own call
+    assert sorted(map(sorted, call_groups([16] * 63 + [1], [200] * 64, 256))) == [list(range(63)), [63]]
+    # similar lengths share one call; every row is in exactly one call
+    groups = call_groups([5, 6, 5, 6], [10, 20, 30, 40], 256)
+    assert groups == [[0, 2, 1, 3]]
+    sizes = [1, 16, 3, 16, 2, 9, 9, 16, 1, 5] * 6
+    groups = call_groups(sizes, list(range(len(sizes))), 256)
+    assert sorted(b for g in groups for b in g) == list(range(len(sizes)))
+
+
+def test_frames_of_mixed_lengths_in_one_call_equal_frames_alone(codec):
+    """Many contexts' frames of different lengths (split into calls by length) give each context
+    the intervals and the context it gets alone."""
+    step, tok = codec.parts.step, codec.parts.tokenizer
+    texts = _texts()[:12]
+    sizes = [1, 16, 3, 16, 2, 9, 9, 16, 1, 5, 12, 4]
+    alone_states, batch_states, symbol_lists = [], [], []
+    for text, size in zip(texts, sizes):
+        ids = tok.encode(text)
+        prefix, symbols = ids[:len(ids) % 40], ids[len(ids) % 40:][:size] or [EOS_ID]
+        a, b = step.new_state(), step.new_state()
+        if prefix:
+            step.frame(a, prefix)
+            step.frame(b, prefix)
+        alone_states.append(a)
+        batch_states.append(b)
+        symbol_lists.append(symbols)
+    alone = [step.frame(st, syms) for st, syms in zip(alone_states, symbol_lists)]
+    together = step.frames(batch_states, symbol_lists)
+    assert together == alone
+    for a, b in zip(alone_states, batch_states):
+        assert (a.length, a.last_token) == (b.length, b.last_token)
+        assert all(np.array_equal(x[..., :a.length], y[..., :b.length]) for x, y in zip(a.keys, b.keys))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

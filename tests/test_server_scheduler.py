@@ -8,6 +8,7 @@ import time
 
 from opentelemetry.metrics import NoOpMeterProvider
 
+from rvqstream.server.costs import GroupShape
 from rvqstream.server.scheduler import Scheduler, WorkItem
 from rvqstream.server.telemetry import Metrics
 
@@ -35,13 +36,17 @@ def test_warm_up_seeds_the_cost_model(registry):
     async def main():
         s = await scheduler(registry.default, workers=1)
         try:
-            return s.costs.base, s.costs.per_token, s.expected_delay()
+            return s.costs, s.expected_delay()
         finally:
             await s.close()
 
-    base, per_token, delay = asyncio.run(main())
-    assert base > 0 and per_token > 0
-    assert delay >= per_token * registry.default.parts.frame
+    costs, delay = asyncio.run(main())
+    frame = registry.default.parts.frame
+    assert costs.model.coef[1] > 0 and costs.other.coef[0] > 0     # per token of model work, per item
+    assert 0 < costs.one_frame() <= delay
+    # more streams' flushes, and more frames a stream, cost more
+    assert costs.predict(GroupShape(1, frame, 1)) < costs.predict(GroupShape(1, 8 * frame, 8))
+    assert costs.predict(GroupShape(1, frame, 1)) < costs.predict(GroupShape(4, 4 * frame, 1))
 
 
 def test_earliest_deadline_runs_first_and_late_work_degrades_without_loss(registry):

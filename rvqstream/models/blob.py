@@ -141,12 +141,12 @@ class BlobCoder:
                 for c in plan.codes:
                     enc.encode_uniform(c, p.codes)
                 enc.encode_uniform(len(chunk) - 1 + (F if last else 0), 2 * F)
-                encode_plan(enc, plan, chunk)
+                encode_plan(enc, plan)
                 state = plan.state
                 if last:
                     break
             else:
-                encode_plan(enc, plan, chunk + ([EOS_ID] if eos else []))
+                encode_plan(enc, plan)
                 state = plan.state
                 if eos:
                     break
@@ -155,7 +155,7 @@ class BlobCoder:
                     state = start_context(p, state, F)
                     plan = choose_plan(p, state, [], 0, 0, with_eos=True)
                     enc.encode_symbol(self._stage_cum, 0)
-                    encode_plan(enc, plan, [EOS_ID])
+                    encode_plan(enc, plan)
                     break
         enc.encode_uniform(text_check(text.encode("utf-8"), CHECK_BITS), 1 << CHECK_BITS)
         payload = enc.finish()

@@ -19,7 +19,7 @@ import numpy as np
 
 from rvqstream.models.entropy import ArithmeticDecoder, ArithmeticEncoder, cumulative
 from rvqstream.models.errors import MalformedError, TooLargeError
-from rvqstream.models.int_runtime import IntState, IntStepModel
+from rvqstream.models.int_runtime import IntState, IntStepModel, Range
 from rvqstream.models.runtime import FrameEncoder, LMState, StepModel, dequantize
 from rvqstream.models.tokenizer import EOS_ID, Tokenizer
 
@@ -52,11 +52,12 @@ class Parts:
 
 @dataclass
 class FramePlan:
-    """How one frame is coded: its stages and codes, the token tables, the context after it."""
+    """How one frame is coded: its stages and codes, each symbol's coding interval, the context
+    after it."""
 
     n_stages: int
     codes: list[int]
-    tables: list[np.ndarray]   # one cumulative table per coded symbol (tokens, and EOS if any)
+    ranges: list[Range]        # (low, high, total) of each coded symbol (tokens, and EOS if any)
     state: ContextState
     token_bits: float
 
@@ -129,26 +130,25 @@ def plan_tokens(parts: Parts, state: ContextState, tokens: list[int], codes: lis
     st = state.copy()
     symbols = tokens + ([EOS_ID] if with_eos else [])
     z = dequantize(parts.codebooks, codes) if codes else None
-    tables, bits = [], 0.0
+    ranges = []
     for j, t in enumerate(symbols):
         cum, kv = parts.step.step(st, z, j)
-        tables.append(cum)
-        bits += math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t]))
+        ranges.append((int(cum[t]), int(cum[t + 1]), int(cum[-1])))
         if t != EOS_ID:
             parts.step.advance(st, t, kv)
-    return FramePlan(len(codes), list(codes), tables, st, bits)
+    return FramePlan(len(codes), list(codes), ranges, st, symbol_bits(ranges))
 
 
 @dataclass
 class FrameRequest:
-    """Model work a frame plan needs: the tables of ``symbols`` coded from ``state`` (an integer
-    model's context, advanced in place). A driver may compute many requests in one call."""
+    """Model work a frame plan needs: the coding intervals of ``symbols`` coded from ``state`` (an
+    integer model's context, advanced in place). A driver may compute many requests in one call."""
 
     state: IntState
     symbols: list[int]
 
 
-Frames = Generator[FrameRequest, list, T]   # yields frame requests; is sent each one's tables
+Frames = Generator[FrameRequest, list, T]   # yields frame requests; is sent each one's intervals
 
 
 def run_frames(parts: Parts, frames: Frames[T]) -> T:
@@ -170,13 +170,13 @@ def plan_frame(parts: Parts, state: ContextState, tokens: list[int], min_stages:
     if not isinstance(parts.step, IntStepModel):
         return choose_plan(parts, state, tokens, min_stages, max_stages, with_eos)
     symbols = tokens + ([EOS_ID] if with_eos else [])
-    tables = (yield FrameRequest(state, symbols)) if symbols else []
-    return FramePlan(0, [], tables, state, symbol_bits(tables, symbols))
+    ranges = (yield FrameRequest(state, symbols)) if symbols else []
+    return FramePlan(0, [], ranges, state, symbol_bits(ranges))
 
 
-def symbol_bits(tables: list[np.ndarray], symbols: list[int]) -> float:
-    """Bits of coding ``symbols`` under their cumulative ``tables``."""
-    return sum(math.log2(int(cum[-1]) / int(cum[t + 1] - cum[t])) for cum, t in zip(tables, symbols))
+def symbol_bits(ranges: list[Range]) -> float:
+    """Bits of coding symbols with these intervals ((low, high, total) each)."""
+    return sum(math.log2(total / (high - low)) for low, high, total in ranges)
 
 
 def choose_plan(parts: Parts, state: ContextState, tokens: list[int], min_stages: int, max_stages: int,
@@ -208,9 +208,10 @@ def choose_plan(parts: Parts, state: ContextState, tokens: list[int], min_stages
     return best
 
 
-def encode_plan(enc: ArithmeticEncoder, plan: FramePlan, symbols: list[int]) -> None:
-    for cum, t in zip(plan.tables, symbols):
-        enc.encode_symbol(cum, t)
+def encode_plan(enc: ArithmeticEncoder, plan: FramePlan) -> None:
+    """Code the plan's symbols (their intervals) with ``enc``."""
+    for low, high, total in plan.ranges:
+        enc.encode(low, high, total)
 
 
 StepRequest = tuple[ContextState, "np.ndarray | None", int]   # (context, frame latent or None, position in frame)

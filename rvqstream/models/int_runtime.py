@@ -21,14 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from rvqstream.models.intlm import MASKED, IntLM, cumulative_tables
+from rvqstream.models.intlm import MASKED, IntLM, cumulative_tables, symbol_ranges
 from rvqstream.models.runtime import SessionSettings
 
+Range = tuple[int, int, int]    # a coded symbol's interval of its cumulative table: (low, high, total)
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
 SLOT_QUANTUM = 16      # slots passed to a call: the longest context's length rounded up to this
 # a batch row's work besides attention, in slots of attention (bench/step_cost.py: ~77 us a row
 # against ~0.23 us a slot of a row at B=64 on one core); copying a slot costs about one slot's attention
 ROW_COST_SLOTS = 330
+# a call's fixed work (its nodes' runtime overhead: ~0.2 ms on one core), in the same units: about
+# four new tokens of one row (bench/step_cost.py over B 1..64, S 1..16, T 16..240)
+CALL_COST_SLOTS = 1300
 
 
 def slots_in_use(longest: int, context: int) -> int:
@@ -131,42 +135,85 @@ class IntStepModel:
 
     # -- a frame in one call --
 
-    def frame(self, state: IntState, symbols: list[int]) -> list[np.ndarray]:
-        """The tables of ``symbols`` coded one after another from ``state``, in one call; ``state``
-        advances past all but the last symbol, which becomes its next input."""
-        return list(self.tables(self.frame_gaps(state, symbols)))
+    def frame(self, state: IntState, symbols: list[int]) -> list[Range]:
+        """The coding intervals of ``symbols`` coded one after another from ``state``, in one
+        call; ``state`` advances past all but the last symbol, which becomes its next input."""
+        gaps = self.frame_gaps(state, symbols)
+        return [tuple(r) for r in symbol_ranges(self.freq_by_step, gaps, np.asarray(symbols)).tolist()]
 
-    def frames(self, states: list[IntState], symbol_lists: list[list[int]]) -> list[list[np.ndarray]]:
-        """``frame`` for many contexts in one call (rows padded to the longest frame, slots
-        gathered up to the longest context): each row's tables are what ``frame`` gives alone."""
+    def frames(self, states: list[IntState], symbol_lists: list[list[int]]) -> list[list[Range]]:
+        """``frame`` for many contexts: rows of similar frame lengths share a call (``call_groups``:
+        each call pads its rows to its longest frame and gathers slots up to its longest context);
+        each row's intervals are what ``frame`` gives alone."""
         if len(states) == 1:
             return [self.frame(states[0], symbol_lists[0])]
+        out: list[list[Range]] = [[] for _ in states]
+        for rows in call_groups(list(map(len, symbol_lists)), [st.length for st in states], self.context):
+            ranges = self._frames_call([states[b] for b in rows], [symbol_lists[b] for b in rows])
+            for b, r in zip(rows, ranges):
+                out[b] = r
+        return out
+
+    def _frames_call(self, states: list[IntState], symbol_lists: list[list[int]]) -> list[list[Range]]:
+        """``frames`` in one call: rows padded to the longest frame, slots up to the longest context."""
         B, S, c = len(states), max(map(len, symbol_lists)), self.context
         lengths = np.array([st.length for st in states], np.int64)
         T = slots_in_use(int(lengths.max()), c)
         tokens = np.zeros((B, S), np.int64)
+        targets = np.zeros((B, S), np.int64)
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             tokens[b, :len(symbols)] = [st.last_token, *symbols[:-1]]
+            targets[b, :len(symbols)] = symbols
         positions = np.minimum(lengths[:, None] + np.arange(S), c - 1)
         bias = frame_bias(lengths, T, S)
         keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
         values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
         gaps, k, v = self.run(tokens, positions, keys, values, bias)
+        ranges = symbol_ranges(self.freq_by_step, gaps, targets).tolist()
         out = []
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             _append_frame(st, symbols, [x[b:b + 1] for x in k], [x[b:b + 1] for x in v])
-            out.append(list(self.tables(gaps[b, :len(symbols)])))
+            out.append([tuple(r) for r in ranges[b][:len(symbols)]])
         return out
 
     def frame_gaps(self, state: IntState, symbols: list[int]) -> np.ndarray:
         """``frame``'s logit gaps [S,V] (``state`` advances the same way)."""
         S, n = len(symbols), state.length
+        T = slots_in_use(n, self.context)
         inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
         positions = np.arange(n, n + S, dtype=np.int64)[None]
-        bias = frame_bias(np.array([n]), self.context, S)
-        gaps, k, v = self.run(inputs, positions, state.keys, state.values, bias)
+        bias = frame_bias(np.array([n]), T, S)
+        gaps, k, v = self.run(inputs, positions, [x[..., :T] for x in state.keys],
+                              [x[:, :, :T] for x in state.values], bias)
         _append_frame(state, symbols, k, v)
         return gaps[0]
+
+
+def call_groups(sizes: list[int], lengths: list[int], context: int) -> list[list[int]]:
+    """Rows of frames (``sizes`` [B] symbols each, after contexts of ``lengths`` [B] positions)
+    split into calls -> each call's row indices. A call costs ``CALL_COST_SLOTS`` and, for each
+    row, its longest frame times (``ROW_COST_SLOTS`` + its slots in use), in slots of attention:
+    one row's short flush in a call of full frames would cost a full frame. Rows sorted by frame
+    length are cut where lengths change, at the cuts that cost least in all (exact over those
+    cuts, by dynamic programming)."""
+    order = sorted(range(len(sizes)), key=lambda b: (sizes[b], lengths[b]))
+    starts = [i for i in range(len(order)) if i == 0 or sizes[order[i]] != sizes[order[i - 1]]]
+    bounds = starts + [len(order)]
+    best = [0.0] + [float("inf")] * (len(starts))       # best[j]: cost of the rows before bounds[j]
+    cut = [0] * (len(starts) + 1)
+    for i in range(len(starts)):
+        longest = 0
+        for j in range(i + 1, len(bounds)):
+            longest = max(longest, *(lengths[b] for b in order[bounds[j - 1]:bounds[j]]))
+            rows, size = bounds[j] - bounds[i], sizes[order[bounds[j] - 1]]
+            cost = best[i] + CALL_COST_SLOTS + rows * size * (ROW_COST_SLOTS + slots_in_use(longest, context))
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(starts)
+    while j > 0:
+        groups.append(order[bounds[cut[j]]:bounds[j]])
+        j = cut[j]
+    return groups[::-1]
 
 
 def frame_bias(lengths: np.ndarray, slots: int, S: int) -> np.ndarray:

@@ -268,6 +268,17 @@ def cumulative_tables(freq_by_step: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     return cum
 
 
+def symbol_ranges(freq_by_step: np.ndarray, gaps: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Gaps [...,V] and the symbols coded under them [...] -> each symbol's interval of its
+    cumulative table, (low, high, total) [...,3] int64: ``cum[symbol]``, ``cum[symbol + 1]`` and
+    ``cum[-1]`` of ``cumulative_tables`` (what an arithmetic encoder needs), for many at once."""
+    freqs = freq_by_step.take(gaps)
+    cum = np.cumsum(freqs, axis=-1)
+    at = symbols[..., None]
+    high = np.take_along_axis(cum, at, -1)[..., 0]
+    return np.stack([high - np.take_along_axis(freqs, at, -1)[..., 0], high, cum[..., -1]], -1)
+
+
 def reference_step(lm: IntLM, tokens, positions, past_k, past_v, bias) -> tuple[np.ndarray, list, list]:
     """-> (logit gaps [B,S,V] int32, new keys, new values): what the ONNX graphs output."""
     logits, new_k, new_v = reference_logits(lm, tokens, positions, past_k, past_v, bias)

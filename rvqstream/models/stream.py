@@ -212,7 +212,7 @@ class StreamEncoder:
                 self._state = restart_context(plan.state)
                 return fb
         self._state = plan.state
-        symbols = tuple((int(cum[t]), int(cum[t + 1]), int(cum[-1])) for cum, t in zip(plan.tables, tokens))
+        symbols = tuple(plan.ranges)
         return Frame(FrameKind.MODEL, n, data, tuple(plan.codes), symbols, reset=reset)
 
     def _fallback_frame(self, n_tokens: int, data: bytes, reset: bool, degraded: bool) -> Frame:

@@ -4,15 +4,16 @@ deadline first, batched across streams.
 Work items (one per stream at a time: push text, flush, end message) are gathered for at most
 ``max_queue_delay_ms`` into a batch, which joins a deadline-ordered ready queue; each of
 ``workers`` threads takes the item due first whenever it is free, with every other ready item of
-the same integer model (up to ``max_batch``), and runs them together: each item's operations are
-frame requests (``coding.Frames``), and every round computes the pending frame of every item in
-one model call (``IntStepModel.frames``: the same tables as alone), so the event loop never blocks
-on the model and many streams cost little more than one. An item's cost is predicted as a fixed part plus a per-token part times the tokens it
-may put through the model; both are moving averages of measured runs, seeded by a warm-up run at
-start (``warm_up``). When a worker takes an item whose frames would be out past the stream's
-deadline (now + predicted cost + the event loop's current lag, ``LoopLag``: frames wait that long
-again to leave), the item runs degraded: its frames are sent in fallback form (no language-model work at all).
-Its frames are flagged and counted. Text is never dropped.
+the same integer model (up to ``max_batch``), and runs them together as an ``ItemGroup``: each
+item's operations are frame requests (``coding.Frames``), and every round computes the pending
+frame of every item in one model call (``IntStepModel.frames``: the same tables as alone), so the
+event loop never blocks on the model and many streams cost little more than one. What a group
+costs is predicted from its shape (rounds, tokens, items: ``costs.CostModel``), learned from the
+groups run so far and seeded by a warm-up at start (``warm_up``). Items are taken due first; one
+whose frames would be out past its stream's deadline (now + the predicted cost of the group so far
+with it + the event loop's current lag, ``LoopLag``: frames wait that long again to leave) runs
+degraded: its frames are sent in fallback form (no language-model work at all). Its frames are
+flagged and counted. Text is never dropped.
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rvqstream.models import Batch, Codec, StreamEncoder
-from rvqstream.models.coding import FrameRequest, Frames, run_frames
+from rvqstream.models.coding import FrameRequest, Frames
 from rvqstream.models.int_runtime import IntStepModel
+from rvqstream.server.costs import CostModel, DecayingMax, GroupShape, LoopLag
 from rvqstream.server.telemetry import Metrics
 
-EWMA = 0.1                # weight of the newest sample in a cost average
 CHARS_PER_TOKEN = 3.0     # to estimate the tokens of text not yet tokenized
 WARM_UP_TEXT = ("The server streams text through a learned codec; every frame must be out within "
                 "its budget, so the scheduler predicts what each piece of work will cost. ") * 3
+WARM_UP_STREAMS = 8       # the warm-up's group of short flushes: one round, many items
 
 
 @dataclass
@@ -46,7 +49,6 @@ class WorkItem:
     future: asyncio.Future = field(default=None)
     degraded: bool = False
     queued_at: float = 0.0            # monotonic seconds
-    cost: float = 0.0                 # measured run time, seconds
     model_tokens: int = 0             # tokens the run put through the model
 
     @property
@@ -62,17 +64,9 @@ class WorkItem:
         return held if self.forces_frames else frame * (held // frame)
 
 
-def run_ops(item: WorkItem) -> list[Batch]:
-    """Runs ``item``'s operations on its encoder (on a worker thread) -> the batches of its
-    flushes and message ends, in order (pushes code full frames and hold them)."""
-    start = time.monotonic()
-    batches = run_frames(item.encoder.parts, ops_frames(item))
-    item.cost = time.monotonic() - start
-    return batches
-
-
 def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
-    """``run_ops`` as frame requests (``coding.Frames``), for a batched driver."""
+    """``item``'s operations on its encoder, as frame requests (``coding.Frames``) -> the batches
+    of its flushes and message ends, in order (pushes code full frames and hold them)."""
     enc = item.encoder
     enc.fallback_only = item.degraded             # shed the language model's work
     batches: list[Batch] = []
@@ -93,117 +87,55 @@ def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
 
 
 class ItemGroup:
-    """Work items of one integer model run together: each round, one model call computes the
-    pending frame request of every item (``run``); each item's result or error settles its own
-    future through ``settle``."""
+    """Work items of one model run together: each round, one model call computes the pending frame
+    request of every item (``run``); the items that finished in a round are handed to ``settle``
+    together, each with its result or error."""
 
     def __init__(self, items: list[WorkItem]):
         self.items = items
         self.cost = 0.0          # seconds the whole group took
         self.model_s = 0.0       # seconds of it in model calls
-        self.tokens = 0          # tokens it put through the model
+        self.rounds = 0          # model calls (rounds of frame requests)
 
-    def run(self, settle) -> None:
+    @property
+    def shape(self) -> GroupShape:
+        """What the group put through the model (after ``run``)."""
+        return GroupShape(self.rounds, sum(item.model_tokens for item in self.items), len(self.items))
+
+    def run(self, settle: Callable[[list[tuple[asyncio.Future, object, BaseException | None]]], None]) -> None:
         start = time.monotonic()
         step = self.items[0].encoder.parts.step
         waiting: dict[int, tuple[WorkItem, Frames, FrameRequest]] = {}
+        done: list = []
         for i, item in enumerate(self.items):
-            self._advance(waiting, i, item, ops_frames(item), None, settle)
+            self._advance(waiting, done, i, item, ops_frames(item), None)
         while waiting:
+            if done:
+                settle(done)
+                done = []
             order = list(waiting.values())
             t = time.monotonic()
             tables = step.frames([r.state for _, _, r in order], [r.symbols for _, _, r in order])
             self.model_s += time.monotonic() - t
+            self.rounds += 1
             for (i, (item, gen, _)), t in zip(list(waiting.items()), tables):
-                self._advance(waiting, i, item, gen, t, settle)
+                self._advance(waiting, done, i, item, gen, t)
+        if done:
+            settle(done)
         self.cost = time.monotonic() - start
-        self.tokens = sum(item.model_tokens for item in self.items)
-        for item in self.items:
-            item.cost = self.cost * (item.model_tokens / self.tokens if self.tokens else 1 / len(self.items))
 
     @staticmethod
-    def _advance(waiting: dict, i: int, item: WorkItem, gen: Frames, sent, settle) -> None:
+    def _advance(waiting: dict, done: list, i: int, item: WorkItem, gen: Frames, sent) -> None:
         try:
             request = next(gen) if sent is None else gen.send(sent)
         except StopIteration as stop:
             waiting.pop(i, None)
-            settle(item.future, stop.value, None)
+            done.append((item.future, stop.value, None))
         except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
             waiting.pop(i, None)
-            settle(item.future, None, e)
+            done.append((item.future, None, e))
         else:
             waiting[i] = (item, gen, request)
-
-
-class CostModel:
-    """Predicted run time of a work item (seconds): ``base + per_token * tokens``."""
-
-    def __init__(self, frame: int):
-        self.frame = frame
-        self.base = 0.0
-        self.per_token = 0.0
-        self._seeded = {"base": False, "per_token": False}
-
-    def predict(self, item: WorkItem) -> float:
-        return self.base + self.per_token * item.token_estimate(self.frame)
-
-    def update(self, item: WorkItem) -> None:
-        """Folds in a measured run (the first sample of each part sets it)."""
-        self.update_run(item.cost, item.model_tokens)
-
-    def update_group(self, cost: float, model_s: float, model_tokens: int) -> None:
-        """Folds in a batched group: its model calls (``model_s`` seconds for ``model_tokens``) teach
-        the per-token part, the rest (tokenizing, fallback frames, bookkeeping) the fixed part, so
-        that items run degraded do not inflate the model's predicted cost."""
-        self._fold("base", cost - model_s)
-        if model_tokens:
-            self._fold("per_token", model_s / model_tokens)
-
-    def _fold(self, name: str, sample: float) -> None:
-        old = getattr(self, name)
-        setattr(self, name, old + EWMA * (sample - old) if self._seeded[name] else sample)
-        self._seeded[name] = True
-
-    def update_run(self, cost: float, model_tokens: int) -> None:
-        """Folds in a run of one item: ``cost`` seconds that put ``model_tokens`` through the model."""
-        if model_tokens == 0:
-            self._fold("base", cost)
-        else:
-            self._fold("per_token", max(0.0, cost - self.base) / model_tokens)
-
-
-class DecayingMax:
-    """The largest recent sample (seconds): each sample raises it; it halves every ``half_life`` s."""
-
-    def __init__(self, half_life: float):
-        self.half_life = half_life
-        self._value, self._at = 0.0, time.monotonic()
-
-    @property
-    def value(self) -> float:
-        return self._value * 0.5 ** ((time.monotonic() - self._at) / self.half_life)
-
-    def add(self, sample: float) -> None:
-        now = time.monotonic()
-        self._value = max(sample, self._value * 0.5 ** ((now - self._at) / self.half_life))
-        self._at = now
-
-
-class LoopLag(DecayingMax):
-    """How late the event loop runs its callbacks now (seconds): a ticker measures how far each
-    ``INTERVAL`` sleep overshoots."""
-
-    INTERVAL = 0.005
-
-    def __init__(self):
-        super().__init__(half_life=0.1)
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            t = loop.time()
-            await asyncio.sleep(self.INTERVAL)
-            self.add(loop.time() - t - self.INTERVAL)
 
 
 class Scheduler:
@@ -237,14 +169,19 @@ class Scheduler:
                        asyncio.create_task(self.lag.run(), name="rvqstream-loop-lag")]
 
     async def warm_up(self, codec: Codec) -> None:
-        """Runs the model a few times (first runs allocate), then seeds the costs from a last run
-        of an empty flush and of a flush of a few frames."""
+        """Runs the model a few times (first runs allocate), then seeds the costs from a last pass:
+        groups of three shapes (one stream's many frames, many streams' short flushes, an empty
+        flush), so that the fits tell rounds, tokens and items apart."""
+        words = WARM_UP_TEXT.split()
+        short = [" ".join(words[i:i + 5]) for i in range(WARM_UP_STREAMS)]
         for seed in (False, False, True):
-            for text in ("", WARM_UP_TEXT):
-                item = WorkItem(codec.encoder("exact"), [("push", text), ("end",)], None)
-                await self.call(run_ops, item)
-                if seed:
-                    self.costs.update(item)
+            if seed:
+                self.costs = CostModel(self.costs.frame)
+            await self.run(WorkItem(codec.encoder("exact"), [("push", WARM_UP_TEXT), ("end",)], None))
+            await asyncio.gather(*(self.run(WorkItem(codec.encoder("exact"), [("push", text), ("end",)], None))
+                                   for text in short))
+            await self.run(WorkItem(codec.encoder("exact"), [("push", ""), ("end",)], None))
+        self.costs.anchor()
 
     async def run(self, item: WorkItem) -> list[Batch]:
         """Queues ``item`` and returns its batches once it ran."""
@@ -266,7 +203,7 @@ class Scheduler:
         recent waits: streams flushing together queue behind each other), the frame itself, and
         the event loop's lag on the way out."""
         return (max(self.max_queue_delay + self._queued_cost / self.workers, self.wait.value)
-                + self.lag.value + self.costs.base + self.costs.per_token * self.costs.frame)
+                + self.lag.value + self.costs.one_frame())
 
     async def _gather(self) -> None:
         """Collects items into batches (at most ``max_queue_delay`` of waiting) for the ready queue."""
@@ -287,7 +224,9 @@ class Scheduler:
                     batch.append(self._incoming.get_nowait())
             self.metrics.queue_depth.add(-len(batch))
             self.metrics.batch_size.record(len(batch))
-            self._push([(math.inf if it.deadline is None else it.deadline, it, self.costs.predict(it))
+            frame = self.costs.frame
+            self._push([(math.inf if it.deadline is None else it.deadline, it,
+                         self.costs.predict(GroupShape().plus(it.token_estimate(frame), frame, True)))
                         for it in batch])
 
     def _push(self, jobs: list[tuple]) -> None:
@@ -313,25 +252,28 @@ class Scheduler:
             group = [it for it in group if not it.future.done()]      # cancelled streams drop out
             if not group:
                 continue
-            now, tokens = time.monotonic(), 0.0
-            for it in group:              # due first: an item runs with the model if the group so far,
-                if it.forces_frames:      # it included, is predicted to finish by its deadline
-                    self.wait.add(now - it.queued_at)
-                estimate = it.token_estimate(self.costs.frame)
-                finish = now + self.costs.base + self.costs.per_token * (tokens + estimate) + self.lag.value
-                if it.forces_frames and it.deadline is not None and finish > it.deadline:
-                    it.degraded = True
-                else:
-                    tokens += estimate
+            self._degrade_late(group)
             self.metrics.model_batch.record(len(group))
-            if len(group) == 1:           # not necessarily ``job``: it may have been cancelled
-                (item,) = group
-                self._settle(item.future, run_ops, item)
-                self.costs.update(item)
-                continue
             run = ItemGroup(group)
             run.run(self._deliver)
-            self.costs.update_group(run.cost, run.model_s, run.tokens)
+            self.costs.update(run.shape, run.cost, run.model_s)
+
+    def _degrade_late(self, group: list[WorkItem]) -> None:
+        """Due first, each item runs with the model if the group so far, it included, is predicted
+        to have its frames out by the item's deadline; otherwise it runs degraded."""
+        now, frame, shape = time.monotonic(), self.costs.frame, GroupShape()
+        lag = self.lag.value
+        for it in group:
+            if it.forces_frames:
+                self.wait.add(now - it.queued_at)
+            estimate = it.token_estimate(frame)
+            with_model = shape.plus(estimate, frame, True)
+            if (it.forces_frames and it.deadline is not None
+                    and now + self.costs.predict(with_model) + lag > it.deadline):
+                it.degraded = True
+                shape = shape.plus(estimate, frame, False)
+            else:
+                shape = with_model
 
     def _take_batchable(self, first: WorkItem) -> list[WorkItem]:
         """Pops the ready items (due first) that can run in one group with ``first``: the same
@@ -352,10 +294,10 @@ class Scheduler:
             heapq.heappush(self._ready, entry)
         return taken
 
-    def _deliver(self, future: asyncio.Future, result, error: BaseException | None) -> None:
-        """Hands a result or an exception computed here to ``future`` on the loop."""
+    def _deliver(self, results: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
+        """Hands results (or exceptions) computed here to their futures on the loop, in one callback."""
         try:
-            self._loop.call_soon_threadsafe(_resolve, future, result, error)
+            self._loop.call_soon_threadsafe(_resolve_all, results)
         except RuntimeError:     # the loop is closed: nobody waits any more
             pass
 
@@ -365,7 +307,7 @@ class Scheduler:
             result, error = fn(*args), None
         except Exception as e:  # noqa: BLE001 - one stream's failure stays with that stream
             result, error = None, e
-        self._deliver(future, result, error)
+        self._deliver([(future, result, error)])
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -385,6 +327,11 @@ class _Call:
     fn: object
     args: tuple
     future: asyncio.Future
+
+
+def _resolve_all(results: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
+    for future, result, error in results:
+        _resolve(future, result, error)
 
 
 def _resolve(future: asyncio.Future, result, error: BaseException | None) -> None:
