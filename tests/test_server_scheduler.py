@@ -4,6 +4,7 @@ cannot be met, costs seeded at start, text never lost."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 
 from opentelemetry.metrics import NoOpMeterProvider
@@ -172,3 +173,40 @@ def test_words_reach_the_scheduler_a_frame_or_a_flush_at_a_time(registry):
     assert decoded(codec, batches) == "".join(words)
     assert len(items) <= len(words) // 2, (len(items), len(words))
     assert all(forces or tokens > 0 for forces, tokens in items)
+
+
+def test_items_join_a_group_only_where_it_keeps_every_member_on_time(registry):
+    """Group forming with known costs (1 ms a token of model work, nothing else): a flush that
+    cannot make its deadline even alone joins degraded; one that would make an earlier member
+    late waits, with everything due after it, for a free worker's group, where it runs with the
+    model; with no worker free it joins, since it makes its own deadline."""
+    codec = registry.default
+    s = Scheduler(Metrics(NoOpMeterProvider().get_meter("test")), workers=2, frame=codec.parts.frame)
+    s.costs.model.coef, s.costs.other.coef = (0.0, 0.001), (0.0, 0.0)
+    loop = asyncio.new_event_loop()
+
+    def items() -> list[WorkItem]:
+        now = time.monotonic()
+        out = []
+        for chars, due_in in ((3, 0.05), (200, 0.06), (150, 0.4), (150, 0.5)):   # chars / 3 tokens
+            it = WorkItem(codec.encoder("exact"), [("push", "w" * chars), ("flush",)], now + due_in)
+            it.future, it.queued_at = loop.create_future(), now
+            out.append(it)
+        return out
+
+    try:
+        with s._cv:
+            a, b, c, d = items()
+            s._idle = 1                                      # another worker waits for work
+            s._push([(it.deadline, it, 0.0) for it in (b, c, d)])
+            assert s._take_group(a) == [a, b] and (a.degraded, b.degraded) == (False, True)
+            _, _, job, _ = heapq.heappop(s._ready)
+            assert job is c and s._take_group(c) == [c, d]
+            assert not (c.degraded or d.degraded) and not s._ready
+            a, b, c, d = items()
+            s._idle = 0                                      # no worker free
+            s._push([(it.deadline, it, 0.0) for it in (b, c, d)])
+            assert s._take_group(a) == [a, b, c, d] and [it.degraded for it in (a, b, c, d)] == [
+                False, True, False, False]
+    finally:
+        loop.close()

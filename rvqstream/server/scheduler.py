@@ -9,11 +9,12 @@ item's operations are frame requests (``coding.Frames``), and every round comput
 frame of every item in one model call (``IntStepModel.frames``: the same tables as alone), so the
 event loop never blocks on the model and many streams cost little more than one. What a group
 costs is predicted from its shape (rounds, tokens, items: ``costs.CostModel``), learned from the
-groups run so far and seeded by a warm-up at start (``warm_up``). Items are taken due first; one
-whose frames would be out past its stream's deadline (now + the predicted cost of the group so far
-with it + the event loop's current lag, ``LoopLag``: frames wait that long again to leave) runs
-degraded: its frames are sent in fallback form (no language-model work at all). Its frames are
-flagged and counted. Text is never dropped.
+groups run so far and seeded by a warm-up at start (``warm_up``). Items join a group due first
+while the group with them is predicted to have every member's frames out by its deadline (now +
+the predicted cost + the event loop's current lag, ``LoopLag``: frames wait that long again to
+leave); the rest wait for the next free worker (``Scheduler._take_group``). An item that cannot
+make its deadline even in a group of its own runs degraded: its frames are sent in fallback form
+(no language-model work at all), flagged and counted. Text is never dropped.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._queued_cost = 0.0                # predicted cost of the work not yet started
         self._closed = False
+        self._idle = 0                         # workers waiting for work; guarded by _cv
         self._threads = [threading.Thread(target=self._worker, name=f"rvqstream-model-{i}", daemon=True)
                          for i in range(workers)]
         self._tasks: list[asyncio.Task] = []
@@ -240,59 +242,79 @@ class Scheduler:
         while True:
             with self._cv:
                 while not self._ready and not self._closed:
+                    self._idle += 1
                     self._cv.wait()
+                    self._idle -= 1
                 if self._closed:
                     return
                 _, _, job, cost = heapq.heappop(self._ready)
                 self._queued_cost = max(0.0, self._queued_cost - cost)
-                group = [job] + self._take_batchable(job) if isinstance(job, WorkItem) else [job]
+                group = self._take_group(job) if isinstance(job, WorkItem) else []
+                if self._ready:
+                    self._cv.notify()              # what stays queued goes to another free worker
             if isinstance(job, _Call):
                 self._settle(job.future, job.fn, *job.args)
                 continue
-            group = [it for it in group if not it.future.done()]      # cancelled streams drop out
             if not group:
                 continue
-            self._degrade_late(group)
             self.metrics.model_batch.record(len(group))
             run = ItemGroup(group)
             run.run(self._deliver)
             self.costs.update(run.shape, run.cost, run.model_s)
 
-    def _degrade_late(self, group: list[WorkItem]) -> None:
-        """Due first, each item runs with the model if the group so far, it included, is predicted
-        to have its frames out by the item's deadline; otherwise it runs degraded."""
-        now, frame, shape = time.monotonic(), self.costs.frame, GroupShape()
-        lag = self.lag.value
-        for it in group:
-            if it.forces_frames:
-                self.wait.add(now - it.queued_at)
+    def _take_group(self, first: WorkItem) -> list[WorkItem]:
+        """``first`` and the ready items after it (due first) that run with it, up to ``max_batch``
+        (caller holds ``_cv``; cancelled streams drop out). The model work of a group ends
+        together, so one more item delays them all. An item joins when the group with it is
+        predicted to have its frames out by its deadline and by every earlier member's. One that
+        would make an earlier member late stays queued, with those due after it, when another
+        worker is free to take them now and it makes its deadline in a group of its own; with no
+        worker free it joins if it makes its own deadline. An item that makes its deadline in
+        neither way joins degraded (its frames in fallback form, no model work). Only items of
+        the same integer model share a group."""
+        now, frame, lag = time.monotonic(), self.costs.frame, self.lag.value
+        step = first.encoder.parts.step
+        group: list[WorkItem] = []
+        shape, finish_by = GroupShape(), math.inf
+        kept: list[tuple] = []
+        candidates = iter([(None, None, first, 0.0)])
+        while len(group) < self.max_batch:
+            entry = next(candidates, None)
+            if entry is None:
+                if not self._ready or not isinstance(step, IntStepModel):
+                    break
+                entry = heapq.heappop(self._ready)
+                if not (isinstance(entry[2], WorkItem) and entry[2].encoder.parts.step is step):
+                    kept.append(entry)
+                    continue
+            it = entry[2]
+            if it.future.done():
+                continue
             estimate = it.token_estimate(frame)
+            due = it.deadline if it.forces_frames and it.deadline is not None else math.inf
             with_model = shape.plus(estimate, frame, True)
-            if (it.forces_frames and it.deadline is not None
-                    and now + self.costs.predict(with_model) + lag > it.deadline):
+            finish = now + lag + self.costs.predict(with_model)
+            if finish <= min(finish_by, due):
+                shape, finish_by = with_model, min(finish_by, due)
+            elif (group and self._idle
+                  and now + lag + self.costs.predict(GroupShape().plus(estimate, frame, True)) <= due):
+                kept.append(entry)            # it makes its deadline in a group of its own: an idle
+                break                         # worker takes it, and those due after it, now
+            elif finish <= due:               # no free worker: it joins, on time itself
+                shape, finish_by = with_model, min(finish_by, due)
+            elif due < math.inf:
                 it.degraded = True
                 shape = shape.plus(estimate, frame, False)
             else:
-                shape = with_model
-
-    def _take_batchable(self, first: WorkItem) -> list[WorkItem]:
-        """Pops the ready items (due first) that can run in one group with ``first``: the same
-        integer model, up to ``max_batch`` in all (caller holds ``_cv``)."""
-        step = first.encoder.parts.step
-        if not isinstance(step, IntStepModel):
-            return []
-        taken, kept = [], []
-        while self._ready and len(taken) + 1 < self.max_batch:
-            entry = heapq.heappop(self._ready)
-            job = entry[2]
-            if isinstance(job, WorkItem) and job.encoder.parts.step is step:
-                taken.append(job)
+                shape = with_model            # no deadline of its own (nothing it holds waits)
+            if entry[0] is not None:
                 self._queued_cost = max(0.0, self._queued_cost - entry[3])
-            else:
-                kept.append(entry)
+            if it.forces_frames:
+                self.wait.add(now - it.queued_at)
+            group.append(it)
         for entry in kept:
             heapq.heappush(self._ready, entry)
-        return taken
+        return group
 
     def _deliver(self, results: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
         """Hands results (or exceptions) computed here to their futures on the loop, in one callback."""
