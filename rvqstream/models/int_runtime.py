@@ -16,6 +16,7 @@ over an empty dimension is not relied on). Shapes: S symbols, V vocabulary.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,7 @@ class IntStepModel:
         T = slots_in_use(n, self.context)
         gaps, k, v = self.run(np.array([[state.last_token]], np.int64), np.array([[n]], np.int64),
                               [x[..., :T] for x in state.keys], [x[:, :, :T] for x in state.values],
-                              frame_bias(np.array([n]), T, 1))
+                              step_bias(n, T))
         return gaps[0, 0], (k, v)
 
     def advance(self, state: IntState, token: int, kv: tuple | None) -> None:
@@ -200,12 +201,13 @@ def call_groups(sizes: list[int], lengths: list[int], context: int) -> list[list
     order = sorted(range(len(sizes)), key=lambda b: (sizes[b], lengths[b]))
     starts = [i for i in range(len(order)) if i == 0 or sizes[order[i]] != sizes[order[i - 1]]]
     bounds = starts + [len(order)]
+    runs_longest = [max(lengths[b] for b in order[bounds[g]:bounds[g + 1]]) for g in range(len(starts))]
     best = [0.0] + [float("inf")] * (len(starts))       # best[j]: cost of the rows before bounds[j]
     cut = [0] * (len(starts) + 1)
     for i in range(len(starts)):
         longest = 0
         for j in range(i + 1, len(bounds)):
-            longest = max(longest, *(lengths[b] for b in order[bounds[j - 1]:bounds[j]]))
+            longest = max(longest, runs_longest[j - 1])
             rows, size = bounds[j] - bounds[i], sizes[order[bounds[j] - 1]]
             cost = best[i] + CALL_COST_SLOTS + rows * size * (ROW_COST_SLOTS + slots_in_use(longest, context))
             if cost < best[j]:
@@ -215,6 +217,15 @@ def call_groups(sizes: list[int], lengths: list[int], context: int) -> list[list
         groups.append(order[bounds[cut[j]]:bounds[j]])
         j = cut[j]
     return groups[::-1]
+
+
+@functools.lru_cache(maxsize=1024)
+def step_bias(length: int, slots: int) -> np.ndarray:
+    """``frame_bias`` of one new token after a context of ``length`` positions (read-only, made
+    once for each length and slot count: a decoder's steps reuse them)."""
+    bias = frame_bias(np.array([length]), slots, 1)
+    bias.setflags(write=False)
+    return bias
 
 
 def frame_bias(lengths: np.ndarray, slots: int, S: int) -> np.ndarray:
