@@ -88,15 +88,15 @@ def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
 
 
 class ItemGroup:
-    """Work items of one model run together: each round, one model call computes the pending frame
-    request of every item (``run``); the items that finished in a round are handed to ``settle``
-    together, each with its result or error."""
+    """Work items of one model run together: each round, one batched model call (a few when frame
+    lengths differ much) computes the pending frame request of every item (``run``); the items
+    that finished in a round are handed to ``settle`` together, each with its result or error."""
 
     def __init__(self, items: list[WorkItem]):
         self.items = items
         self.cost = 0.0          # seconds the whole group took
         self.model_s = 0.0       # seconds of it in model calls
-        self.rounds = 0          # model calls (rounds of frame requests)
+        self.rounds = 0          # rounds of frame requests
 
     @property
     def shape(self) -> GroupShape:
@@ -115,12 +115,12 @@ class ItemGroup:
                 settle(done)
                 done = []
             order = list(waiting.values())
-            t = time.monotonic()
-            tables = step.frames([r.state for _, _, r in order], [r.symbols for _, _, r in order])
-            self.model_s += time.monotonic() - t
+            started = time.monotonic()
+            ranges = step.frames([r.state for _, _, r in order], [r.symbols for _, _, r in order])
+            self.model_s += time.monotonic() - started
             self.rounds += 1
-            for (i, (item, gen, _)), t in zip(list(waiting.items()), tables):
-                self._advance(waiting, done, i, item, gen, t)
+            for (i, (item, gen, _)), sent in zip(list(waiting.items()), ranges):
+                self._advance(waiting, done, i, item, gen, sent)
         if done:
             settle(done)
         self.cost = time.monotonic() - start
