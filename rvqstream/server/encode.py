@@ -155,7 +155,10 @@ class EncodeSession:
                         and (self._last_emit is None or now - self._last_emit >= self.budget))
                 if new_anchor:                 # it reached the socket about one loop lag ago
                     self._ops_anchor = now - self.scheduler.lag.value
-                self._ops.append(("push", text))
+                if self._ops and self._ops[-1][0] == "push":    # one push for a run of chunks:
+                    self._ops[-1] = ("push", self._ops[-1][1] + text)   # one tokenizer call
+                else:
+                    self._ops.append(("push", text))
                 self._ops_bytes += size
                 if idle and not chunk.end_message:   # Nagle: an idle stream's first text goes at once
                     self._ops.append(("flush",))
