@@ -25,7 +25,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from rvqstream.models import Batch, Codec, StreamEncoder
@@ -273,20 +273,10 @@ class Scheduler:
         neither way joins degraded (its frames in fallback form, no model work). Only items of
         the same integer model share a group."""
         now, frame, lag = time.monotonic(), self.costs.frame, self.lag.value
-        step = first.encoder.parts.step
         group: list[WorkItem] = []
         shape, finish_by = GroupShape(), math.inf
         kept: list[tuple] = []
-        candidates = iter([(None, None, first, 0.0)])
-        while len(group) < self.max_batch:
-            entry = next(candidates, None)
-            if entry is None:
-                if not self._ready or not isinstance(step, IntStepModel):
-                    break
-                entry = heapq.heappop(self._ready)
-                if not (isinstance(entry[2], WorkItem) and entry[2].encoder.parts.step is step):
-                    kept.append(entry)
-                    continue
+        for entry in self._candidates(first, kept):
             it = entry[2]
             if it.future.done():
                 continue
@@ -294,27 +284,41 @@ class Scheduler:
             due = it.deadline if it.forces_frames and it.deadline is not None else math.inf
             with_model = shape.plus(estimate, frame, True)
             finish = now + lag + self.costs.predict(with_model)
-            if finish <= min(finish_by, due):
-                shape, finish_by = with_model, min(finish_by, due)
-            elif (group and self._idle
-                  and now + lag + self.costs.predict(GroupShape().plus(estimate, frame, True)) <= due):
+            if (finish > min(finish_by, due) and group and self._idle
+                    and now + lag + self.costs.predict(GroupShape().plus(estimate, frame, True)) <= due):
                 kept.append(entry)            # it makes its deadline in a group of its own: an idle
                 break                         # worker takes it, and those due after it, now
-            elif finish <= due:               # no free worker: it joins, on time itself
+            if finish <= due:                 # (due is inf for an item none of whose text waits)
                 shape, finish_by = with_model, min(finish_by, due)
-            elif due < math.inf:
+            else:
                 it.degraded = True
                 shape = shape.plus(estimate, frame, False)
-            else:
-                shape = with_model            # no deadline of its own (nothing it holds waits)
             if entry[0] is not None:
                 self._queued_cost = max(0.0, self._queued_cost - entry[3])
             if it.forces_frames:
                 self.wait.add(now - it.queued_at)
             group.append(it)
+            if len(group) == self.max_batch:
+                break
         for entry in kept:
             heapq.heappush(self._ready, entry)
         return group
+
+    def _candidates(self, first: WorkItem, kept: list[tuple]) -> Iterator[tuple]:
+        """Ready-queue entries that may join ``first``'s group, due first: ``first`` itself (its
+        entry already popped: no predicted cost left to take off), then, for an integer model,
+        the queued items of the same model, popped as they are asked for; other entries popped
+        on the way go to ``kept``."""
+        yield (None, None, first, 0.0)
+        step = first.encoder.parts.step
+        if not isinstance(step, IntStepModel):
+            return
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            if isinstance(entry[2], WorkItem) and entry[2].encoder.parts.step is step:
+                yield entry
+            else:
+                kept.append(entry)
 
     def _deliver(self, results: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
         """Hands results (or exceptions) computed here to their futures on the loop, in one callback."""
