@@ -511,6 +511,74 @@ def test_coder_matches_spec():
             assert get(adec, cum, is_cum=True) == s
 
 
+def skewed_symbols(rng: random.Random, n: int) -> list[tuple[list[int], int]]:
+    """``n`` (cumulative table, symbol) pairs: mostly near-certain symbols (long runs of settled
+    and straddling bits, thousands of pending bits), some improbable ones, some uniform."""
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.6:
+            cum = [0, 1 << 24, (1 << 24) + 1]
+            s = 0 if rng.random() < 0.999 else 1
+        elif r < 0.7:
+            cum = [0, 1, 1 << 40]
+            s = rng.randrange(2)
+        else:
+            cum = cum_of(rng.choice([1, 3, 1 << 20]) for _ in range(rng.randrange(2, 6)))
+            s = rng.randrange(len(cum) - 1)
+        out.append((cum, s))
+    return out
+
+
+def test_coder_matches_spec_on_long_skewed_streams():
+    rng = random.Random(11)
+    for trial in range(12):
+        enc, spec = ArithmeticEncoder(), SpecEncoder()
+        syms = skewed_symbols(rng, rng.randrange(1, 4000))
+        if trial == 0:      # a straddle that lasts: pending bits pile up across many symbols
+            syms = [([0, (1 << 40) - 1, 1 << 40], 0)] * 3000 + syms
+        for cum, s in syms:
+            enc.encode(cum[s], cum[s + 1], cum[-1])
+            spec.put(cum[s], cum[s + 1], cum[-1])
+        data = enc.finish()
+        assert data == spec.finish()
+        adec = ArithmeticDecoder(data)
+        assert [get(adec, cum, is_cum=True) for cum, _ in syms] == [s for _, s in syms]
+
+
+@pytest.mark.parametrize("limit_bits", [0, 5, 62, 126])
+def test_decoder_stops_where_its_reads_pass_the_limit(limit_bits):
+    """A cut payload raises ``TruncatedError`` at the first symbol whose reads pass the data's end
+    by more than ``limit_bits`` (bits read counted by the spec decoder, one at a time)."""
+    rng = random.Random(limit_bits)
+    syms = skewed_symbols(rng, 400)
+    enc = ArithmeticEncoder()
+    for cum, s in syms:
+        enc.encode(cum[s], cum[s + 1], cum[-1])
+    data = enc.finish()
+    for cut in (0, 1, len(data) // 3, len(data) - 1):
+        part = data[:cut]
+        spec = SpecDecoder(part)
+        expect_fail = None if spec.pos <= 8 * cut + limit_bits else -1
+        for i, (cum, _) in enumerate(syms):
+            if expect_fail is not None:
+                break
+            spec.get(cum)
+            if spec.pos > 8 * cut + limit_bits:
+                expect_fail = i
+        if expect_fail == -1:
+            with pytest.raises(TruncatedError):
+                ArithmeticDecoder(part, limit_bits)
+            continue
+        dec = ArithmeticDecoder(part, limit_bits)
+        for i, (cum, _) in enumerate(syms):
+            if i == expect_fail:
+                with pytest.raises(TruncatedError):
+                    get(dec, cum, is_cum=True)
+                break
+            get(dec, cum, is_cum=True)
+
+
 def test_termination_zero_bytes_are_dropped():
     enc = ArithmeticEncoder()
     for _ in range(5):

@@ -106,6 +106,9 @@ def test_symbol_ranges_are_the_cumulative_tables_intervals(lm):
     want = np.stack([np.take_along_axis(cum, symbols[..., None], -1)[..., 0],
                      np.take_along_axis(cum, symbols[..., None] + 1, -1)[..., 0], cum[..., -1]], -1)
     assert np.array_equal(got, want)
+    narrow = lm.freq_by_step.astype(np.int32)          # the runtime's table: the same intervals
+    assert np.array_equal(symbol_ranges(narrow, gaps, symbols), want)
+    assert np.array_equal(cumulative_tables(narrow, gaps), cum)
 
 
 def test_call_groups_split_rows_only_where_padding_costs_more_than_a_call():

@@ -23,8 +23,10 @@ STATE_BITS = 62
 _FULL = 1 << STATE_BITS
 _MASK = _FULL - 1
 _HALF = _FULL >> 1
-_QUARTER = _HALF >> 1
 MAX_TOTAL = 1 << 40
+_SPILL_BITS = 4096          # encoder bits held as one integer before they become bytes
+_READ_BITS = STATE_BITS     # the most bits a decoder reads at once
+_WINDOW_BYTES = (_READ_BITS + 7) // 8 + 1      # bytes that hold any _READ_BITS bits
 
 FREQ_BITS = 24              # the most likely symbol gets 2**24 (to within a factor of 2)
 _STEPS_PER_BIT = 64         # logits are quantized to 1/64 of a bit
@@ -71,9 +73,25 @@ def cumulative(freqs: np.ndarray) -> np.ndarray:
 
 
 class ArithmeticEncoder:
+    """Codes symbols into bits. Each symbol's settled leading bits go out as one run, and the
+    underflow (straddle) steps that follow it are counted at once: the same bits as coding one
+    bit a step (docs' coder specification), a few integer operations a symbol."""
+
     def __init__(self):
         self._low, self._high, self._pending = 0, _MASK, 0
-        self._bits: list[int] = []
+        self._acc, self._acc_bits = 0, 0       # bits not yet in ``_out``, most significant first
+        self._out = bytearray()
+
+    def _put(self, value: int, n: int) -> None:
+        """Append the ``n``-bit ``value`` to the output."""
+        self._acc = (self._acc << n) | value
+        self._acc_bits += n
+        if self._acc_bits >= _SPILL_BITS:
+            whole = self._acc_bits >> 3
+            rest = self._acc_bits & 7
+            self._out += (self._acc >> rest).to_bytes(whole, "big")
+            self._acc &= (1 << rest) - 1
+            self._acc_bits = rest
 
     def encode(self, cum_low: int, cum_high: int, total: int) -> None:
         """Code the symbol occupying [cum_low, cum_high) of a table with the given total."""
@@ -81,20 +99,25 @@ class ArithmeticEncoder:
         rng = high - low + 1
         high = low + cum_high * rng // total - 1
         low = low + cum_low * rng // total
-        bits = self._bits
-        while not (low ^ high) & _HALF:
-            bit = low >> (STATE_BITS - 1)
-            bits.append(bit)
-            if self._pending:
-                bits.extend([bit ^ 1] * self._pending)
+        settled = STATE_BITS - (low ^ high).bit_length()      # leading bits low and high share
+        if settled:
+            run = low >> (STATE_BITS - settled)
+            if self._pending:        # the first settled bit, then the pending bits (its opposite)
+                first = run >> (settled - 1)
+                self._put(first, 1)
+                self._put(0 if first else (1 << self._pending) - 1, self._pending)
                 self._pending = 0
-            low = (low << 1) & _MASK
-            high = ((high << 1) & _MASK) | 1
-        while low & ~high & _QUARTER:
-            self._pending += 1
-            low = (low << 1) ^ _HALF
-            high = ((high ^ _HALF) << 1) | _HALF | 1
-        self._low, self._high = low, high & _MASK
+                self._put(run & ((1 << (settled - 1)) - 1), settled - 1)
+            else:
+                self._put(run, settled)
+            low = (low << settled) & _MASK
+            high = ((high << settled) & _MASK) | ((1 << settled) - 1)
+        straddle = _straddle_steps(low, high)
+        if straddle:
+            self._pending += straddle
+            low = (low << straddle) & (_HALF - 1)
+            high = ((high << straddle) & (_HALF - 1)) | _HALF | ((1 << straddle) - 1)
+        self._low, self._high = low, high
 
     def encode_symbol(self, cum: np.ndarray, symbol: int) -> None:
         self.encode(int(cum[symbol]), int(cum[symbol + 1]), int(cum[-1]))
@@ -105,31 +128,40 @@ class ArithmeticEncoder:
 
     def finish(self) -> bytes:
         """Terminate (one 1 bit, zero padding) and return the bytes, trailing zero bytes dropped."""
-        bits = self._bits + [1] + [0] * self._pending
-        bits += [0] * (-len(bits) % 8)
-        out = np.packbits(np.array(bits, dtype=np.uint8)).tobytes()
+        self._put(1, 1)
+        self._put(0, self._pending + (-(self._acc_bits + self._pending) % 8))
+        self._pending = 0
+        out = bytes(self._out) + self._acc.to_bytes(self._acc_bits >> 3, "big")
         return out.rstrip(b"\x00")
+
+
+def _straddle_steps(low: int, high: int) -> int:
+    """Underflow steps due after renormalization (low = 01..., high = 10...): how many bits after
+    the top one low has as 1s and high as 0s, in a row."""
+    low_ones = STATE_BITS - 1 - (~low & (_HALF - 1)).bit_length()
+    high_zeros = STATE_BITS - 1 - (high & (_HALF - 1)).bit_length()
+    return min(low_ones, high_zeros)
 
 
 class ArithmeticDecoder:
     def __init__(self, data: bytes, limit_bits: int | None = None):
         """``limit_bits`` bounds how far past the data's end the decoder may read (zeros) before
         it raises ``TruncatedError``; by default ``STATE_BITS`` + 64."""
-        self._bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8)).tolist()
+        self._data = bytes(data)
         self._pos = 0
-        self._limit = len(self._bits) + (STATE_BITS + 64 if limit_bits is None else limit_bits)
-        self._low, self._high, self._code = 0, _MASK, 0
-        for _ in range(STATE_BITS):
-            self._code = (self._code << 1) | self._read()
+        self._limit = 8 * len(data) + (STATE_BITS + 64 if limit_bits is None else limit_bits)
+        self._low, self._high = 0, _MASK
+        self._code = self._read(STATE_BITS)
 
-    def _read(self) -> int:
+    def _read(self, n: int) -> int:
+        """The next ``n`` bits (at most ``_READ_BITS``; zeros past the data's end)."""
         pos = self._pos
-        self._pos = pos + 1
-        if pos < len(self._bits):
-            return self._bits[pos]
-        if pos >= self._limit:
+        if pos + n > self._limit:
             raise TruncatedError("arithmetic-coded data ends before the message does")
-        return 0
+        self._pos = pos + n
+        at = pos >> 3
+        window = int.from_bytes(self._data[at:at + _WINDOW_BYTES].ljust(_WINDOW_BYTES, b"\x00"), "big")
+        return (window >> (8 * _WINDOW_BYTES - (pos & 7) - n)) & ((1 << n) - 1)
 
     def target(self, total: int) -> int:
         """The value in [0, total) that locates the next symbol."""
@@ -141,15 +173,17 @@ class ArithmeticDecoder:
         rng = high - low + 1
         high = low + cum_high * rng // total - 1
         low = low + cum_low * rng // total
-        while not (low ^ high) & _HALF:
-            low = (low << 1) & _MASK
-            high = ((high << 1) & _MASK) | 1
-            code = ((code << 1) & _MASK) | self._read()
-        while low & ~high & _QUARTER:
-            low = (low << 1) ^ _HALF
-            high = ((high ^ _HALF) << 1) | _HALF | 1
-            code = (code & _HALF) | ((code << 1) & (_MASK >> 1)) | self._read()
-        self._low, self._high, self._code = low, high & _MASK, code
+        settled = STATE_BITS - (low ^ high).bit_length()
+        if settled:
+            low = (low << settled) & _MASK
+            high = ((high << settled) & _MASK) | ((1 << settled) - 1)
+            code = ((code << settled) & _MASK) | self._read(settled)
+        straddle = _straddle_steps(low, high)
+        if straddle:
+            low = (low << straddle) & (_HALF - 1)
+            high = ((high << straddle) & (_HALF - 1)) | _HALF | ((1 << straddle) - 1)
+            code = (code & _HALF) | ((code << straddle) & (_HALF - 1)) | self._read(straddle)
+        self._low, self._high, self._code = low, high, code
 
     def decode_symbol(self, cum: np.ndarray) -> int:
         total = int(cum[-1])

@@ -71,6 +71,11 @@ class IntStepModel:
         self.layers, self.heads, self.head_dim = lm_info["layers"], lm_info["heads"], lm_info["head_dim"]
         self.context = lm_info["context"]
         self.freq_by_step = np.asarray(lm_info["freq_by_step"], np.int64)
+        if self.freq_by_step.max() >= 1 << 31:
+            raise ValueError("freq_by_step holds a frequency past int32")
+        # coding intervals look frequencies up in an int32 copy (half the bytes; the cumulative
+        # tables of a decoder cast less from int64)
+        self._freqs32 = self.freq_by_step.astype(np.int32)
         self._past = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
 
     @classmethod
@@ -140,7 +145,7 @@ class IntStepModel:
         """The coding intervals of ``symbols`` coded one after another from ``state``, in one
         call; ``state`` advances past all but the last symbol, which becomes its next input."""
         gaps = self.frame_gaps(state, symbols)
-        return [tuple(r) for r in symbol_ranges(self.freq_by_step, gaps, np.asarray(symbols)).tolist()]
+        return [tuple(r) for r in symbol_ranges(self._freqs32, gaps, np.asarray(symbols)).tolist()]
 
     def frames(self, states: list[IntState], symbol_lists: list[list[int]]) -> list[list[Range]]:
         """``frame`` for many contexts: rows of similar frame lengths share a call (``call_groups``:
@@ -170,7 +175,7 @@ class IntStepModel:
         keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
         values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
         gaps, k, v = self.run(tokens, positions, keys, values, bias)
-        ranges = symbol_ranges(self.freq_by_step, gaps, targets).tolist()
+        ranges = symbol_ranges(self._freqs32, gaps, targets).tolist()
         out = []
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
             _append_frame(st, symbols, [x[b:b + 1] for x in k], [x[b:b + 1] for x in v])

@@ -262,21 +262,27 @@ def logit_gaps(logits: np.ndarray, table_size: int) -> np.ndarray:
 
 def cumulative_tables(freq_by_step: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """Gaps [...,V] -> cumulative frequency tables [...,V+1] int64 (``cum[...,0] == 0``): each
-    symbol's frequency is ``freq_by_step[gap]`` (>= 1)."""
+    symbol's frequency is ``freq_by_step[gap]`` (>= 1; the table int64, or int32 for speed)."""
     cum = np.zeros(gaps.shape[:-1] + (gaps.shape[-1] + 1,), np.int64)
-    np.cumsum(freq_by_step.take(gaps), axis=-1, out=cum[..., 1:])
+    np.cumsum(freq_by_step.take(gaps), axis=-1, dtype=np.int64, out=cum[..., 1:])
     return cum
 
 
 def symbol_ranges(freq_by_step: np.ndarray, gaps: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """Gaps [...,V] and the symbols coded under them [...] -> each symbol's interval of its
     cumulative table, (low, high, total) [...,3] int64: ``cum[symbol]``, ``cum[symbol + 1]`` and
-    ``cum[-1]`` of ``cumulative_tables`` (what an arithmetic encoder needs), for many at once."""
-    freqs = freq_by_step.take(gaps)
-    cum = np.cumsum(freqs, axis=-1)
-    at = symbols[..., None]
-    high = np.take_along_axis(cum, at, -1)[..., 0]
-    return np.stack([high - np.take_along_axis(freqs, at, -1)[..., 0], high, cum[..., -1]], -1)
+    ``cum[-1]`` of ``cumulative_tables`` (what an arithmetic encoder needs), for many at once.
+    Each row is summed in two pieces, before its symbol and from it on (no cumulative table)."""
+    V = gaps.shape[-1]
+    freqs = freq_by_step.take(gaps).reshape(-1, V)
+    at = np.asarray(symbols, np.int64).reshape(-1)
+    rows = np.arange(len(at))
+    starts = np.stack([rows * V, rows * V + at], -1).reshape(-1)
+    pieces = np.add.reduceat(freqs.reshape(-1), starts, dtype=np.int64)
+    # reduceat gives a piece that starts where the next one does the element there, not 0
+    low = np.where(at == 0, 0, pieces[0::2])
+    high = low + freqs[rows, at]
+    return np.stack([low, high, low + pieces[1::2]], -1).reshape(gaps.shape[:-1] + (3,))
 
 
 def reference_step(lm: IntLM, tokens, positions, past_k, past_v, bias) -> tuple[np.ndarray, list, list]:
