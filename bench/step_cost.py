@@ -8,15 +8,23 @@ and reports the median time of a call and per token, and the kernel time by op t
 Runtime's profiler (a separate, profiled session: profiling slows every call down, so its figures
 are shares, not times). It also times the two ways to look up a table element by element,
 ``Gather`` (the graph's lookups before) and ``GatherElements`` (now), on the same indices.
+
+``depth_bound`` answers what a shallower model of this family could decode at most: the shipped
+model's graph rebuilt (``models/intlm_graph.py``) with its first L layers only (L = 0: embeddings,
+the last normalization and the output layer), timed at the decoder's step and the backlog's; text
+bytes a second at most = the test messages' UTF-8 bytes a token (EOS counted) / the step's time a
+token, as if nothing but the graph ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +36,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rvqstream.models import Codec
 from rvqstream.models.int_runtime import frame_bias
+from rvqstream.models.intlm import IntLM
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from models.intlm_graph import build  # the repository's export code (onnx, numpy: no torch)
+
+OLD_SOURCES = ("fortunes", "gcide", "kjv", "man", "pydoc", "wordnet")
+DEPTH_SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16), "backlog step (B=64, S=1, T=64)": (64, 1, 64)}
 SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16),
           "decoder step, long context (B=1, S=1, T=240)": (1, 1, 240),
           "encoder frame (B=1, S=16, T=240)": (1, 16, 240),
@@ -100,10 +114,46 @@ def lookup_ns(n: int, repeats: int) -> dict[str, float]:
     return out
 
 
+def bytes_per_token(codec: Codec, split: Path, per_source: int = 20) -> float:
+    """UTF-8 bytes a token (a message's EOS counted) over the first ``per_source`` test messages of
+    each of the six old sources (the sample of ``bench/edge_decode.py``)."""
+    seen: collections.Counter = collections.Counter()
+    nbytes = ntokens = 0
+    with open(split) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["source"] in OLD_SOURCES and seen[r["source"]] < per_source:
+                seen[r["source"]] += 1
+                nbytes += len(r["text"].encode())
+                ntokens += len(codec.parts.tokenizer.encode(r["text"])) + 1
+    return nbytes / ntokens
+
+
+def depth_bound(lm: IntLM, byte_rate: float, repeats: int) -> dict:
+    """For each depth L = 0..layers: graph nodes, and at each ``DEPTH_SHAPES`` shape the median us a
+    token and the kB/s of text it would allow (``byte_rate`` bytes a token) with nothing else running."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for depth in range(len(lm.layers) + 1):
+        graph = build(dataclasses.replace(lm, layers=lm.layers[:depth]))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+        row = {"graph_nodes": len(onnx.load_from_string(graph).graph.node)}
+        for name, (B, S, T) in DEPTH_SHAPES.items():
+            us = timed(sess, feeds(depth, lm.heads, lm.head_dim, B, S, T, rng), repeats) / (B * S) * 1e6
+            row[name] = {"us_per_token": round(us, 1), "kB_per_s_at_most": round(byte_rate / us * 1e3, 1)}
+        out[f"{depth} layers"] = row
+        print(f"{depth} layers: {row}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--graph", choices=["step.onnx", "step_cuda.onnx"], default="step.onnx")
+    ap.add_argument("--split", type=Path, default=ROOT / "data" / "test.jsonl",
+                    help="test messages for the bytes a token of the depth bound")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "step_cost.json")
     args = ap.parse_args()
     codec = Codec.load()
@@ -124,6 +174,11 @@ def main() -> None:
            "onnxruntime": ort.__version__, "graph_nodes": len(onnx.load_from_string(graph).graph.node),
            "shapes": shapes,
            "table_lookup_ns_per_element": lookup_ns(200_000, args.repeats)}
+    if args.graph == "step.onnx":
+        rate = bytes_per_token(codec, args.split)
+        out["depth_bound"] = {"bytes_per_token": round(rate, 3),
+                              "by_depth": depth_bound(IntLM.from_bytes(codec.bundle_files()["lm.npz"]), rate,
+                                                      args.repeats)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "shapes"}, indent=1))

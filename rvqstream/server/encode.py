@@ -25,7 +25,7 @@ from rvqstream.models import Batch, Codec, Tier
 from rvqstream.models.errors import Cancel
 from rvqstream.models.stream import written
 from rvqstream.server.errors import ServiceError, invalid
-from rvqstream.server.scheduler import Scheduler, WorkItem
+from rvqstream.server.scheduler import Scheduler, WorkItem, token_estimate
 from rvqstream.server.telemetry import Metrics
 from rvqstream.wire import tier_from_pb, tier_to_pb
 
@@ -91,6 +91,8 @@ class EncodeSession:
         self._slack = SLACK_S + SLACK_FRACTION * self.budget
         self._ops: list[tuple] = []          # operations not yet handed to the scheduler
         self._ops_bytes = 0
+        self._ops_chars = 0                     # characters of the text in _ops
+        self._ops_force = False                 # whether _ops hold a flush or a message end
         self._ops_anchor: float | None = None   # arrival of the oldest text in _ops
         self._anchor: float | None = None       # arrival of the oldest text inside the encoder
         self._last_emit: float | None = None
@@ -160,14 +162,18 @@ class EncodeSession:
                 else:
                     self._ops.append(("push", text))
                 self._ops_bytes += size
+                self._ops_chars += len(text)
                 if idle and not chunk.end_message:   # Nagle: an idle stream's first text goes at once
                     self._ops.append(("flush",))
+                    self._ops_force = True
                     self._last_emit = now            # text right behind it waits for company
             if chunk.end_message:
                 self._ops.append(("end",))
+                self._ops_force = True
                 self.message_bytes = 0
             elif chunk.flush:
                 self._ops.append(("flush",))
+                self._ops_force = True
             full = self._ops_bytes > self.limits.buffer_bytes
             if full:
                 self._room.clear()
@@ -209,8 +215,8 @@ class EncodeSession:
             return False
         if oldest is not None and now >= self._flush_at(oldest):
             return False
-        item = WorkItem(self.encoder, self._ops, None)
-        return not item.forces_frames and item.token_estimate(self.encoder.parts.frame) == 0
+        return (not self._ops_force
+                and token_estimate(self.encoder, self._ops_chars, False, self.encoder.parts.frame) == 0)
 
     async def _work(self) -> None:
         while True:
@@ -231,6 +237,7 @@ class EncodeSession:
                 continue
             ops, ops_anchor = self._ops, self._ops_anchor
             self._ops, self._ops_bytes, self._ops_anchor = [], 0, None
+            self._ops_chars, self._ops_force = 0, False
             self._room.set()
             if ops_anchor is not None and now >= self._flush_at(ops_anchor):
                 flush_due = True

@@ -162,6 +162,9 @@ def _peer_host(context: grpc.aio.ServicerContext) -> str:
     return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
+_UNPARSABLE = ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message of this method")
+
+
 async def _refuse(context: grpc.aio.ServicerContext, error: ServiceError):
     await context.abort_with_status(error.to_status())
 
@@ -201,12 +204,19 @@ def _wrap(handler: grpc.RpcMethodHandler, access: Access, gate: Gate) -> grpc.Rp
         try:
             return parse(data)
         except Exception:  # noqa: BLE001 - any undecodable request is the client's error
-            await _refuse(context, ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                                                "the request is not a valid message of this method"))
+            await _refuse(context, _UNPARSABLE)
 
     async def messages(requests: AsyncIterator, context) -> AsyncIterator:
+        if parse is None:
+            async for data in requests:
+                yield data
+            return
         async for data in requests:
-            yield await parsed(data, context)
+            try:        # parsed() inline: no coroutine a message
+                request = parse(data)
+            except Exception:  # noqa: BLE001 - any undecodable request is the client's error
+                await _refuse(context, _UNPARSABLE)
+            yield request
 
     async def enter_stream(requests: AsyncIterator, context) -> tuple[str | None, AsyncIterator]:
         """Parses a client stream and admits the call (on its first request when the method

@@ -38,6 +38,7 @@ CHARS_PER_TOKEN = 3.0     # to estimate the tokens of text not yet tokenized
 WARM_UP_TEXT = ("The server streams text through a learned codec; every frame must be out within "
                 "its budget, so the scheduler predicts what each piece of work will cost. ") * 3
 WARM_UP_STREAMS = 8       # the warm-up's group of short flushes: one round, many items
+EXPECTED_DELAY_REUSE_S = 0.001   # expected_delay answers alike within a millisecond
 
 
 @dataclass
@@ -59,10 +60,16 @@ class WorkItem:
     def token_estimate(self, frame: int) -> float:
         """Tokens this item may put through the model: all it holds if it forces frames out,
         else only the full frames."""
-        enc = self.encoder
-        chars = enc.held_chars + sum(len(op[1]) for op in self.ops if op[0] == "push")
-        held = enc.held_tokens + chars / CHARS_PER_TOKEN
-        return held if self.forces_frames else frame * (held // frame)
+        return token_estimate(self.encoder, sum(len(op[1]) for op in self.ops if op[0] == "push"),
+                              self.forces_frames, frame)
+
+
+def token_estimate(encoder: StreamEncoder, push_chars: int, forces_frames: bool, frame: int) -> float:
+    """Tokens a stream's pending operations may put through the model: those ``encoder`` holds and
+    ``push_chars`` characters of new text, all of them if the operations force frames out (a flush
+    or a message end), else only the full frames of ``frame`` tokens."""
+    held = encoder.held_tokens + (encoder.held_chars + push_chars) / CHARS_PER_TOKEN
+    return held if forces_frames else frame * (held // frame)
 
 
 def ops_frames(item: WorkItem) -> Frames[list[Batch]]:
@@ -158,6 +165,7 @@ class Scheduler:
         self._queued_cost = 0.0                # predicted cost of the work not yet started
         self._closed = False
         self._idle = 0                         # workers waiting for work; guarded by _cv
+        self._expected, self._expected_at = 0.0, -math.inf    # expected_delay's last answer, and when
         self._threads = [threading.Thread(target=self._worker, name=f"rvqstream-model-{i}", daemon=True)
                          for i in range(workers)]
         self._tasks: list[asyncio.Task] = []
@@ -203,9 +211,14 @@ class Scheduler:
         """Seconds a flush of one frame queued now should take until its frame is out (for flush
         timers): the wait to start (the queued work shared by the workers, or, when more, the
         recent waits: streams flushing together queue behind each other), the frame itself, and
-        the event loop's lag on the way out."""
-        return (max(self.max_queue_delay + self._queued_cost / self.workers, self.wait.value)
-                + self.lag.value + self.costs.one_frame())
+        the event loop's lag on the way out. Worked out at most once every
+        ``EXPECTED_DELAY_REUSE_S`` (every incoming chunk asks)."""
+        now = time.monotonic()
+        if now - self._expected_at >= EXPECTED_DELAY_REUSE_S:
+            self._expected = (max(self.max_queue_delay + self._queued_cost / self.workers, self.wait.value)
+                              + self.lag.value + self.costs.one_frame())
+            self._expected_at = now
+        return self._expected
 
     async def _gather(self) -> None:
         """Collects items into batches (at most ``max_queue_delay`` of waiting) for the ready queue."""
