@@ -206,6 +206,19 @@ def test_blobs_coded_by_frames_decode_by_steps_and_by_rows(codec):
     assert codec.decompress_many([b for _, b in shuffled]) == [t for t, _ in shuffled]
 
 
+def test_batched_calls_run_in_a_session_a_decoder_never_makes(codec, builtin_messages):
+    """One-token steps keep a session of their own; frames and batches run in a second one, made
+    at the first such call (a client that only decodes one message at a time never pays for it)."""
+    texts = [m["text"] for m in builtin_messages[:3]]
+    blobs = [codec.compress(t) for t in texts]
+    fresh = Codec.load()
+    assert [fresh.decompress(b) for b in blobs] == texts
+    assert fresh.parts.step._many is None
+    assert fresh.compress(texts[0]) == blobs[0]          # a lone frame: the batches' session
+    assert fresh.parts.step._many is not None
+    assert fresh.decompress_many(blobs) == texts
+
+
 def test_decompress_many_reports_each_bad_blob_and_decodes_the_rest(codec):
     from rvqstream.models.errors import CodecError, TooLargeError
 

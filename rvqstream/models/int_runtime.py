@@ -67,7 +67,9 @@ class IntStepModel:
         if PROVIDERS[device][0] not in ort.get_available_providers():
             raise RuntimeError(f"ONNX Runtime here has no {PROVIDERS[device][0]} (for cuda: pip install "
                                "'rvqstream[gpu]' on a machine with an NVIDIA GPU)")
-        self._sess = ort.InferenceSession(graph, sess_options=settings.options(), providers=PROVIDERS[device])
+        self._graph, self._settings = graph, settings
+        self._one = self._session()     # one context's calls: a decoder's steps, a lone frame
+        self._many: ort.InferenceSession | None = None     # calls of many contexts, made at the first
         self.layers, self.heads, self.head_dim = lm_info["layers"], lm_info["heads"], lm_info["head_dim"]
         self.context = lm_info["context"]
         self.freq_by_step = np.asarray(lm_info["freq_by_step"], np.int64)
@@ -89,15 +91,25 @@ class IntStepModel:
         return IntState([np.zeros((1, h, dh, c), np.int8) for _ in range(self.layers)],
                         [np.zeros((1, h, c, dh), np.int8) for _ in range(self.layers)])
 
+    def _session(self) -> ort.InferenceSession:
+        return ort.InferenceSession(self._graph, sess_options=self._settings.options(),
+                                    providers=PROVIDERS[self.device])
+
     def run(self, tokens: np.ndarray, positions: np.ndarray, keys: list, values: list,
-            bias: np.ndarray) -> tuple[np.ndarray, list, list]:
+            bias: np.ndarray, many: bool = False) -> tuple[np.ndarray, list, list]:
         """One graph call: tokens/positions [B,S] int64, slots, bias [B,1,S,C+S] int32 ->
-        (logit gaps [B,S,V] int32, new keys per layer [B,H,dh,S], new values [B,H,S,dh])."""
+        (logit gaps [B,S,V] int32, new keys per layer [B,H,dh,S], new values [B,H,S,dh]).
+        ``many``: a call of a batch's rows, which runs in a session of its own. A session that has
+        run batched calls of many shapes runs one-token steps about 15% slower (ONNX Runtime's
+        per-shape allocation; 8.2 against 9.6 kB/s decoding one message at a time), so a
+        decoder's steps keep a session that sees few shapes. Both give the same integers."""
         feeds = {"tokens": tokens, "positions": positions, "bias": bias}
         for i in range(self.layers):
             feeds[f"past_k{i}"] = keys[i]
             feeds[f"past_v{i}"] = values[i]
-        out = self._sess.run(None, feeds)
+        if many and self._many is None:
+            self._many = self._session()
+        out = (self._many if many else self._one).run(None, feeds)
         return out[0], out[1::2], out[2::2]
 
     def tables(self, gaps: np.ndarray) -> np.ndarray:
@@ -174,7 +186,7 @@ class IntStepModel:
         bias = frame_bias(lengths, T, S)
         keys = [np.concatenate([st.keys[i][..., :T] for st in states]) for i in range(self.layers)]
         values = [np.concatenate([st.values[i][:, :, :T] for st in states]) for i in range(self.layers)]
-        gaps, k, v = self.run(tokens, positions, keys, values, bias)
+        gaps, k, v = self.run(tokens, positions, keys, values, bias, many=True)
         ranges = symbol_ranges(self._freqs32, gaps, targets).tolist()
         out = []
         for b, (st, symbols) in enumerate(zip(states, symbol_lists)):
@@ -183,15 +195,16 @@ class IntStepModel:
         return out
 
     def frame_gaps(self, state: IntState, symbols: list[int]) -> np.ndarray:
-        """``frame``'s logit gaps [S,V] (``state`` advances the same way). A lone frame passes every
-        slot: one input shape per frame length. (Passing the slots in use made encoding faster, but
-        a session that had coded frames of many shapes then decoded one token a call 15% slower,
-        as slow as with ONNX Runtime's memory patterns turned off.)"""
+        """``frame``'s logit gaps [S,V] (``state`` advances the same way). A lone frame passes the
+        slots in use, so it runs with the batches' calls (``run(many=True)``): frames come in
+        many shapes, which would slow a decoder's one-token steps down in their session."""
         S, n = len(symbols), state.length
+        T = slots_in_use(n, self.context)
         inputs = np.array([[state.last_token, *symbols[:-1]]], np.int64)
         positions = np.arange(n, n + S, dtype=np.int64)[None]
-        bias = frame_bias(np.array([n]), self.context, S)
-        gaps, k, v = self.run(inputs, positions, state.keys, state.values, bias)
+        bias = frame_bias(np.array([n]), T, S)
+        gaps, k, v = self.run(inputs, positions, [x[..., :T] for x in state.keys],
+                              [x[:, :, :T] for x in state.values], bias, many=True)
         _append_frame(state, symbols, k, v)
         return gaps[0]
 
@@ -290,7 +303,8 @@ class StepRows:
             run_lengths = np.array([s.length for s in run_states], np.int64)
             keys, values = [x[:m] for x in self.keys], [x[:m] for x in self.values]
         tokens = np.array([[s.last_token] for s in run_states], np.int64)
-        gaps, k, v = self.model.run(tokens, run_lengths[:, None], keys, values, frame_bias(run_lengths, T, 1))
+        gaps, k, v = self.model.run(tokens, run_lengths[:, None], keys, values, frame_bias(run_lengths, T, 1),
+                                    many=True)
         for i in range(self.model.layers):
             self.keys[i][rows, :, :, lengths] = k[i][index, :, :, 0]
             self.values[i][rows, :, lengths, :] = v[i][index, :, 0, :]
