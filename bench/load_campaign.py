@@ -68,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--search-from", type=int, default=80)
+    ap.add_argument("--search-from", type=int, default=20)
     ap.add_argument("--search-step", type=int, default=10)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

@@ -4,8 +4,8 @@ Every number written comes from the ``results`` dict of the run (bench/scoreboar
 bpb = bits per byte of UTF-8 text, latency in ms, throughput in bytes, tokens or messages per
 second. The sections of the integer model's whole-split check, edge decode, step cost, message codes and
 scale-out come from the run's results, or, for a run without them, from ``intlm_check.json``,
-``edge_decode.json``, ``step_cost.json``, ``semantic_codes.json`` and ``scale_out.json`` beside
-``results.json`` (bench/intlm_check.py, bench/edge_decode.py, bench/step_cost.py,
+``edge_decode.json``, ``step_cost.json``, ``group_cost.json``, ``semantic_codes.json`` and ``scale_out.json`` beside
+``results.json`` (bench/intlm_check.py, bench/edge_decode.py, bench/step_cost.py, bench/group_cost.py,
 bench/semantic_codes.py, bench/scale_out.py);
 attacks and fuzzing from ``attacks.json`` and ``fuzz.json`` (runs of their own).
 
@@ -438,8 +438,27 @@ def step_cost_section(d: dict, where: str) -> str:
              ", ".join(f"{op} {share:.0%}" for op, share in list(v["kernel_time_by_op"].items())[:4])]
             for name, v in d["shapes"].items()]
     lookups = ", ".join(f"`{k}` {v} ns" for k, v in d["table_lookup_ns_per_element"].items())
-    return (s + table(["shape", "ms a call", "us a token", "largest op shares"], rows)
-            + f"\nA table lookup, an element at a time (255-entry int32 table): {lookups}.\n")
+    s += (table(["shape", "ms a call", "us a token", "largest op shares"], rows)
+          + f"\nA table lookup, an element at a time (255-entry int32 table): {lookups}.\n")
+    if bound := d.get("depth_bound"):
+        shapes = [k for k in next(iter(bound["by_depth"].values())) if k != "graph_nodes"]
+        rows = [[depth, v["graph_nodes"], *(f"{v[k]['us_per_token']:.1f} us, {v[k]['kB_per_s_at_most']:.1f} kB/s"
+                                            for k in shapes)]
+                for depth, v in bound["by_depth"].items()]
+        s += ("\nThe graph cut to its first L layers (a shallower model of this family), alone: us a token and "
+              f"the kB/s of text that allows at most ({bound['bytes_per_token']} bytes a token).\n\n"
+              + table(["layers", "graph nodes", *shapes], rows))
+    return s
+
+
+def group_cost_section(d: dict, where: str) -> str:
+    """The server's model-thread work a token (bench/group_cost.py's results)."""
+    dec = d["decode_one_at_a_time_kB_per_s"]
+    return (f"## A model thread's group on one core\n\nFrom {where}: `bench/group_cost.py`, {d['streams']} "
+            f"streams' flushes run as one group ({d['tokens_a_group']:.0f} tokens): {d['us_a_token']:.1f} us a "
+            f"token, {d['us_a_token_outside_model_calls']:.1f} of them outside the model calls. Decoding one "
+            f"message at a time ({d['messages']} messages) with the codec that ran the groups: "
+            f"{dec['after groups']:.2f} kB/s; with a fresh codec: {dec['fresh codec']:.2f} kB/s.\n")
 
 
 def _own_or_file(results: dict, key: str, out: Path) -> tuple[dict | None, str]:
@@ -550,7 +569,7 @@ def write_report(results: dict, out: Path) -> None:
     decode from ``out``'s json files when the run has none)."""
     results = dict(results)
     own = {}
-    for key in ("intlm_check", "edge_decode", "step_cost", "semantic_codes", "scale_out"):
+    for key in ("intlm_check", "edge_decode", "step_cost", "group_cost", "semantic_codes", "scale_out"):
         results[key], own[key] = _own_or_file(results, key, out)
     results["_where"] = own
     m, c, model = results["machine"], results["commit"], results["model"]
@@ -576,6 +595,7 @@ def write_report(results: dict, out: Path) -> None:
         *([intlm_check_section(results["intlm_check"], own["intlm_check"])] if results["intlm_check"] else []),
         *([edge_decode_section(results["edge_decode"], own["edge_decode"])] if results["edge_decode"] else []),
         *([step_cost_section(results["step_cost"], own["step_cost"])] if results["step_cost"] else []),
+        *([group_cost_section(results["group_cost"], own["group_cost"])] if results["group_cost"] else []),
         *([codes_section(results["semantic_codes"], own["semantic_codes"])] if results.get("semantic_codes") else []),
         *([scale_section(results["scale_out"], own["scale_out"])] if results.get("scale_out") else []),
     ]
