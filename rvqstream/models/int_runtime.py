@@ -46,7 +46,7 @@ def slots_in_use(longest: int, context: int) -> int:
 class IntState:
     """One context: key/value slots per layer, the next input (last token) and its position."""
 
-    keys: list[np.ndarray]       # per layer [1,H,dh,C] int8
+    keys: list[np.ndarray]       # per layer [1,H,dh,C] int8 (a StepRows row: its batch's slots)
     values: list[np.ndarray]     # per layer [1,H,C,dh] int8
     last_token: int = 0          # the start symbol (EOS_ID) opens every context
     length: int = 0              # positions filled (tokens after the start symbol)
@@ -267,16 +267,35 @@ def _append_frame(state: IntState, symbols: list[int], keys: list, values: list)
 
 
 class StepRows:
-    """B contexts (``states``, views into shared [B,...] slot buffers) stepped together: one graph
-    call computes the next table of every context in ``step``'s list."""
+    """B contexts (``states``, views into shared slot buffers) stepped together: one graph call
+    computes the next table of every context in ``step``'s list. The buffers ([B,H,dh,T] keys and
+    [B,H,T,dh] values per layer) hold exactly the slots the contexts use, T = ``slots_in_use`` of
+    the longest context plus its next slot: a call passes them as they lie, with no copy, and they
+    are made again (a copy) only when T changes, once every ``SLOT_QUANTUM`` steps of the longest
+    context at most. A state's ``keys`` and ``values`` are views of its row."""
 
     def __init__(self, model: IntStepModel, count: int):
-        h, dh, c = model.heads, model.head_dim, model.context
         self.model = model
-        self.keys = [np.zeros((count, h, dh, c), np.int8) for _ in range(model.layers)]
-        self.values = [np.zeros((count, h, c, dh), np.int8) for _ in range(model.layers)]
-        self.states = [IntState([k[b:b + 1] for k in self.keys], [v[b:b + 1] for v in self.values])
-                       for b in range(count)]
+        self.count = count
+        self.slots = 0
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.states = [IntState([], []) for _ in range(count)]
+        self._fit(SLOT_QUANTUM)
+
+    def _fit(self, slots: int) -> None:
+        """Make the buffers hold ``slots`` slots (keeping the first ``slots`` of each row)."""
+        h, dh, keep = self.model.heads, self.model.head_dim, min(slots, self.slots)
+        keys = [np.zeros((self.count, h, dh, slots), np.int8) for _ in range(self.model.layers)]
+        values = [np.zeros((self.count, h, slots, dh), np.int8) for _ in range(self.model.layers)]
+        for new, old in zip(keys, self.keys):
+            new[..., :keep] = old[..., :keep]
+        for new, old in zip(values, self.values):
+            new[:, :, :keep] = old[:, :, :keep]
+        self.keys, self.values, self.slots = keys, values, slots
+        for b, state in enumerate(self.states):
+            state.keys = [k[b:b + 1] for k in keys]
+            state.values = [v[b:b + 1] for v in values]
 
     def step(self, rows: list[int]) -> list[tuple[np.ndarray, None]]:
         """-> for each row in ``rows`` (in that order), what ``IntStepModel.step`` gives for its state,
@@ -287,18 +306,21 @@ class StepRows:
         """-> logit gaps [len(rows),V]; each listed row's new key and value are written into the
         slot after its context (``advance(state, token, None)`` then takes that slot into it; a row
         that does not advance keeps the slot unused, masked). The call takes whichever costs less:
-        the listed rows' slots in use gathered into one batch (a copy), or the buffers' first rows up
-        to the last listed one as they lie, every slot (no copy; rows not listed are computed and
-        ignored)."""
+        the buffers' first rows up to the last listed one as they lie (no copy; rows not listed are
+        computed and ignored), or the listed rows' slots in use gathered into one batch (a copy)."""
+        c = self.model.context
+        slots = slots_in_use(max(s.length for s in self.states) + 1, c)
+        if slots != self.slots:
+            self._fit(slots)
         states = [self.states[b] for b in rows]
         lengths = np.array([s.length for s in states], np.int64)
-        c, T, m = self.model.context, slots_in_use(int(lengths.max()), self.model.context), max(rows) + 1
-        if len(rows) * (ROW_COST_SLOTS + 2 * T) < m * (ROW_COST_SLOTS + c):
+        T, m = slots_in_use(int(lengths.max()), c), max(rows) + 1
+        if len(rows) * (ROW_COST_SLOTS + 2 * T) < m * (ROW_COST_SLOTS + self.slots):
             index, run_states, run_lengths = np.arange(len(rows)), states, lengths
             keys = [x[..., :T][rows] for x in self.keys]
             values = [x[:, :, :T][rows] for x in self.values]
         else:
-            index, T = np.array(rows), c
+            index, T = np.array(rows), self.slots
             run_states = self.states[:m]
             run_lengths = np.array([s.length for s in run_states], np.int64)
             keys, values = [x[:m] for x in self.keys], [x[:m] for x in self.values]
