@@ -23,6 +23,7 @@ from rvqstream.models import Codec, SessionSettings
 from rvqstream.models.bundle import SEMANTIC_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
+OLD_SOURCES = ("fortunes", "gcide", "kjv", "man", "pydoc", "wordnet")     # the project's test split
 
 
 def sample(path: Path, per_source: int, sources: tuple[str, ...] | None) -> list[str]:
@@ -56,8 +57,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "edge_decode.json")
     args = ap.parse_args()
-    old = ("fortunes", "gcide", "kjv", "man", "pydoc", "wordnet")
-    texts = sample(args.split, args.per_source, None if args.all_sources else old)
+    texts = sample(args.split, args.per_source, None if args.all_sources else OLD_SOURCES)
     nbytes = sum(len(t.encode()) for t in texts)
     settings = SessionSettings(threads=1)
     intlm, floatlm = Codec.load(settings=settings), Codec.load(SEMANTIC_DIR, settings=settings)

@@ -23,23 +23,12 @@ import statistics
 import time
 from pathlib import Path
 
+from edge_decode import OLD_SOURCES, sample
+
 from rvqstream.models import Codec, SessionSettings
 from rvqstream.server.scheduler import ItemGroup, WorkItem
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD_SOURCES = ("fortunes", "gcide", "kjv", "man", "pydoc", "wordnet")
-
-
-def test_messages(split: Path, per_source: int) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    with open(split) as f:
-        for line in f:
-            r = json.loads(line)
-            if r["source"] in OLD_SOURCES and seen.get(r["source"], 0) < per_source:
-                seen[r["source"]] = seen.get(r["source"], 0) + 1
-                out.append(r["text"])
-    return out
 
 
 def run_groups(codec: Codec, streams: int, groups: int, rng: random.Random) -> tuple[float, float, float]:
@@ -82,7 +71,7 @@ def main() -> None:
     settings = SessionSettings(threads=1)
     rng = random.Random(0)
     worked, fresh = Codec.load(settings=settings), Codec.load(settings=settings)
-    texts = test_messages(args.split, args.per_source)
+    texts = sample(args.split, args.per_source, OLD_SOURCES)
     nbytes = sum(len(t.encode()) for t in texts)
     blobs = [fresh.compress(t) for t in texts]
     fresh = Codec.load(settings=settings)          # a decoder only: it has coded no frame

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from edge_decode import OLD_SOURCES, sample
 from onnx import TensorProto, helper, numpy_helper
 
 from rvqstream.models import Codec
@@ -42,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from models.intlm_graph import build  # the repository's export code (onnx, numpy: no torch)
 
-OLD_SOURCES = ("fortunes", "gcide", "kjv", "man", "pydoc", "wordnet")
 DEPTH_SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16), "backlog step (B=64, S=1, T=64)": (64, 1, 64)}
 SHAPES = {"decoder step (B=1, S=1, T=16)": (1, 1, 16),
           "decoder step, long context (B=1, S=1, T=240)": (1, 1, 240),
@@ -115,18 +115,10 @@ def lookup_ns(n: int, repeats: int) -> dict[str, float]:
 
 
 def bytes_per_token(codec: Codec, split: Path, per_source: int = 20) -> float:
-    """UTF-8 bytes a token (a message's EOS counted) over the first ``per_source`` test messages of
-    each of the six old sources (the sample of ``bench/edge_decode.py``)."""
-    seen: collections.Counter = collections.Counter()
-    nbytes = ntokens = 0
-    with open(split) as f:
-        for line in f:
-            r = json.loads(line)
-            if r["source"] in OLD_SOURCES and seen[r["source"]] < per_source:
-                seen[r["source"]] += 1
-                nbytes += len(r["text"].encode())
-                ntokens += len(codec.parts.tokenizer.encode(r["text"])) + 1
-    return nbytes / ntokens
+    """UTF-8 bytes a token (a message's EOS counted) over ``bench/edge_decode.py``'s sample: the
+    first ``per_source`` test messages of each of the six old sources."""
+    texts = sample(split, per_source, OLD_SOURCES)
+    return sum(len(t.encode()) for t in texts) / sum(len(codec.parts.tokenizer.encode(t)) + 1 for t in texts)
 
 
 def depth_bound(lm: IntLM, byte_rate: float, repeats: int) -> dict:

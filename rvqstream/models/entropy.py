@@ -99,9 +99,9 @@ class ArithmeticEncoder:
         rng = high - low + 1
         high = low + cum_high * rng // total - 1
         low = low + cum_low * rng // total
-        settled = STATE_BITS - (low ^ high).bit_length()      # leading bits low and high share
+        settled, straddle, self._low, self._high = _renormalize(low, high)
         if settled:
-            run = low >> (STATE_BITS - settled)
+            run = low >> (STATE_BITS - settled)          # the settled bits, from the old low
             if self._pending:        # the first settled bit, then the pending bits (its opposite)
                 first = run >> (settled - 1)
                 self._put(first, 1)
@@ -110,14 +110,7 @@ class ArithmeticEncoder:
                 self._put(run & ((1 << (settled - 1)) - 1), settled - 1)
             else:
                 self._put(run, settled)
-            low = (low << settled) & _MASK
-            high = ((high << settled) & _MASK) | ((1 << settled) - 1)
-        straddle = _straddle_steps(low, high)
-        if straddle:
-            self._pending += straddle
-            low = (low << straddle) & (_HALF - 1)
-            high = ((high << straddle) & (_HALF - 1)) | _HALF | ((1 << straddle) - 1)
-        self._low, self._high = low, high
+        self._pending += straddle
 
     def encode_symbol(self, cum: np.ndarray, symbol: int) -> None:
         self.encode(int(cum[symbol]), int(cum[symbol + 1]), int(cum[-1]))
@@ -135,12 +128,21 @@ class ArithmeticEncoder:
         return out.rstrip(b"\x00")
 
 
-def _straddle_steps(low: int, high: int) -> int:
-    """Underflow steps due after renormalization (low = 01..., high = 10...): how many bits after
-    the top one low has as 1s and high as 0s, in a row."""
+def _renormalize(low: int, high: int) -> tuple[int, int, int, int]:
+    """An interval after coding a symbol -> (settled, straddle, low, high): the leading bits low
+    and high share (they leave the coder), then the underflow steps due (low = 01..., high =
+    10...: how many bits after the top one low has as 1s and high as 0s, in a row), and the
+    interval once both are shifted out, as that many one-bit steps would leave it."""
+    settled = STATE_BITS - (low ^ high).bit_length()
+    low = (low << settled) & _MASK
+    high = ((high << settled) & _MASK) | ((1 << settled) - 1)
     low_ones = STATE_BITS - 1 - (~low & (_HALF - 1)).bit_length()
     high_zeros = STATE_BITS - 1 - (high & (_HALF - 1)).bit_length()
-    return min(low_ones, high_zeros)
+    straddle = min(low_ones, high_zeros)
+    if straddle:
+        low = (low << straddle) & (_HALF - 1)
+        high = ((high << straddle) & (_HALF - 1)) | _HALF | ((1 << straddle) - 1)
+    return settled, straddle, low, high
 
 
 class ArithmeticDecoder:
@@ -173,17 +175,12 @@ class ArithmeticDecoder:
         rng = high - low + 1
         high = low + cum_high * rng // total - 1
         low = low + cum_low * rng // total
-        settled = STATE_BITS - (low ^ high).bit_length()
+        settled, straddle, self._low, self._high = _renormalize(low, high)
         if settled:
-            low = (low << settled) & _MASK
-            high = ((high << settled) & _MASK) | ((1 << settled) - 1)
             code = ((code << settled) & _MASK) | self._read(settled)
-        straddle = _straddle_steps(low, high)
         if straddle:
-            low = (low << straddle) & (_HALF - 1)
-            high = ((high << straddle) & (_HALF - 1)) | _HALF | ((1 << straddle) - 1)
             code = (code & _HALF) | ((code << straddle) & (_HALF - 1)) | self._read(straddle)
-        self._low, self._high, self._code = low, high, code
+        self._code = code
 
     def decode_symbol(self, cum: np.ndarray) -> int:
         total = int(cum[-1])

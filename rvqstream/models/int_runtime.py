@@ -75,10 +75,9 @@ class IntStepModel:
         self.freq_by_step = np.asarray(lm_info["freq_by_step"], np.int64)
         if self.freq_by_step.max() >= 1 << 31:
             raise ValueError("freq_by_step holds a frequency past int32")
-        # coding intervals look frequencies up in an int32 copy (half the bytes; the cumulative
-        # tables of a decoder cast less from int64)
+        # coding intervals look frequencies up in an int32 copy: half the bytes to read (a
+        # decoder's cumulative tables keep the int64 one: summing int32 into int64 costs a cast)
         self._freqs32 = self.freq_by_step.astype(np.int32)
-        self._past = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
 
     @classmethod
     def from_lm(cls, graph: bytes, lm: IntLM, settings: SessionSettings, device: str = "cpu") -> IntStepModel:

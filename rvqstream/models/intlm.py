@@ -262,7 +262,7 @@ def logit_gaps(logits: np.ndarray, table_size: int) -> np.ndarray:
 
 def cumulative_tables(freq_by_step: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """Gaps [...,V] -> cumulative frequency tables [...,V+1] int64 (``cum[...,0] == 0``): each
-    symbol's frequency is ``freq_by_step[gap]`` (>= 1; the table int64, or int32 for speed)."""
+    symbol's frequency is ``freq_by_step[gap]`` (>= 1; the table int64 or int32)."""
     cum = np.zeros(gaps.shape[:-1] + (gaps.shape[-1] + 1,), np.int64)
     np.cumsum(freq_by_step.take(gaps), axis=-1, dtype=np.int64, out=cum[..., 1:])
     return cum
